@@ -1,0 +1,77 @@
+// How each policy runs the verbs: one specialisation of backend<Policy> per policy. Policies of
+// later headers (processes<Start>, mpi) add theirs; map.hpp only dispatches.
+#pragma once
+
+#include <memory>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+
+#include "../../policy.hpp"
+#include "../scheduler/default_pools.hpp"
+#include "../scheduler/scheduler.hpp"
+#include "imap_threads.hpp"
+#include "map_threads.hpp"
+#include "sequential.hpp"
+
+namespace parallel::detail {
+
+template <class Policy>
+struct backend;  // a policy without a backend is not a policy
+
+/// starmap's adapter: calls f with the elements of a tuple-like item.
+template <class F>
+struct apply_each {
+  F f;
+  template <class Tuple>
+  decltype(auto) operator()(Tuple&& t) {
+    return std::apply(f, std::forward<Tuple>(t));
+  }
+};
+
+/// The thread-pool verbs, shared by parallel::threads and parallel::thread_pool.
+struct threads_verbs {
+  template <class F, class Range>
+  static auto map(scheduler& pool, F& f, Range& items, const options& opts) {
+    return map_on_threads(pool, f, items, opts);
+  }
+
+  template <bool Ordered, class F, class Range>
+  static auto imap(scheduler& pool, F&& f, Range&& items, const options& opts) {
+    using view = std::views::all_t<Range>;
+    using state = threaded_imap_state<std::decay_t<F>, view, Ordered>;
+    return imap_view<state>(std::make_unique<state>(
+        pool, std::forward<F>(f), std::views::all(std::forward<Range>(items)), opts));
+  }
+};
+
+template <>
+struct backend<threads> {
+  template <class F, class Range>
+  static auto map(const threads& p, F& f, Range& items, const options& opts) {
+    return threads_verbs::map(default_pools::get(p.workers), f, items, opts);
+  }
+  template <bool Ordered, class F, class Range>
+  static auto imap(const threads& p, F&& f, Range&& items, const options& opts) {
+    return threads_verbs::imap<Ordered>(default_pools::get(p.workers), std::forward<F>(f),
+                                        std::forward<Range>(items), opts);
+  }
+};
+
+template <>
+struct backend<sequential> {
+  template <class F, class Range>
+  static auto map(const sequential&, F& f, Range& items, const options& opts) {
+    return map_sequential(f, items, opts);
+  }
+  // Sequential imap is lazy and in order either way: completion order is input order.
+  template <bool Ordered, class F, class Range>
+  static auto imap(const sequential&, F&& f, Range&& items, const options& opts) {
+    using view = std::views::all_t<Range>;
+    return sequential_imap<std::decay_t<F>, view>(std::forward<F>(f),
+                                                  std::views::all(std::forward<Range>(items)),
+                                                  opts);
+  }
+};
+
+}  // namespace parallel::detail

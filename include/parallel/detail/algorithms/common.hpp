@@ -1,0 +1,196 @@
+// Pieces every backend's verbs share: reading the input by index, storing results out of order,
+// capturing the first failure, and reporting progress from many threads.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../../policy.hpp"
+
+namespace parallel::detail {
+
+/// The input of map, addressable by index. Random-access sized ranges are read in place (never
+/// copied); other forward ranges through a table of iterators; single-pass ranges are drained
+/// into a vector once, in the calling thread.
+template <class Range>
+class indexed_input {
+  using iterator = std::ranges::iterator_t<Range>;
+  using reference = std::ranges::range_reference_t<Range>;
+  static constexpr bool in_place =
+      std::ranges::random_access_range<Range> && std::ranges::sized_range<Range>;
+  static constexpr bool by_iterator = !in_place && std::ranges::forward_range<Range>;
+  using value = std::ranges::range_value_t<Range>;
+  using storage = std::conditional_t<in_place, iterator,
+                                     std::conditional_t<by_iterator, std::vector<iterator>,
+                                                        std::vector<value>>>;
+
+ public:
+  explicit indexed_input(Range& items) {
+    if constexpr (in_place) {
+      data_ = std::ranges::begin(items);
+      size_ = static_cast<std::size_t>(std::ranges::size(items));
+    } else {
+      if constexpr (std::ranges::sized_range<Range>)
+        data_.reserve(static_cast<std::size_t>(std::ranges::size(items)));
+      for (auto it = std::ranges::begin(items); it != std::ranges::end(items); ++it) {
+        if constexpr (by_iterator)
+          data_.push_back(it);
+        else
+          data_.push_back(*it);
+      }
+      size_ = data_.size();
+    }
+  }
+
+  std::size_t size() const noexcept { return size_; }
+
+  /// What f receives for item i: the range's own reference type. Each index is read once, so a
+  /// drained single-pass input hands its values over by move.
+  decltype(auto) operator[](std::size_t i) {
+    if constexpr (in_place) {
+      return data_[static_cast<std::iter_difference_t<iterator>>(i)];
+    } else if constexpr (by_iterator) {
+      return *data_[i];
+    } else if constexpr (std::is_lvalue_reference_v<reference>) {
+      return static_cast<value&>(data_[i]);
+    } else {
+      return static_cast<value&&>(data_[i]);
+    }
+  }
+
+ private:
+  storage data_{};
+  std::size_t size_ = 0;
+};
+
+template <class F, class Range>
+using map_result_t = std::remove_cvref_t<
+    std::invoke_result_t<F&, decltype(std::declval<indexed_input<Range>&>()[0])>>;
+
+/// Results written by index from many threads, handed back as a std::vector<R>. Default
+/// constructible results go straight into the vector; others (move-only without a default,
+/// say) are built in raw storage and moved over at the end.
+template <class R>
+class result_slots {
+  static constexpr bool direct = std::is_default_constructible_v<R> && std::is_move_assignable_v<R>;
+
+ public:
+  explicit result_slots(std::size_t n) : size_(n) {
+    if constexpr (direct) {
+      values_.resize(n);
+    } else {
+      raw_ = std::allocator<R>{}.allocate(n);
+      built_.assign(n, 0);
+    }
+  }
+  result_slots(const result_slots&) = delete;
+  result_slots& operator=(const result_slots&) = delete;
+  ~result_slots() {
+    if constexpr (!direct) {
+      for (std::size_t i = 0; i < size_; ++i)
+        if (built_[i] != 0) std::destroy_at(raw_ + i);
+      std::allocator<R>{}.deallocate(raw_, size_);
+    }
+  }
+
+  /// Stores f(input[i]) into slot i for i in [first, last).
+  template <class F, class Input>
+  void fill(F& f, Input& input, std::size_t first, std::size_t last) {
+    if constexpr (direct) {
+      R* out = values_.data();
+      for (std::size_t i = first; i < last; ++i) out[i] = std::invoke(f, input[i]);
+    } else {
+      for (std::size_t i = first; i < last; ++i) {
+        std::construct_at(raw_ + i, std::invoke(f, input[i]));
+        built_[i] = 1;
+      }
+    }
+  }
+
+  std::vector<R> take() {
+    if constexpr (direct) {
+      return std::move(values_);
+    } else {
+      std::vector<R> out;
+      out.reserve(size_);
+      for (std::size_t i = 0; i < size_; ++i) {
+        out.push_back(std::move(raw_[i]));
+        std::destroy_at(raw_ + i);
+        built_[i] = 0;
+      }
+      return out;
+    }
+  }
+
+ private:
+  std::size_t size_;
+  std::vector<R> values_;
+  R* raw_ = nullptr;
+  std::vector<unsigned char> built_;
+};
+
+/// Keeps the first exception thrown by any task; later tasks see failed() and skip their work.
+class first_failure {
+ public:
+  bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
+  void capture() noexcept {
+    if (!failed_.exchange(true, std::memory_order_acq_rel)) error_ = std::current_exception();
+  }
+  /// Caller only, after every task has finished.
+  void rethrow_if_failed() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;
+};
+
+/// Funnels progress from many threads into the user's callable: one caller at a time (a
+/// try-lock; a busy reporter skips, the next one reports the newer count), done non-decreasing.
+class progress_reporter {
+ public:
+  progress_reporter(const progress& report, std::size_t total) : report_(report), total_(total) {}
+
+  bool enabled() const noexcept { return static_cast<bool>(report_); }
+
+  void add(std::size_t finished) {
+    const std::size_t now = done_.fetch_add(finished, std::memory_order_relaxed) + finished;
+    if (busy_.exchange(true, std::memory_order_acquire)) return;
+    const std::size_t latest = std::max(now, done_.load(std::memory_order_relaxed));
+    if (latest > reported_) {
+      reported_ = latest;
+      try {
+        report_(latest, total_);
+      } catch (...) {
+        busy_.store(false, std::memory_order_release);
+        throw;
+      }
+    }
+    busy_.store(false, std::memory_order_release);
+  }
+
+  /// Caller only, after every task has finished: the last call, with done == total.
+  void finish() {
+    if (enabled() && reported_ != total_) report_(total_, total_);
+  }
+
+ private:
+  const progress& report_;
+  std::size_t total_;
+  std::atomic<std::size_t> done_{0};
+  std::atomic<bool> busy_{false};
+  std::size_t reported_ = 0;  // guarded by busy_
+};
+
+}  // namespace parallel::detail

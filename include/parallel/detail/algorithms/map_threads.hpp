@@ -1,0 +1,162 @@
+// map on the thread pool. Random-access input is split in place. With automatic chunking the
+// calling thread starts alone, and a range is halved only when a worker is hungry (lazy binary
+// splitting): cheap items end up in long tight loops, expensive or irregular items get spread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <vector>
+
+#include "../../policy.hpp"
+#include "../scheduler/scheduler.hpp"
+#include "common.hpp"
+
+namespace parallel::detail {
+
+template <class F, class Input, class R>
+class threaded_map {
+  using clock = std::chrono::steady_clock;
+  // A block of items runs between two looks at the clock and at hungry workers; its length
+  // adapts so that a block lasts roughly this long.
+  static constexpr auto block_target = std::chrono::microseconds(20);
+  // An outside caller runs the first items itself for up to this long: inputs that finish
+  // within it never wake the pool.
+  static constexpr auto inline_budget = std::chrono::microseconds(25);
+  static constexpr std::size_t max_block = std::size_t{1} << 20;
+
+ public:
+  threaded_map(scheduler& pool, F& f, Input& input, const options& opts)
+      : pool_(pool),
+        tag_(pool.new_tag()),
+        f_(f),
+        input_(input),
+        results_(input.size()),
+        chunksize_(opts.chunksize),
+        progress_(opts.progress, input.size()) {}
+
+  std::vector<R> run() {
+    const std::size_t n = input_.size();
+    std::size_t first = 0;
+    std::size_t block = 1;
+    if (n != 0) {
+      if (pool_.on_worker()) {
+        spread(0, n, block);
+      } else {
+        if (chunksize_ == 0) first = run_inline(block);
+        if (first < n) hand_to_pool(first, n, block);
+      }
+    }
+    failure_.rethrow_if_failed();
+    if (progress_.enabled()) progress_.finish();
+    return results_.take();
+  }
+
+ private:
+  // Runs [first, last); false when it (or an earlier task) failed.
+  bool run_block(std::size_t first, std::size_t last) noexcept {
+    try {
+      results_.fill(f_, input_, first, last);
+      if (progress_.enabled()) progress_.add(last - first);
+      return true;
+    } catch (...) {
+      failure_.capture();
+      return false;
+    }
+  }
+
+  std::size_t run_inline(std::size_t& block) {
+    const std::size_t n = input_.size();
+    const auto start = clock::now();
+    std::size_t first = 0;
+    while (first < n) {
+      const std::size_t last = std::min(n, first + block);
+      if (!run_block(first, last)) return n;
+      first = last;
+      if (clock::now() - start >= inline_budget) break;
+      block = std::min(block * 2, max_block);
+    }
+    return first;
+  }
+
+  void hand_to_pool(std::size_t first, std::size_t last, std::size_t block) {
+    struct root_task : task {
+      root_task(threaded_map& m, std::size_t f, std::size_t l, std::size_t b)
+          : task(&run, m.tag_), map_(&m), first_(f), last_(l), block_(b) {}
+      static void run(task* base) noexcept {
+        auto* self = static_cast<root_task*>(base);
+        self->map_->spread(self->first_, self->last_, self->block_);
+        self->done_.set();
+      }
+      threaded_map* map_;
+      std::size_t first_, last_, block_;
+      latch done_;
+    };
+    root_task root(*this, first, last, block);
+    pool_.spawn(&root);
+    pool_.wait(root.done_, tag_);
+  }
+
+  void spread(std::size_t first, std::size_t last, std::size_t block) noexcept {
+    if (chunksize_ != 0)
+      split_by_chunks(first, last);
+    else
+      split_on_demand(first, last, block);
+  }
+
+  // options.chunksize: halve down to chunks of that many items, all queued eagerly.
+  void split_by_chunks(std::size_t first, std::size_t last) noexcept {
+    while (last - first > chunksize_) {
+      if (failure_.failed()) return;
+      const std::size_t chunks = (last - first + chunksize_ - 1) / chunksize_;
+      const std::size_t mid = first + (chunks / 2) * chunksize_;
+      pool_.join([&] { split_by_chunks(first, mid); }, [&, mid] { split_by_chunks(mid, last); },
+                 tag_);
+      return;
+    }
+    if (!failure_.failed()) run_block(first, last);
+  }
+
+  void split_on_demand(std::size_t first, std::size_t last, std::size_t block) noexcept {
+    auto start = clock::now();
+    while (first < last) {
+      if (failure_.failed()) return;
+      if (last - first >= 2 && pool_.should_split()) {
+        const std::size_t mid = first + (last - first) / 2;
+        pool_.join([&] { split_on_demand(first, mid, block); },
+                   [&, mid] { split_on_demand(mid, last, block); }, tag_);
+        return;
+      }
+      const std::size_t stop = std::min(last, first + block);
+      if (!run_block(first, stop)) return;
+      first = stop;
+      const auto now = clock::now();
+      const auto took = now - start;
+      start = now;
+      if (took < block_target)
+        block = std::min(block * 2, max_block);
+      else if (took > 4 * block_target && block > 1)
+        block /= 2;
+    }
+  }
+
+  scheduler& pool_;
+  isolation_tag tag_;
+  F& f_;
+  Input& input_;
+  result_slots<R> results_;
+  std::size_t chunksize_;
+  progress_reporter progress_;
+  first_failure failure_;
+};
+
+/// parallel::map on `pool`.
+template <class F, class Range>
+auto map_on_threads(scheduler& pool, F& f, Range& items, const options& opts) {
+  using input_t = indexed_input<Range>;
+  using R = map_result_t<F, Range>;
+  static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
+  input_t input(items);
+  return threaded_map<F, input_t, R>(pool, f, input, opts).run();
+}
+
+}  // namespace parallel::detail

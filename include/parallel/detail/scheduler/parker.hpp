@@ -1,0 +1,71 @@
+// Parking a thread and waking it: the per-thread parker and the one-word latch that points at
+// the parker of the thread waiting on it. See README.md in this folder for the protocol.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace parallel::detail {
+
+/// One per thread that may wait (each worker, and each outside thread through this_parker()).
+/// park() sleeps until someone calls unpark() after the epoch was read.
+class parker {
+ public:
+  std::uint32_t epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
+  /// Sleeps while the epoch still equals `seen` (C++20 atomic wait: a futex on Linux).
+  void park(std::uint32_t seen) const noexcept { epoch_.wait(seen, std::memory_order_acquire); }
+  void unpark() noexcept {
+    epoch_.fetch_add(1, std::memory_order_release);
+    epoch_.notify_one();
+  }
+
+  /// For workers: set while the worker is asleep in its idle loop, so the scheduler can pick it
+  /// to wake. Claimed (1 -> 0) by exactly one of the waker and the worker itself.
+  std::atomic<std::uint32_t> asleep{0};
+
+ private:
+  std::atomic<std::uint32_t> epoch_{0};
+};
+
+/// The parker of the calling thread when it is not a worker of the pool it waits on.
+inline parker& this_parker() noexcept {
+  thread_local parker p;
+  return p;
+}
+
+/// A word one waiter can sleep on: 0 = not signalled, 1 = signalled, otherwise the address of
+/// the parker of the thread sleeping on it. set() is the signaller's last access to the latch,
+/// so the waiter may destroy it as soon as it sees it set.
+class latch {
+ public:
+  bool is_set() const noexcept { return word_.load(std::memory_order_acquire) == set_value; }
+
+  void set() noexcept {
+    const std::uintptr_t previous = word_.exchange(set_value, std::memory_order_acq_rel);
+    if (previous > set_value) reinterpret_cast<parker*>(previous)->unpark();
+  }
+
+  /// For a latch reused as an event (imap_unordered): the waiter clears it before looking for
+  /// new results; a set() that follows is not lost.
+  void reset() noexcept { word_.store(0, std::memory_order_release); }
+
+  /// Registers `p` to be unparked by set(). False when already set.
+  bool arm(parker& p) noexcept {
+    std::uintptr_t expected = 0;
+    return word_.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(&p),
+                                         std::memory_order_acq_rel, std::memory_order_acquire);
+  }
+
+  /// Withdraws the registration of `p` (no-op when the latch was set meanwhile).
+  void disarm(parker& p) noexcept {
+    auto expected = reinterpret_cast<std::uintptr_t>(&p);
+    word_.compare_exchange_strong(expected, 0, std::memory_order_acq_rel,
+                                  std::memory_order_acquire);
+  }
+
+ private:
+  static constexpr std::uintptr_t set_value = 1;
+  std::atomic<std::uintptr_t> word_{0};
+};
+
+}  // namespace parallel::detail

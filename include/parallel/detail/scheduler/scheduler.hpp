@@ -1,0 +1,346 @@
+// The work-stealing scheduler behind thread_pool: per-worker Chase-Lev deques, an injection queue
+// for outside threads, sleep/wake with C++20 atomic wait, and help-while-waiting restricted to
+// the waiter's own parallel call. It knows tasks, not map or imap. Design notes: README.md.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "../platform.hpp"
+#include "fork_guard.hpp"
+#include "parker.hpp"
+#include "task.hpp"
+#include "work_deque.hpp"
+
+namespace parallel::detail {
+
+class scheduler {
+  struct worker;
+
+ public:
+  explicit scheduler(std::size_t threads) : generation_(fork_guard::generation().load()) {
+    fork_guard::install();
+    threads = std::max<std::size_t>(threads, 1);
+    workers_.reserve(threads);
+    for (std::size_t i = 0; i < threads; ++i)
+      workers_.push_back(std::make_unique<worker>(*this, i));
+    // All workers start idle, hence hungry: the first call splits its work right away.
+    hungry_.store(static_cast<std::uint32_t>(threads), std::memory_order_relaxed);
+    for (auto& w : workers_) w->thread = std::thread([this, p = w.get()] { run_worker(*p); });
+  }
+
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+
+  /// Runs every task already queued, then joins the workers.
+  ~scheduler() {
+    stop_.store(true, std::memory_order_seq_cst);
+    for (auto& w : workers_) w->parker.unpark();
+    for (auto& w : workers_)
+      if (w->thread.joinable()) w->thread.join();
+  }
+
+  std::size_t size() const noexcept { return workers_.size(); }
+
+  /// False in a child forked after this scheduler was built: its threads do not exist there.
+  bool usable() const noexcept {
+    return generation_ == fork_guard::generation().load(std::memory_order_relaxed);
+  }
+
+  isolation_tag new_tag() noexcept {
+    static std::atomic<isolation_tag> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// True when the calling thread is one of this scheduler's workers.
+  bool on_worker() const noexcept { return local_worker() != nullptr; }
+
+  /// The tag of the task the calling worker runs, or a fresh tag for an outside thread.
+  isolation_tag current_tag() noexcept {
+    worker* w = local_worker();
+    return w != nullptr && w->current_tag != any_tag ? w->current_tag : new_tag();
+  }
+
+  /// True when some worker is looking for work: the moment to split a range further.
+  bool hungry() const noexcept { return hungry_.load(std::memory_order_relaxed) != 0; }
+
+  /// Queues t: on the calling worker's own deque, or on the injection queue from outside.
+  void spawn(task* t) {
+    if (worker* w = local_worker()) {
+      w->deque.push(t);
+    } else {
+      std::lock_guard lock(injected_mutex_);
+      injected_.push_back(t);
+      injected_count_.fetch_add(1, std::memory_order_relaxed);
+    }
+    wake_one();
+  }
+
+  /// Runs left() here and right() wherever a hungry worker takes it; returns when both are
+  /// done. Calling worker only; neither part may throw (the algorithms catch inside).
+  template <class Left, class Right>
+  void join(Left&& left, Right&& right, isolation_tag tag) {
+    struct right_task : task {
+      right_task(Right& fn, isolation_tag t) : task(&run, t), fn_(&fn) {}
+      static void run(task* base) noexcept {
+        auto* self = static_cast<right_task*>(base);
+        (*self->fn_)();
+        self->done_.set();
+      }
+      Right* fn_;
+      latch done_;
+    };
+    right_task other(right, tag);
+    spawn(&other);
+    left();
+    // Usually `other` is still on top of our own deque and the wait runs it inline.
+    wait(other.done_, tag);
+  }
+
+  /// True when splitting now would feed someone: a worker is looking for work and the caller's
+  /// own deque holds nothing that worker could take instead.
+  bool should_split() const noexcept {
+    if (!hungry()) return false;
+    worker* w = local_worker();
+    return w == nullptr || w->deque.empty();
+  }
+
+  /// Returns once l is set. A worker of this scheduler runs tasks tagged `tag` meanwhile; any
+  /// other thread sleeps.
+  void wait(latch& l, isolation_tag tag) {
+    if (l.is_set()) return;
+    if (worker* w = local_worker())
+      help_until(*w, l, tag, nullptr);
+    else
+      block_until(l, nullptr);
+  }
+
+  /// As wait(), but gives up at `deadline`; returns whether l is set.
+  bool wait_until(latch& l, isolation_tag tag, std::chrono::steady_clock::time_point deadline) {
+    if (l.is_set()) return true;
+    if (worker* w = local_worker()) return help_until(*w, l, tag, &deadline);
+    return block_until(l, &deadline);
+  }
+
+ private:
+  struct worker {
+    worker(scheduler& s, std::size_t i) : owner(&s), index(i), random(0x9e3779b97f4a7c15ULL * (i + 1)) {}
+    work_deque deque;
+    detail::parker parker;
+    scheduler* owner;
+    std::size_t index;
+    isolation_tag current_tag = any_tag;
+    std::uint64_t random;
+    std::thread thread;
+  };
+
+  // Spin budget before sleeping: long enough to bridge the gaps between the tasks of one call,
+  // short enough that an idle pool stops using CPU within tens of microseconds.
+  static constexpr int idle_spin_rounds = 64;
+  static constexpr int wait_spin_rounds = 256;
+  static constexpr int pauses_per_round = 16;
+
+  static worker*& tls_worker() noexcept {
+    thread_local worker* w = nullptr;
+    return w;
+  }
+
+  worker* local_worker() const noexcept {
+    worker* w = tls_worker();
+    return w != nullptr && w->owner == this && usable() ? w : nullptr;
+  }
+
+  void execute(worker& w, task* t) {
+    const isolation_tag outer = w.current_tag;
+    w.current_tag = t->tag_;
+    t->execute_(t);
+    w.current_tag = outer;
+  }
+
+  task* take_injected(isolation_tag tag) {
+    if (injected_count_.load(std::memory_order_relaxed) == 0) return nullptr;
+    std::lock_guard lock(injected_mutex_);
+    auto it = tag == any_tag ? injected_.begin()
+                             : std::find_if(injected_.begin(), injected_.end(),
+                                            [tag](task* t) { return t->tag_ == tag; });
+    if (it == injected_.end()) return nullptr;
+    task* t = *it;
+    injected_.erase(it);
+    injected_count_.fetch_sub(1, std::memory_order_relaxed);
+    return t;
+  }
+
+  task* find_task(worker& w, isolation_tag tag) {
+    if (task* t = w.deque.pop(tag)) return t;
+    if (task* t = take_injected(tag)) return t;
+    const std::size_t n = workers_.size();
+    if (n == 1) return nullptr;
+    // xorshift64 picks where the steal round starts, so thieves spread over the victims.
+    w.random ^= w.random << 13;
+    w.random ^= w.random >> 7;
+    w.random ^= w.random << 17;
+    const std::size_t start = static_cast<std::size_t>(w.random % n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t victim = (start + i) % n;
+      if (victim == w.index) continue;
+      if (task* t = workers_[victim]->deque.steal(tag)) return t;
+    }
+    return nullptr;
+  }
+
+  task* spin_for_task(worker& w, isolation_tag tag, int rounds, const latch* done) {
+    for (int round = 0; round < rounds; ++round) {
+      for (int i = 0; i < pauses_per_round; ++i) cpu_relax();
+      if (done != nullptr && done->is_set()) return nullptr;
+      if (task* t = find_task(w, tag)) return t;
+      if (round >= rounds / 2) std::this_thread::yield();
+    }
+    return nullptr;
+  }
+
+  /// Wakes one worker asleep in its idle loop, if any. The fence pairs with the one a worker
+  /// makes between announcing its sleep and its last look at the queues (README.md).
+  void wake_one() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_relaxed) == 0) return;
+    const std::size_t n = workers_.size();
+    const std::size_t start = wake_cursor_.fetch_add(1, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i) {
+      worker& w = *workers_[(start + i) % n];
+      std::uint32_t asleep = 1;
+      if (w.parker.asleep.compare_exchange_strong(asleep, 0, std::memory_order_acq_rel)) {
+        sleepers_.fetch_sub(1, std::memory_order_relaxed);
+        w.parker.unpark();
+        return;
+      }
+    }
+  }
+
+  void run_worker(worker& w) {
+    tls_worker() = &w;
+    bool hungry = true;  // counted in hungry_ by the constructor
+    for (;;) {
+      task* t = find_task(w, any_tag);
+      if (t == nullptr) {
+        if (!hungry) {
+          hungry = true;
+          hungry_.fetch_add(1, std::memory_order_relaxed);
+        }
+        t = spin_for_task(w, any_tag, idle_spin_rounds, nullptr);
+        if (t == nullptr) {
+          if (stop_.load(std::memory_order_acquire)) break;
+          t = sleep_idle(w);
+          if (t == nullptr) continue;
+        }
+      }
+      if (hungry) {
+        hungry = false;
+        hungry_.fetch_sub(1, std::memory_order_relaxed);
+      }
+      execute(w, t);
+    }
+    if (hungry) hungry_.fetch_sub(1, std::memory_order_relaxed);
+    tls_worker() = nullptr;
+  }
+
+  task* sleep_idle(worker& w) {
+    const std::uint32_t seen = w.parker.epoch();
+    w.parker.asleep.store(1, std::memory_order_seq_cst);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    task* t = find_task(w, any_tag);
+    if (t == nullptr && !stop_.load(std::memory_order_seq_cst)) w.parker.park(seen);
+    if (w.parker.asleep.exchange(0, std::memory_order_acq_rel) == 1)
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    return t;
+  }
+
+  /// Help-while-waiting. A waiting worker is not a candidate for wake_one (it could not run
+  /// tasks of other calls); it is woken by the latch itself.
+  bool help_until(worker& w, latch& l, isolation_tag tag,
+                  const std::chrono::steady_clock::time_point* deadline) {
+    bool hungry = false;
+    auto settle = [&] {
+      if (hungry) hungry_.fetch_sub(1, std::memory_order_relaxed);
+      hungry = false;
+    };
+    while (!l.is_set()) {
+      if (deadline != nullptr && std::chrono::steady_clock::now() >= *deadline) break;
+      task* t = find_task(w, tag);
+      if (t == nullptr) {
+        if (!hungry) {
+          hungry = true;
+          hungry_.fetch_add(1, std::memory_order_relaxed);
+        }
+        t = spin_for_task(w, tag, wait_spin_rounds, &l);
+      }
+      if (t != nullptr) {
+        settle();
+        execute(w, t);
+        continue;
+      }
+      if (l.is_set()) break;
+      if (deadline != nullptr) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        continue;
+      }
+      const std::uint32_t seen = w.parker.epoch();
+      if (!l.arm(w.parker)) break;
+      // Look once more after arming: a task of ours pushed just before cannot be missed now,
+      // and one pushed after finds us through the latch or our next look when we wake.
+      t = find_task(w, tag);
+      if (t == nullptr) w.parker.park(seen);
+      l.disarm(w.parker);
+      if (t != nullptr) {
+        settle();
+        execute(w, t);
+      }
+    }
+    settle();
+    return l.is_set();
+  }
+
+  bool block_until(latch& l, const std::chrono::steady_clock::time_point* deadline) {
+    for (int i = 0; i < 2000; ++i) {
+      if (l.is_set()) return true;
+      cpu_relax();
+    }
+    if (deadline != nullptr) {
+      auto pause = std::chrono::microseconds(50);
+      while (!l.is_set()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= *deadline) return false;
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, *deadline - now));
+        pause = std::min(pause * 2, std::chrono::microseconds(2000));
+      }
+      return true;
+    }
+    parker& p = this_parker();
+    for (;;) {
+      const std::uint32_t seen = p.epoch();
+      if (!l.arm(p)) return true;
+      p.park(seen);
+      if (l.is_set()) return true;
+      l.disarm(p);  // woken by an earlier latch's late unpark: arm again
+    }
+  }
+
+  const std::uint64_t generation_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  alignas(64) std::atomic<std::uint32_t> sleepers_{0};
+  alignas(64) std::atomic<std::uint32_t> hungry_{0};
+  std::atomic<std::size_t> wake_cursor_{0};
+  std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<std::size_t> injected_count_{0};
+  std::mutex injected_mutex_;
+  std::deque<task*> injected_;
+};
+
+}  // namespace parallel::detail

@@ -1,0 +1,10 @@
+// parallel: Python's multiprocessing.Pool / concurrent.futures / joblib for C++20.
+// The umbrella header: everything public, nothing else.
+#pragma once
+
+#include "errors.hpp"
+#include "future.hpp"
+#include "map.hpp"
+#include "policy.hpp"
+#include "progress.hpp"
+#include "thread_pool.hpp"

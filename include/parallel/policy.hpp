@@ -1,0 +1,52 @@
+// Execution policies (which backend runs a verb) and the options every verb takes.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <type_traits>
+
+#include "progress.hpp"
+
+namespace parallel {
+
+/// Runs the verb as a plain loop in the calling thread: the baseline and the debugging aid.
+///
+///     auto squares = parallel::map(parallel::sequential{}, square, xs);
+struct sequential {};
+
+/// Runs the verb on a shared work-stealing thread pool with `workers` threads:
+/// 0 = all cores, n > 0 = n, n < 0 = all cores but |n| (at least 1).
+///
+///     auto squares = parallel::map(parallel::threads{.workers = -1}, square, xs);
+struct threads {
+  int workers = 0;
+};
+
+/// Options of map, starmap, imap and imap_unordered.
+///
+///     parallel::map(f, xs, {.chunksize = 64, .progress = parallel::progress_bar()});
+struct options {
+  /// Items per task; 0 = automatic (adapts to the cost of an item).
+  std::size_t chunksize = 0;
+  /// imap / imap_unordered: bound on items read ahead of the consumer; 0 = automatic (bounded).
+  std::size_t max_in_flight = 0;
+  /// Off by default; any callable (done, total), or parallel::progress_bar().
+  parallel::progress progress = {};
+  /// Per task; 0 = none. Enforced by the process backends (a thread cannot be stopped safely).
+  std::chrono::milliseconds timeout{0};
+};
+
+namespace detail {
+template <class T>
+struct is_policy : std::false_type {};
+template <>
+struct is_policy<sequential> : std::true_type {};
+template <>
+struct is_policy<threads> : std::true_type {};
+}  // namespace detail
+
+/// True for the types that may be passed as the first argument of a verb.
+template <class T>
+concept execution_policy = detail::is_policy<std::remove_cvref_t<T>>::value;
+
+}  // namespace parallel

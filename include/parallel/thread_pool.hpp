@@ -1,0 +1,85 @@
+// parallel::thread_pool: a pool object of its own, for reuse across calls and for submit
+// (Python's ThreadPool / ThreadPoolExecutor). The scheduler itself lives in detail/scheduler.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <ranges>
+#include <utility>
+
+#include "detail/algorithms/backends.hpp"
+#include "detail/scheduler/default_pools.hpp"
+#include "detail/scheduler/scheduler.hpp"
+#include "errors.hpp"
+#include "future.hpp"
+#include "policy.hpp"
+
+namespace parallel {
+
+/// A work-stealing pool of threads. Verbs and tasks may nest freely (a task may call map or wait
+/// on a future): a waiting thread runs pending work of its own call meanwhile, so nothing
+/// deadlocks, even with one worker.
+///
+///     parallel::thread_pool pool{4};                 // 0 = all cores, -1 = all cores but one
+///     auto squares = pool.map(square, xs);
+///     parallel::future<int> sum = pool.submit(add, 1, 2);
+class thread_pool {
+ public:
+  explicit thread_pool(int workers = 0)
+      : scheduler_(std::make_unique<detail::scheduler>(detail::resolve_workers(workers))) {}
+
+  thread_pool(thread_pool&&) noexcept = default;
+  thread_pool& operator=(thread_pool&&) noexcept = default;
+
+  /// Runs every task already submitted, then stops the workers.
+  ~thread_pool() {
+    // In a child forked after the pool was built the workers do not exist: nothing to join.
+    if (scheduler_ != nullptr && !scheduler_->usable()) (void)scheduler_.release();
+  }
+
+  /// Number of worker threads.
+  std::size_t size() const noexcept { return scheduler_->size(); }
+
+  template <class F, std::ranges::input_range Range>
+  auto map(F&& f, Range&& items, const options& opts = {}) {
+    return detail::threads_verbs::map(checked(), f, items, opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto starmap(F&& f, Range&& items, const options& opts = {}) {
+    detail::apply_each<F&> each{f};
+    return detail::threads_verbs::map(checked(), each, items, opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto imap(F&& f, Range&& items, const options& opts = {}) {
+    return detail::threads_verbs::imap<true>(checked(), std::forward<F>(f),
+                                             std::forward<Range>(items), opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
+    return detail::threads_verbs::imap<false>(checked(), std::forward<F>(f),
+                                              std::forward<Range>(items), opts);
+  }
+
+  /// Runs f(args...) on the pool (Python's apply_async). f and args are copied or moved in.
+  template <class F, class... Args>
+  auto submit(F&& f, Args&&... args) {
+    return detail::submit_to(checked(), std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+ private:
+  detail::scheduler& checked() const {
+    if (!scheduler_->usable())
+      throw error(
+          "parallel::thread_pool: this pool was created before fork(), and its threads do not "
+          "exist in the child process; create a new thread_pool in the child (parallel::threads{} "
+          "does so by itself)");
+    return *scheduler_;
+  }
+
+  std::unique_ptr<detail::scheduler> scheduler_;
+};
+
+}  // namespace parallel
