@@ -138,7 +138,12 @@ class future {
   R get() {
     wait();
     std::unique_ptr<detail::future_state<R>, releaser> state(std::exchange(state_, nullptr));
-    if (state->error_) std::rethrow_exception(state->error_);
+    // Take the exception out of the shared state: whichever side frees the state last must not
+    // be the one dropping the exception the caller is still handling.
+    if (std::exception_ptr error = std::move(state->error_)) {
+      state.reset();
+      std::rethrow_exception(std::move(error));
+    }
     if constexpr (!std::is_void_v<R>) return std::move(*state->value_);
   }
 

@@ -95,14 +95,17 @@ class progress_bar_state {
       }
       line += "| ";
     }
-    char tail[128];
+    char rate_text[32] = "?";
+    if (rate > 0) std::snprintf(rate_text, sizeof rate_text, "%.2f", rate);
+    char tail[160];
     if (total != 0) {
-      const double left = rate > 0 ? static_cast<double>(total - done) / rate : 0.0;
-      std::snprintf(tail, sizeof tail, "%zu/%zu [%s<%s, %.2fit/s]", done, total,
-                    clock_text(elapsed).c_str(), clock_text(left).c_str(), rate);
+      const std::string left =
+          rate > 0 ? clock_text(static_cast<double>(total - done) / rate) : std::string("?");
+      std::snprintf(tail, sizeof tail, "%zu/%zu [%s<%s, %sit/s]", done, total,
+                    clock_text(elapsed).c_str(), left.c_str(), rate_text);
     } else {
-      std::snprintf(tail, sizeof tail, "%zu [%s, %.2fit/s]", done, clock_text(elapsed).c_str(),
-                    rate);
+      std::snprintf(tail, sizeof tail, "%zu [%s, %sit/s]", done, clock_text(elapsed).c_str(),
+                    rate_text);
     }
     line += tail;
     if (terminal_) {

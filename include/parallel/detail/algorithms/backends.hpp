@@ -38,10 +38,9 @@ struct threads_verbs {
 
   template <bool Ordered, class F, class Range>
   static auto imap(scheduler& pool, F&& f, Range&& items, const options& opts) {
-    using view = std::views::all_t<Range>;
-    using state = threaded_imap_state<std::decay_t<F>, view, Ordered>;
+    using state = threaded_imap_state<std::decay_t<F>, held_range<Range>, Ordered>;
     return imap_view<state>(std::make_unique<state>(
-        pool, std::forward<F>(f), std::views::all(std::forward<Range>(items)), opts));
+        pool, std::forward<F>(f), held_range<Range>(std::forward<Range>(items)), opts));
   }
 };
 
@@ -67,10 +66,8 @@ struct backend<sequential> {
   // Sequential imap is lazy and in order either way: completion order is input order.
   template <bool Ordered, class F, class Range>
   static auto imap(const sequential&, F&& f, Range&& items, const options& opts) {
-    using view = std::views::all_t<Range>;
-    return sequential_imap<std::decay_t<F>, view>(std::forward<F>(f),
-                                                  std::views::all(std::forward<Range>(items)),
-                                                  opts);
+    return sequential_imap<std::decay_t<F>, held_range<Range>>(
+        std::forward<F>(f), held_range<Range>(std::forward<Range>(items)), opts);
   }
 };
 

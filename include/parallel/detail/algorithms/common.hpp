@@ -73,6 +73,43 @@ class indexed_input {
   std::size_t size_ = 0;
 };
 
+/// What imap keeps of its input: a reference to an lvalue range (which must outlive the loop)
+/// or the moved-in rvalue range itself. A range of its own rather than std::views::all_t, which
+/// clang 14 cannot compile with libstdc++ 12.
+template <class Range>
+class held_range {
+  using range = std::remove_cvref_t<Range>;
+  static constexpr bool by_reference = std::is_lvalue_reference_v<Range>;
+  using stored = std::conditional_t<by_reference, std::remove_reference_t<Range>*, range>;
+
+ public:
+  explicit held_range(Range&& items) : items_(hold(std::forward<Range>(items))) {}
+
+  auto begin() { return std::ranges::begin(get()); }
+  auto end() { return std::ranges::end(get()); }
+  auto size()
+    requires std::ranges::sized_range<std::remove_reference_t<Range>>
+  {
+    return std::ranges::size(get());
+  }
+
+ private:
+  static stored hold(Range&& items) {
+    if constexpr (by_reference)
+      return &items;
+    else
+      return std::move(items);
+  }
+  decltype(auto) get() {
+    if constexpr (by_reference)
+      return *items_;
+    else
+      return (items_);
+  }
+
+  stored items_;
+};
+
 template <class F, class Range>
 using map_result_t = std::remove_cvref_t<
     std::invoke_result_t<F&, decltype(std::declval<indexed_input<Range>&>()[0])>>;

@@ -66,7 +66,8 @@ class threaded_imap_state {
         max_in_flight_(opts.max_in_flight),
         progress_(opts.progress),
         total_(known_size(items_)),
-        next_(std::ranges::begin(items_)) {}
+        next_(std::ranges::begin(items_)),
+        origin_(next_) {}
 
   threaded_imap_state(const threaded_imap_state&) = delete;
   threaded_imap_state& operator=(const threaded_imap_state&) = delete;
@@ -128,7 +129,8 @@ class threaded_imap_state {
       if (index > failed_at_.load(std::memory_order_relaxed)) break;
       try {
         if constexpr (in_place)
-          c.results.emplace_back(std::invoke(f_, std::ranges::begin(items_)[static_cast<std::ranges::range_difference_t<View>>(index)]));
+          c.results.emplace_back(std::invoke(
+              f_, origin_[static_cast<std::ranges::range_difference_t<View>>(index)]));
         else
           c.results.emplace_back(std::invoke(f_, std::move(c.inputs[k])));
       } catch (...) {
@@ -236,6 +238,7 @@ class threaded_imap_state {
   progress progress_;
   std::size_t total_;
   std::ranges::iterator_t<View> next_;
+  const std::ranges::iterator_t<View> origin_;  // workers read random-access input from here
   std::size_t read_ = 0;          // items read from the input
   std::size_t in_flight_ = 0;     // read but not yet consumed
   std::size_t delivered_ = 0;

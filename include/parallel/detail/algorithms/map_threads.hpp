@@ -3,7 +3,10 @@
 // splitting): cheap items end up in long tight loops, expensive or irregular items get spread.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
 #include <vector>
 
@@ -36,15 +39,15 @@ class threaded_map {
 
   std::vector<R> run() {
     const std::size_t n = input_.size();
-    std::size_t first = 0;
-    std::size_t block = 1;
     if (n != 0) {
-      if (pool_.on_worker()) {
-        spread(0, n, block);
-      } else {
-        if (chunksize_ == 0) first = run_inline(block);
-        if (first < n) hand_to_pool(first, n, block);
-      }
+      if (pool_.on_worker())
+        spread(0, n, first_block());
+      else if (chunksize_ == 0)
+        start_from_outside(n);
+      else if (n <= chunksize_)
+        run_block(0, n);  // a single chunk: not worth waking anyone
+      else
+        hand_to_pool(0, n, 1);
     }
     failure_.rethrow_if_failed();
     if (progress_.enabled()) progress_.finish();
@@ -52,6 +55,35 @@ class threaded_map {
   }
 
  private:
+  // An outside caller runs a cheap input itself and hands an expensive one to the pool. What an
+  // item cost last time (per f and input type) decides; when it is not known yet, a long input
+  // is probed inline for a few microseconds, and a short one (where one slow item run alone
+  // would be a large share of the whole) goes to the pool at once.
+  void start_from_outside(std::size_t n) {
+    const std::uint64_t cost = item_cost_ns_.load(std::memory_order_relaxed);
+    const auto budget_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(inline_budget).count());
+    const bool expensive = cost != 0 ? cost * n > budget_ns : n <= 16 * pool_.size();
+    std::size_t first = 0;
+    std::size_t block = first_block();
+    if (!expensive) first = run_inline(block);
+    if (first < n) hand_to_pool(first, n, block);
+  }
+
+  std::size_t first_block() const noexcept {
+    const std::uint64_t cost = item_cost_ns_.load(std::memory_order_relaxed);
+    if (cost == 0) return 1;
+    const auto target_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(block_target).count());
+    return static_cast<std::size_t>(std::clamp<std::uint64_t>(target_ns / cost, 1, max_block));
+  }
+
+  void learn_cost(clock::duration took, std::size_t items) noexcept {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(took).count();
+    item_cost_ns_.store(std::max<std::uint64_t>(1, static_cast<std::uint64_t>(ns) / items),
+                        std::memory_order_relaxed);
+  }
+
   // Runs [first, last); false when it (or an earlier task) failed.
   bool run_block(std::size_t first, std::size_t last) noexcept {
     try {
@@ -67,12 +99,16 @@ class threaded_map {
   std::size_t run_inline(std::size_t& block) {
     const std::size_t n = input_.size();
     const auto start = clock::now();
+    auto block_start = start;
     std::size_t first = 0;
     while (first < n) {
       const std::size_t last = std::min(n, first + block);
       if (!run_block(first, last)) return n;
+      const auto now = clock::now();
+      learn_cost(now - block_start, last - first);
+      block_start = now;
       first = last;
-      if (clock::now() - start >= inline_budget) break;
+      if (now - start >= inline_budget) break;
       block = std::min(block * 2, max_block);
     }
     return first;
@@ -128,10 +164,11 @@ class threaded_map {
       }
       const std::size_t stop = std::min(last, first + block);
       if (!run_block(first, stop)) return;
-      first = stop;
       const auto now = clock::now();
       const auto took = now - start;
+      learn_cost(took, stop - first);
       start = now;
+      first = stop;
       if (took < block_target)
         block = std::min(block * 2, max_block);
       else if (took > 4 * block_target && block > 1)
@@ -147,6 +184,8 @@ class threaded_map {
   std::size_t chunksize_;
   progress_reporter progress_;
   first_failure failure_;
+  // What one item of this f on this input type cost when last measured, in ns (0 = never).
+  static inline std::atomic<std::uint64_t> item_cost_ns_{0};
 };
 
 /// parallel::map on `pool`.

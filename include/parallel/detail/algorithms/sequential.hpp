@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../policy.hpp"
+#include "common.hpp"
 
 namespace parallel::detail {
 
@@ -74,7 +75,6 @@ class sequential_imap {
   iterator begin() {
     position_ = std::ranges::begin(items_);
     total_ = known_size(items_);
-    started_ = true;
     compute();
     return iterator(this);
   }
@@ -103,7 +103,6 @@ class sequential_imap {
   std::optional<value_type> current_;
   std::size_t total_ = 0;
   std::size_t done_ = 0;
-  bool started_ = false;
 };
 
 }  // namespace parallel::detail
