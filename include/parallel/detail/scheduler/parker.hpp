@@ -19,9 +19,12 @@ class parker {
     epoch_.notify_one();
   }
 
-  /// For workers: set while the worker is asleep in its idle loop, so the scheduler can pick it
-  /// to wake. Claimed (1 -> 0) by exactly one of the waker and the worker itself.
-  std::atomic<std::uint32_t> asleep{0};
+  /// For workers: why the worker sleeps, so the scheduler can pick one to wake for a new task.
+  /// Claimed (back to awake) by exactly one of the waker and the worker itself.
+  enum : std::uint32_t { awake = 0, idle = 1, waiting = 2 };
+  std::atomic<std::uint32_t> asleep{awake};
+  /// While asleep == waiting: the tag of the call it waits for (it can run only those tasks).
+  std::atomic<std::uint64_t> waiting_for{0};
 
  private:
   std::atomic<std::uint32_t> epoch_{0};

@@ -74,6 +74,7 @@ class scheduler {
 
   /// Queues t: on the calling worker's own deque, or on the injection queue from outside.
   void spawn(task* t) {
+    const isolation_tag tag = t->tag_;  // t may run (and be gone) as soon as it is queued
     if (worker* w = local_worker()) {
       w->deque.push(t);
     } else {
@@ -81,7 +82,7 @@ class scheduler {
       injected_.push_back(t);
       injected_count_.fetch_add(1, std::memory_order_relaxed);
     }
-    wake_one();
+    wake_one(tag);
   }
 
   /// Runs left() here and right() wherever a hungry worker takes it; returns when both are
@@ -147,6 +148,7 @@ class scheduler {
   static constexpr int idle_spin_rounds = 64;
   static constexpr int wait_spin_rounds = 256;
   static constexpr int pauses_per_round = 16;
+  static constexpr std::size_t max_injected_batch = 32;
 
   static worker*& tls_worker() noexcept {
     thread_local worker* w = nullptr;
@@ -165,7 +167,9 @@ class scheduler {
     w.current_tag = outer;
   }
 
-  task* take_injected(isolation_tag tag) {
+  // An idle worker takes a batch (up to half the queue) onto its own deque, where the others
+  // can steal from it: a stream of outside submits costs one lock per batch, not per task.
+  task* take_injected(worker& w, isolation_tag tag) {
     if (injected_count_.load(std::memory_order_relaxed) == 0) return nullptr;
     std::lock_guard lock(injected_mutex_);
     auto it = tag == any_tag ? injected_.begin()
@@ -174,13 +178,21 @@ class scheduler {
     if (it == injected_.end()) return nullptr;
     task* t = *it;
     injected_.erase(it);
-    injected_count_.fetch_sub(1, std::memory_order_relaxed);
+    std::size_t taken = 1;
+    if (tag == any_tag) {
+      const std::size_t batch = std::min<std::size_t>(injected_.size() / 2, max_injected_batch);
+      for (; taken <= batch; ++taken) {
+        w.deque.push(injected_.front());
+        injected_.pop_front();
+      }
+    }
+    injected_count_.fetch_sub(taken, std::memory_order_relaxed);
     return t;
   }
 
   task* find_task(worker& w, isolation_tag tag) {
     if (task* t = w.deque.pop(tag)) return t;
-    if (task* t = take_injected(tag)) return t;
+    if (task* t = take_injected(w, tag)) return t;
     const std::size_t n = workers_.size();
     if (n == 1) return nullptr;
     // xorshift64 picks where the steal round starts, so thieves spread over the victims.
@@ -206,22 +218,40 @@ class scheduler {
     return nullptr;
   }
 
-  /// Wakes one worker asleep in its idle loop, if any. The fence pairs with the one a worker
-  /// makes between announcing its sleep and its last look at the queues (README.md).
-  void wake_one() noexcept {
+  /// Wakes one sleeping worker that can run a task tagged `tag`: one asleep in its idle loop, or
+  /// one parked while waiting for that very call. The fence pairs with the one a worker makes
+  /// between announcing its sleep and its last look at the queues (README.md).
+  void wake_one(isolation_tag tag) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_relaxed) == 0) return;
     const std::size_t n = workers_.size();
     const std::size_t start = wake_cursor_.fetch_add(1, std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) {
       worker& w = *workers_[(start + i) % n];
-      std::uint32_t asleep = 1;
-      if (w.parker.asleep.compare_exchange_strong(asleep, 0, std::memory_order_acq_rel)) {
+      std::uint32_t state = w.parker.asleep.load(std::memory_order_acquire);
+      if (state == parker::awake) continue;
+      if (state == parker::waiting &&
+          w.parker.waiting_for.load(std::memory_order_relaxed) != tag)
+        continue;
+      if (w.parker.asleep.compare_exchange_strong(state, parker::awake,
+                                                  std::memory_order_acq_rel)) {
         sleepers_.fetch_sub(1, std::memory_order_relaxed);
         w.parker.unpark();
         return;
       }
     }
+  }
+
+  // Announces that w is about to sleep; every later spawn() sees it (README.md).
+  void announce_sleep(worker& w, std::uint32_t why, isolation_tag tag) noexcept {
+    w.parker.waiting_for.store(tag, std::memory_order_relaxed);
+    w.parker.asleep.store(why, std::memory_order_seq_cst);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  }
+
+  void withdraw_sleep(worker& w) noexcept {
+    if (w.parker.asleep.exchange(parker::awake, std::memory_order_acq_rel) != parker::awake)
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
   }
 
   void run_worker(worker& w) {
@@ -253,17 +283,15 @@ class scheduler {
 
   task* sleep_idle(worker& w) {
     const std::uint32_t seen = w.parker.epoch();
-    w.parker.asleep.store(1, std::memory_order_seq_cst);
-    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    announce_sleep(w, parker::idle, any_tag);
     task* t = find_task(w, any_tag);
     if (t == nullptr && !stop_.load(std::memory_order_seq_cst)) w.parker.park(seen);
-    if (w.parker.asleep.exchange(0, std::memory_order_acq_rel) == 1)
-      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    withdraw_sleep(w);
     return t;
   }
 
-  /// Help-while-waiting. A waiting worker is not a candidate for wake_one (it could not run
-  /// tasks of other calls); it is woken by the latch itself.
+  /// Help-while-waiting. A parked waiter is woken by its latch, or by wake_one for a new task
+  /// of the call it waits for (tasks of other calls wake someone else: it could not run them).
   bool help_until(worker& w, latch& l, isolation_tag tag,
                   const std::chrono::steady_clock::time_point* deadline) {
     bool hungry = false;
@@ -293,10 +321,12 @@ class scheduler {
       }
       const std::uint32_t seen = w.parker.epoch();
       if (!l.arm(w.parker)) break;
-      // Look once more after arming: a task of ours pushed just before cannot be missed now,
-      // and one pushed after finds us through the latch or our next look when we wake.
+      announce_sleep(w, parker::waiting, tag);
+      // Look once more after announcing: a task of ours pushed before cannot be missed, and
+      // one pushed after wakes us (wake_one), as does the latch.
       t = find_task(w, tag);
-      if (t == nullptr) w.parker.park(seen);
+      if (t == nullptr && !l.is_set()) w.parker.park(seen);
+      withdraw_sleep(w);
       l.disarm(w.parker);
       if (t != nullptr) {
         settle();
