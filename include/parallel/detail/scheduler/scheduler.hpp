@@ -80,7 +80,7 @@ class scheduler {
     } else {
       std::lock_guard lock(injected_mutex_);
       injected_.push_back(t);
-      injected_count_.fetch_add(1, std::memory_order_relaxed);
+      injected_count_.fetch_add(1, std::memory_order_seq_cst);  // ordered before wake_one's look
     }
     wake_one(tag);
   }
@@ -170,7 +170,7 @@ class scheduler {
   // An idle worker takes a batch (up to half the queue) onto its own deque, where the others
   // can steal from it: a stream of outside submits costs one lock per batch, not per task.
   task* take_injected(worker& w, isolation_tag tag) {
-    if (injected_count_.load(std::memory_order_relaxed) == 0) return nullptr;
+    if (injected_count_.load(std::memory_order_seq_cst) == 0) return nullptr;
     std::lock_guard lock(injected_mutex_);
     auto it = tag == any_tag ? injected_.begin()
                              : std::find_if(injected_.begin(), injected_.end(),
@@ -219,11 +219,11 @@ class scheduler {
   }
 
   /// Wakes one sleeping worker that can run a task tagged `tag`: one asleep in its idle loop, or
-  /// one parked while waiting for that very call. The fence pairs with the one a worker makes
-  /// between announcing its sleep and its last look at the queues (README.md).
+  /// one parked while waiting for that very call. The caller published the task with a seq_cst
+  /// store, so this seq_cst load cannot miss a worker that announced its sleep before that
+  /// store; a worker announcing later sees the task in its last look (README.md).
   void wake_one(isolation_tag tag) noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_relaxed) == 0) return;
+    if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
     const std::size_t n = workers_.size();
     const std::size_t start = wake_cursor_.fetch_add(1, std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) {
