@@ -72,14 +72,16 @@ struct submitted_task final : future_state<R> {
 };
 
 template <class F, class... Args>
-using submit_result_t = std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>;
+using submit_result_t =
+    std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>>;
 
-/// Queues f(args...) on `pool`; f and the arguments are decay-copied, as std::async does.
+/// Queues f(args...) on `pool`; f and the arguments are decay-copied and then passed as rvalues,
+/// as std::async does (so move-only arguments work).
 template <class F, class... Args>
 future<submit_result_t<F, Args...>> submit_to(scheduler& pool, F&& f, Args&&... args) {
   using R = submit_result_t<F, Args...>;
   auto call = [fn = std::forward<F>(f), ... as = std::forward<Args>(args)]() mutable -> R {
-    return std::invoke(fn, as...);
+    return std::invoke(std::move(fn), std::move(as)...);
   };
   auto* state = new submitted_task<R, decltype(call)>(pool, pool.current_tag(), std::move(call));
   pool.spawn(state);

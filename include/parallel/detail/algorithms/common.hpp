@@ -119,7 +119,9 @@ using map_result_t = std::remove_cvref_t<
 /// say) are built in raw storage and moved over at the end.
 template <class R>
 class result_slots {
-  static constexpr bool direct = std::is_default_constructible_v<R> && std::is_move_assignable_v<R>;
+  // std::vector<bool> packs bits: neighbouring results must not be written by two threads.
+  static constexpr bool direct = std::is_default_constructible_v<R> &&
+                                 std::is_move_assignable_v<R> && !std::is_same_v<R, bool>;
 
  public:
   explicit result_slots(std::size_t n) : size_(n) {

@@ -65,7 +65,7 @@ class sequential_imap {
     }
     void operator++(int) { ++*this; }
     friend bool operator==(const iterator& it, std::default_sentinel_t) {
-      return it.owner_ == nullptr || !it.owner_->current_;
+      return it.owner_ == nullptr || it.owner_->at_end();
     }
 
    private:
@@ -79,6 +79,7 @@ class sequential_imap {
     return iterator(this);
   }
   std::default_sentinel_t end() const noexcept { return {}; }
+  bool at_end() const noexcept { return !current_; }
 
  private:
   void compute() {

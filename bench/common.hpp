@@ -1,0 +1,109 @@
+// What every bench/<workload>.cpp shares: the compute kernel that gives an item its cost, the
+// warm-up of the peer runtimes, and the registration defaults.
+//
+// Variants are registered as "<workload>/<variant>"; bench/report.py groups by the workload
+// and calls the variant named "sequential" the baseline. Variant names in use:
+//   sequential          a plain loop in the calling thread (the baseline)
+//   sequential_policy   parallel::map(parallel::sequential{}, ...): the verb's own overhead
+//   parallel_map        parallel::map(parallel::threads{}, ...) on the warm shared pool
+//   pool_submit         thread_pool::submit + future::get
+//   omp_static / omp_dynamic / omp_outer, tbb / tbb_*, std_par   the peers
+//
+// benchmark::DoNotOptimize is only ever given a const value here: Google Benchmark 1.7.1's
+// overload for a non-const lvalue uses the asm constraint "+m,r", which GCC 12 miscompiles (it
+// read an uninitialised stack slot instead of the value in fib.cpp, which crashed the run).
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#if PARALLEL_BENCH_HAVE_OPENMP
+#include <omp.h>
+#endif
+#if PARALLEL_BENCH_HAVE_TBB
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#endif
+
+namespace parallel_bench {
+
+// spin(seed, rounds) is a chain of dependent multiply-xorshift rounds: it cannot be folded,
+// vectorised or overlapped with itself, so its cost is proportional to `rounds` on any
+// machine. One round takes ~1.35 ns on the 2-vCPU AMD EPYC the project's CI runs on (~0.8 ns
+// when short calls overlap in the out-of-order window); the constants below were measured there
+// and are fixed, so every machine does the same work.
+inline constexpr std::uint32_t rounds_per_50ns = 60;
+inline constexpr std::uint32_t rounds_per_us = 740;
+
+/// The cost of one item: `rounds` dependent hash rounds of `seed`. Not inlined, so that every
+/// variant runs the same machine code per item.
+[[gnu::noinline]] inline std::uint64_t spin(std::uint64_t seed, std::uint32_t rounds) {
+  std::uint64_t x = seed | 1;
+  for (std::uint32_t r = 0; r < rounds; ++r) {
+    x ^= x >> 29;
+    x *= 0xbf58476d1ce4e5b9ULL;
+  }
+  return x;
+}
+
+/// The OpenMP team is created by the first parallel region; run one before timing.
+inline void warm_openmp() {
+#if PARALLEL_BENCH_HAVE_OPENMP
+  int threads = 0;
+#pragma omp parallel
+  {
+#pragma omp atomic
+    threads += 1;
+  }
+  benchmark::DoNotOptimize(std::as_const(threads));
+#endif
+}
+
+/// oneTBB starts its workers on first use; run one parallel_for before timing.
+inline void warm_tbb() {
+#if PARALLEL_BENCH_HAVE_TBB
+  tbb::parallel_for(tbb::blocked_range<int>(0, 1024), [](const tbb::blocked_range<int>& r) {
+    for (int i = r.begin(); i != r.end(); ++i) {
+      benchmark::DoNotOptimize(std::as_const(i));
+    }
+  });
+#endif
+}
+
+// Before each run: let the previous variant's runtime (OpenMP's and oneTBB's workers spin for a
+// while after a parallel region) go to sleep, so that it does not steal a core from this one.
+inline void settle(const benchmark::State&) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+/// Registration defaults: wall-clock time (the CPU time of the benchmark thread says nothing
+/// about work done by other threads) and a settled machine. Use as ->Apply(defaults).
+inline void defaults(benchmark::internal::Benchmark* b) { b->UseRealTime()->Setup(settle); }
+
+/// Keeps a result alive and written, so that the work producing it cannot be dropped.
+template <class T>
+void keep(std::vector<T>& out) {
+  benchmark::DoNotOptimize(out.data());
+  benchmark::ClobberMemory();
+}
+
+/// Sets the items/s counter: `per_iteration` items per iteration.
+inline void count_items(benchmark::State& state, std::size_t per_iteration) {
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(per_iteration));
+}
+
+/// A counter whose value is nanoseconds per unit of work, `units` units per iteration.
+inline benchmark::Counter ns_per(double units) {
+  // Rate counters divide by the run's (real) time; kInvert turns "units per second" into
+  // "seconds per unit", and counting units in billions makes that nanoseconds.
+  return benchmark::Counter(
+      units / 1e9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+}  // namespace parallel_bench

@@ -1,0 +1,354 @@
+#!/usr/bin/python3
+"""Run the benchmarks of a build and report them against the sequential loop and the peers.
+
+    python3 bench/report.py --build <builddir> [--quick] [--filter REGEX] [--repetitions N]
+
+Runs every <builddir>/bench/bench_* executable (Google Benchmark) with repetitions interleaved
+at random, prints one table per workload (median, min-max, speedup over the sequential loop of
+the same run, ratio to the best peer), then which of issue 2's targets are met, and writes the
+raw results to <builddir>/bench/results.json and the tables to <builddir>/bench/results.md.
+
+--quick: 3 repetitions of >= 0.1 s each (~40 s on 2 cores); default: 5 of >= 0.5 s (~3-4 min).
+Exit status: 0 when every benchmark ran (targets missed or not), 1 when one failed or timed out.
+Python 3 standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Workloads in the order of issue 2; executables not listed here run after them.
+WORKLOADS = ["tiny", "small", "balanced", "cpu", "irregular", "nested", "fib", "submit", "idle"]
+BASELINE = "sequential"
+LIBRARY_VARIANTS = ("parallel_map", "pool_submit", "thread_pool", "sequential_policy")
+PEER_PREFIXES = ("omp_", "tbb", "std_par")
+COUNTERS = ("ns_per_call", "ns_per_task", "cpu_s")  # shown next to the time when present
+
+TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def executables(build):
+    directory = build / "bench"
+    found = [p for p in directory.glob("bench_*") if p.is_file() and os.access(p, os.X_OK)]
+    order = {name: i for i, name in enumerate(WORKLOADS)}
+    return sorted(found, key=lambda p: (order.get(p.name[len("bench_"):], len(order)), p.name))
+
+
+def selected_benchmarks(exe, pattern):
+    """The benchmark names of exe that match pattern (Google Benchmark's own regex matching)."""
+    out = subprocess.run([str(exe), "--benchmark_list_tests=true", f"--benchmark_filter={pattern}"],
+                         capture_output=True, text=True, timeout=60)
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+def run(exe, args, timeout):
+    """Runs one executable; returns (parsed JSON or None, error text or None, seconds)."""
+    command = [str(exe), "--benchmark_format=json", f"--benchmark_repetitions={args.repetitions}",
+               f"--benchmark_min_time={args.min_time}",
+               "--benchmark_enable_random_interleaving=true"]
+    if args.filter:
+        command.append(f"--benchmark_filter={args.filter}")
+    start = time.monotonic()
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:.0f} s (a deadlock?)", time.monotonic() - start
+    seconds = time.monotonic() - start
+    if out.returncode != 0:
+        tail = "\n".join(out.stderr.strip().splitlines()[-5:])
+        return None, f"exited with status {out.returncode}: {tail}", seconds
+    try:
+        return json.loads(out.stdout), None, seconds
+    except json.JSONDecodeError as e:
+        return None, f"printed no valid JSON ({e})", seconds
+
+
+# --- summarising ------------------------------------------------------------------------------
+
+
+class Result:
+    """The repetitions of one workload/variant."""
+
+    def __init__(self, workload, variant):
+        self.workload, self.variant = workload, variant
+        self.times_ns = []
+        self.counters = {}
+        self.error = None
+
+    def add(self, entry):
+        if entry.get("error_occurred"):
+            self.error = entry.get("error_message", "error")
+            return
+        self.times_ns.append(entry["real_time"] * TO_NS[entry.get("time_unit", "ns")])
+        for name in COUNTERS:
+            if name in entry:
+                self.counters.setdefault(name, []).append(entry[name])
+
+    @property
+    def ok(self):
+        return self.error is None and bool(self.times_ns)
+
+    @property
+    def median(self):
+        return statistics.median(self.times_ns)
+
+    def counter(self, name, how=statistics.median):
+        values = self.counters.get(name)
+        return how(values) if values else None
+
+    @property
+    def is_peer(self):
+        return self.variant.startswith(PEER_PREFIXES)
+
+
+def collect(outputs):
+    """{workload: {variant: Result}} from the JSON of every executable, in registration order."""
+    results = {}
+    for output in outputs:
+        # Repetitions ran interleaved at random; family_index restores the registration order.
+        entries = sorted(output.get("benchmarks", []), key=lambda e: e.get("family_index", 0))
+        for entry in entries:
+            if entry.get("run_type", "iteration") != "iteration":
+                continue  # aggregates (mean, median, stddev): recomputed here from the runs
+            parts = entry.get("run_name", entry["name"]).split("/")
+            workload, variant = parts[0], parts[1] if len(parts) > 1 else parts[0]
+            by_variant = results.setdefault(workload, {})
+            by_variant.setdefault(variant, Result(workload, variant)).add(entry)
+    return results
+
+
+def fmt_time(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def fmt_counter(name, value):
+    return f"{value:.3g} {name.replace('_per_', '/')}"
+
+
+def idle_table(by_variant):
+    """The idle workload: its measure is the CPU time counter, not the (fixed) time."""
+    header = ["variant", "cpu s while idle (median)", "min - max", "idle period"]
+    rows = []
+    for r in by_variant.values():
+        if not r.ok or "cpu_s" not in r.counters:
+            rows.append([r.variant, "error", r.error or "no cpu_s counter", ""])
+            continue
+        values = r.counters["cpu_s"]
+        rows.append([r.variant, f"{statistics.median(values):.6f}",
+                     f"{min(values):.6f} - {max(values):.6f}", fmt_time(r.median)])
+    return header, rows
+
+
+def table(by_variant):
+    """Header and rows (lists of strings) of one workload's table."""
+    if any("cpu_s" in r.counters for r in by_variant.values()):
+        return idle_table(by_variant)
+    baseline = by_variant.get(BASELINE)
+    baseline_ns = baseline.median if baseline and baseline.ok else None
+    peers = [r.median for r in by_variant.values() if r.is_peer and r.ok]
+    best_peer_ns = min(peers) if peers else None
+    header = ["variant", "median", "min - max", "speedup vs sequential", "vs best peer", "metric"]
+    rows = []
+    for r in by_variant.values():
+        if not r.ok:
+            rows.append([r.variant, "error", r.error or "no runs", "", "", ""])
+            continue
+        speedup = f"{baseline_ns / r.median:.2f}x" if baseline_ns else "-"
+        vs_peer = f"{r.median / best_peer_ns:.2f}x" if best_peer_ns else "-"
+        metric = "; ".join(fmt_counter(name, r.counter(name)) for name in r.counters)
+        rows.append([r.variant, fmt_time(r.median),
+                     f"{fmt_time(min(r.times_ns))} - {fmt_time(max(r.times_ns))}", speedup,
+                     vs_peer, metric])
+    return header, rows
+
+
+def drop_empty_columns(header, rows):
+    keep = [i for i in range(len(header)) if any(str(r[i]) for r in rows)]
+    return [header[i] for i in keep], [[r[i] for i in keep] for r in rows]
+
+
+def render_text(header, rows):
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def render_markdown(header, rows):
+    escape = lambda c: str(c).replace("|", "\\|")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(escape(c) for c in r) + " |" for r in rows])
+
+
+# --- issue 2's targets ------------------------------------------------------------------------
+
+
+def targets(results):
+    """[(target, status, detail)] with status "met", "MISSED" or "n/a" (not measured)."""
+    def get(workload, variant):
+        r = results.get(workload, {}).get(variant)
+        return r if r is not None and r.ok else None
+
+    checks = []
+
+    def check(name, needed, condition, detail):
+        if any(x is None for x in needed):
+            checks.append((name, "n/a", "not measured in this run"))
+        else:
+            checks.append((name, "met" if condition() else "MISSED", detail()))
+
+    def ratio(a, b):
+        return a.median / b.median
+
+    pm, seq = get("tiny", "parallel_map"), get("tiny", BASELINE)
+    check("tiny: parallel_map <= 1.05x the sequential loop", [pm, seq],
+          lambda: ratio(pm, seq) <= 1.05, lambda: f"{ratio(pm, seq):.2f}x")
+    for peer in ("tbb", "omp_static"):
+        p = get("tiny", peer)
+        check(f"tiny: parallel_map no slower than {peer}", [pm, p], lambda: ratio(pm, p) <= 1.0,
+              lambda: f"{ratio(pm, p):.2f}x {peer}")
+
+    for workload in ("balanced", "cpu"):
+        pm, seq, tbb = (get(workload, v) for v in ("parallel_map", BASELINE, "tbb"))
+        check(f"{workload}: parallel_map speedup >= 1.9x", [pm, seq],
+              lambda: ratio(seq, pm) >= 1.9, lambda: f"{ratio(seq, pm):.2f}x")
+        check(f"{workload}: parallel_map within 1.1x of tbb", [pm, tbb],
+              lambda: ratio(pm, tbb) <= 1.1, lambda: f"{ratio(pm, tbb):.2f}x tbb")
+
+    pm = get("small", "parallel_map")
+    check("small: parallel_map median <= 1 us", [pm], lambda: pm.median <= 1000,
+          lambda: fmt_time(pm.median))
+
+    pm = get("irregular", "parallel_map")
+    for peer in ("omp_dynamic", "tbb"):
+        p = get("irregular", peer)
+        check(f"irregular: parallel_map at least as fast as {peer}", [pm, p],
+              lambda: ratio(pm, p) <= 1.0, lambda: f"{ratio(pm, p):.2f}x {peer}")
+
+    r = get("submit", "pool_submit")
+    check("submit: <= 300 ns per task", [r], lambda: r.counter("ns_per_task") <= 300,
+          lambda: f"{r.counter('ns_per_task'):.3g} ns/task")
+    r = get("fib", "pool_submit")
+    check("fib: <= 10 ns per call", [r], lambda: r.counter("ns_per_call") <= 10,
+          lambda: f"{r.counter('ns_per_call'):.3g} ns/call")
+
+    # 0 CPU s, every repetition. Below 100 us a second is counted as 0: that much is a pool's
+    # workers spinning briefly before they block, not a pool that keeps polling.
+    r = get("idle", "thread_pool")
+    check("idle: a thread_pool burns 0 CPU s while idle (< 0.0001 s)", [r],
+          lambda: r.counter("cpu_s", max) < 1e-4,
+          lambda: f"max {r.counter('cpu_s', max):.6f} cpu s in 1 s")
+    return checks
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def machine():
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cores": os.cpu_count(), "usable_cores": usable, "cpu": model or platform.processor(),
+            "system": f"{platform.system()} {platform.release()}", "host": platform.node()}
+
+
+def loadavg():
+    try:
+        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build", required=True, type=Path, help="the CMake build directory")
+    parser.add_argument("--quick", action="store_true", help="3 short repetitions (~40 s)")
+    parser.add_argument("--filter", help="regex on benchmark names, e.g. 'tiny|small/parallel'")
+    parser.add_argument("--repetitions", type=int, help="repetitions (default 3 quick, 5 full)")
+    parser.add_argument("--min-time", type=float, help="seconds per repetition (0.1 / 0.5)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per executable")
+    args = parser.parse_args()
+    args.repetitions = args.repetitions or (3 if args.quick else 5)
+    args.min_time = args.min_time or (0.1 if args.quick else 0.5)
+
+    exes = executables(args.build)
+    if not exes:
+        sys.exit(f"report.py: no bench_* executables in {args.build / 'bench'}; build with "
+                 "-DPARALLEL_BUILD_BENCHMARKS=ON -DCMAKE_BUILD_TYPE=Release first")
+
+    info = machine()
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    heading = [
+        f"machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
+        f"{info['system']}",
+        f"load average before: {loadavg()}",
+        f"started {started}; {args.repetitions} repetitions of >= {args.min_time} s each, "
+        "interleaved at random; times are wall-clock medians",
+    ]
+    print("\n".join(heading), flush=True)
+
+    outputs, failures = [], []
+    for exe in exes:
+        if args.filter and not selected_benchmarks(exe, args.filter):
+            continue
+        print(f"running {exe.name} ...", end=" ", flush=True)
+        output, error, seconds = run(exe, args, args.timeout)
+        print(f"{seconds:.1f} s" + (f"  FAILED: {error}" if error else ""), flush=True)
+        if error:
+            failures.append((exe.name, error))
+        else:
+            outputs.append(output)
+    heading.append(f"load average after: {loadavg()}")
+    print(heading[-1])
+
+    results = collect(outputs)
+    ordered = sorted(results, key=lambda w: WORKLOADS.index(w) if w in WORKLOADS else len(WORKLOADS))
+    markdown = ["# Benchmark results", "", *[f"- {line}" for line in heading], ""]
+    for workload in ordered:
+        header, rows = drop_empty_columns(*table(results[workload]))
+        print(f"\n== {workload} ==\n{render_text(header, rows)}")
+        markdown += [f"## {workload}", "", render_markdown(header, rows), ""]
+
+    checks = targets(results)
+    print("\n== issue 2 targets ==")
+    markdown += ["## Issue 2 targets", "", "| target | status | measured |", "|---|---|---|"]
+    for name, status, detail in checks:
+        print(f"  [{status:>6}] {name}: {detail}")
+        markdown.append(f"| {name} | {status} | {detail} |")
+    met = sum(1 for _, status, _ in checks if status == "met")
+    measured = sum(1 for _, status, _ in checks if status != "n/a")
+    print(f"  {met} of {measured} measured targets met")
+    for name, error in failures:
+        print(f"FAILED: {name}: {error}")
+        markdown.append(f"\nFAILED: {name}: {error}")
+
+    out_dir = args.build / "bench"
+    (out_dir / "results.json").write_text(json.dumps(
+        {"machine": info, "heading": heading, "repetitions": args.repetitions,
+         "min_time": args.min_time, "runs": outputs,
+         "failures": [{"executable": n, "error": e} for n, e in failures]}, indent=1))
+    (out_dir / "results.md").write_text("\n".join(markdown) + "\n")
+    print(f"\nwrote {out_dir / 'results.json'} and {out_dir / 'results.md'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+# shellcheck shell=bash disable=SC2034 # the arrays are used by the scripts that source this
+# Sourced by scripts/test and scripts/bench: the Debian packages the project builds with, and
+# parallel_ensure_packages, which installs the missing ones (as root) or says how (otherwise).
+
+# What every build needs: g++ and clang (16: clang 14, Debian 12's default, cannot compile
+# libstdc++ 12's <ranges> views, llvm/llvm-project#44178) with its sanitizer runtimes, CMake +
+# Ninja, Catch2 (v2 on Debian 12), Google Benchmark, oneTBB (a benchmark peer; libstdc++'s
+# std::execution::par needs it).
+PARALLEL_BUILD_PACKAGES=(g++ clang-16 libclang-rt-16-dev cmake ninja-build catch2 libbenchmark-dev
+                         libtbb-dev)
+# The lint steps of scripts/test: clang-format (Debian 12's, 14, as developers run it) and
+# clang-tidy 16 (it must parse what clang 16 compiles).
+PARALLEL_LINT_PACKAGES=(clang-format clang-tidy-16)
+# What ./scripts/bench adds: Debian's python3 runs bench/report.py. (OpenMP for g++ is libgomp,
+# part of g++.) Python peers would add python3-joblib python3-multiprocess here.
+PARALLEL_BENCH_PACKAGES=(python3)
+
+# parallel_ensure_packages PACKAGE...
+# Installs the packages that dpkg does not list as installed. As root: apt-get update + install.
+# Otherwise: prints the one command to run and exits 1. Not Debian (no dpkg/apt-get): says so
+# and carries on, so CMake's own messages name what is missing.
+parallel_ensure_packages() {
+  if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    echo "note: not a Debian system; make sure these (or their equivalents) are installed: $*" >&2
+    return 0
+  fi
+  local missing=() package
+  for package in "$@"; do
+    if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null)" != installed ]]; then
+      missing+=("$package")
+    fi
+  done
+  ((${#missing[@]} == 0)) && return 0
+
+  if ((EUID != 0)); then
+    echo "error: missing Debian packages: ${missing[*]}" >&2
+    echo "install them with:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "==> installing missing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}

@@ -1,0 +1,395 @@
+// parallel::map and parallel::starmap (map.hpp) on sequential, threads and thread_pool:
+// results equal the plain loop for every kind of input range, inputs are read in place,
+// results may be move-only, chunksize is honoured and f's exceptions keep their type.
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <iterator>
+#include <list>
+#include <memory>
+#include <parallel/parallel.hpp>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "catch.hpp"
+
+namespace {
+
+int triple_plus_one(int x) { return x * 3 + 1; }
+
+std::vector<int> numbers(int n) {
+  std::vector<int> out;
+  for (int i = 0; i < n; ++i) out.push_back(i);
+  return out;
+}
+
+template <class Range>
+std::vector<int> loop_triple_plus_one(Range&& items) {
+  std::vector<int> out;
+  for (auto&& x : items) out.push_back(triple_plus_one(x));
+  return out;
+}
+
+/// A single-pass input range yielding 0..size-1, like a generator: no size, no second pass.
+class generator_like {
+ public:
+  explicit generator_like(int size) : size_{size} {}
+
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(generator_like* owner) : owner_{owner} {}
+    int operator*() const { return owner_->current_; }
+    iterator& operator++() {
+      ++owner_->current_;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
+
+   private:
+    bool at_end() const { return owner_->current_ >= owner_->size_; }
+    generator_like* owner_ = nullptr;
+  };
+
+  iterator begin() { return iterator{this}; }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  int size_;
+  int current_ = 0;
+};
+static_assert(std::ranges::input_range<generator_like>);
+static_assert(!std::ranges::forward_range<generator_like>);
+static_assert(!std::ranges::sized_range<generator_like>);
+
+/// Counts every copy and move of itself, to prove an input is read in place.
+struct copy_counted {
+  explicit copy_counted(int v) : value{v} {}
+  copy_counted(const copy_counted& other) : value{other.value} { ++copies; }
+  copy_counted(copy_counted&& other) noexcept : value{other.value} { ++copies; }
+  copy_counted& operator=(const copy_counted& other) {
+    value = other.value;
+    ++copies;
+    return *this;
+  }
+  copy_counted& operator=(copy_counted&& other) noexcept {
+    value = other.value;
+    ++copies;
+    return *this;
+  }
+  ~copy_counted() = default;
+
+  int value;
+  inline static std::atomic<int> copies{0};
+};
+
+struct no_default {
+  explicit no_default(int v) : value{v} {}
+  int value;
+};
+static_assert(!std::is_default_constructible_v<no_default>);
+
+/// Thrown by f: deliberately not derived from std::exception, so only its own type can catch it.
+struct item_failed {
+  int index;
+};
+
+/// Runs check(policy) for the sequential loop and for thread pools of several sizes.
+template <class Check>
+void for_each_policy(Check check) {
+  {
+    INFO("policy: sequential");
+    check(parallel::sequential{});
+  }
+  {
+    INFO("policy: threads{}");
+    check(parallel::threads{});
+  }
+  {
+    INFO("policy: threads{.workers = 1}");
+    check(parallel::threads{.workers = 1});
+  }
+  {
+    INFO("policy: threads{.workers = 3}");
+    check(parallel::threads{.workers = 3});
+  }
+}
+
+}  // namespace
+
+TEST_CASE("map: vector input gives the plain loop's results", "[map]") {
+  for_each_policy([](auto policy) {
+    for (int n : {0, 1, 2, 3, 100, 1000, 10007}) {
+      CAPTURE(n);
+      const std::vector<int> items = numbers(n);
+      REQUIRE(parallel::map(policy, triple_plus_one, items) == loop_triple_plus_one(items));
+    }
+  });
+  // Without a policy, map runs on threads{}.
+  const std::vector<int> items = numbers(5000);
+  REQUIRE(parallel::map(triple_plus_one, items) == loop_triple_plus_one(items));
+}
+
+TEST_CASE("map: std::list input (not random access)", "[map]") {
+  for_each_policy([](auto policy) {
+    for (int n : {0, 1, 7, 5000}) {
+      CAPTURE(n);
+      std::list<int> items;
+      for (int i = 0; i < n; ++i) items.push_back(i * 2 - 7);
+      REQUIRE(parallel::map(policy, triple_plus_one, items) == loop_triple_plus_one(items));
+    }
+  });
+  std::list<std::string> words{"a", "bb", "ccc", "", "eeeee"};
+  const auto lengths = parallel::map([](const std::string& s) { return s.size(); }, words);
+  REQUIRE(lengths == std::vector<std::size_t>{1, 2, 3, 0, 5});
+}
+
+TEST_CASE("map: iota | transform view", "[map]") {
+  for_each_policy([](auto policy) {
+    for (int n : {0, 1, 999, 20000}) {
+      CAPTURE(n);
+      auto items = std::views::iota(0, n) | std::views::transform([](int i) { return i * i % 97; });
+      REQUIRE(parallel::map(policy, triple_plus_one, items) == loop_triple_plus_one(items));
+    }
+  });
+}
+
+TEST_CASE("map: single-pass input range (generator-like)", "[map]") {
+  for_each_policy([](auto policy) {
+    for (int n : {0, 1, 2, 4321}) {
+      CAPTURE(n);
+      generator_like items{n};
+      REQUIRE(parallel::map(policy, triple_plus_one, items) == loop_triple_plus_one(numbers(n)));
+    }
+  });
+}
+
+TEST_CASE("map: one million items", "[map]") {
+  const std::vector<int> items = numbers(1'000'000);
+  const std::vector<int> expected = loop_triple_plus_one(items);
+  REQUIRE(parallel::map(parallel::threads{}, triple_plus_one, items) == expected);
+  REQUIRE(parallel::map(parallel::sequential{}, triple_plus_one, items) == expected);
+  REQUIRE(parallel::map(triple_plus_one, std::views::iota(0, 1'000'000)) == expected);
+}
+
+TEST_CASE("map: a temporary input range", "[map]") {
+  REQUIRE(parallel::map(triple_plus_one, std::vector<int>{1, 2, 3}) == std::vector<int>{4, 7, 10});
+  REQUIRE(parallel::map(parallel::sequential{}, triple_plus_one, std::list<int>{5}) ==
+          std::vector<int>{16});
+}
+
+TEST_CASE("map: random-access input is read in place, never copied", "[map]") {
+  std::vector<copy_counted> items;
+  items.reserve(20000);
+  for (int i = 0; i < 20000; ++i) items.emplace_back(i);
+  const auto twice = [](const copy_counted& c) { return c.value * 2; };
+
+  for_each_policy([&](auto policy) {
+    copy_counted::copies = 0;
+    const std::vector<int> out = parallel::map(policy, twice, items);
+    REQUIRE(copy_counted::copies == 0);
+    REQUIRE(out.size() == items.size());
+    for (std::size_t i = 0; i < out.size(); ++i) REQUIRE(out[i] == items[i].value * 2);
+  });
+
+  parallel::thread_pool pool{2};
+  copy_counted::copies = 0;
+  const auto out = pool.map(twice, items, parallel::options{.chunksize = 3});
+  REQUIRE(copy_counted::copies == 0);
+  REQUIRE(out.size() == items.size());
+  REQUIRE(out.back() == 2 * 19999);
+}
+
+TEST_CASE("map: move-only results", "[map]") {
+  for_each_policy([](auto policy) {
+    const std::vector<int> items = numbers(3000);
+    std::vector<std::unique_ptr<int>> out = parallel::map(
+        policy, [](int x) { return std::make_unique<int>(x + 1); }, items);
+    REQUIRE(out.size() == items.size());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      REQUIRE(out[i] != nullptr);
+      REQUIRE(*out[i] == items[i] + 1);
+    }
+  });
+}
+
+TEST_CASE("map: results without a default constructor", "[map]") {
+  for_each_policy([](auto policy) {
+    std::list<int> items{4, 8, 15, 16, 23, 42};
+    std::vector<no_default> out = parallel::map(
+        policy, [](int x) { return no_default{-x}; }, items);
+    REQUIRE(out.size() == 6);
+    auto it = items.begin();
+    for (const no_default& r : out) REQUIRE(r.value == -*it++);
+  });
+}
+
+TEST_CASE("map: bool results are right although std::vector<bool> packs bits", "[map]") {
+  // Adjacent results share a word of std::vector<bool>: writing them from several threads
+  // at once would lose bits.
+  const std::vector<int> items = numbers(20000);
+  std::vector<bool> expected;
+  for (int x : items) expected.push_back(x % 3 == 0);
+  parallel::thread_pool pool{2};
+  for (std::size_t chunksize : {std::size_t{1}, std::size_t{3}, std::size_t{0}}) {
+    CAPTURE(chunksize);
+    const auto out = pool.map([](int x) { return x % 3 == 0; }, items,
+                              parallel::options{.chunksize = chunksize});
+    REQUIRE(out == expected);
+  }
+}
+
+TEST_CASE("map: the chunksize option keeps results right", "[map]") {
+  constexpr int n = 1000;
+  const std::vector<int> items = numbers(n);
+  const std::vector<int> expected = loop_triple_plus_one(items);
+  parallel::thread_pool pool{2};
+  for (std::size_t chunksize : {std::size_t{1}, std::size_t{7}, std::size_t{n + 5}}) {
+    CAPTURE(chunksize);
+    const parallel::options opts{.chunksize = chunksize};
+    REQUIRE(parallel::map(parallel::threads{}, triple_plus_one, items, opts) == expected);
+    REQUIRE(parallel::map(parallel::sequential{}, triple_plus_one, items, opts) == expected);
+    REQUIRE(pool.map(triple_plus_one, items, opts) == expected);
+    std::list<int> list_items(items.begin(), items.end());
+    REQUIRE(pool.map(triple_plus_one, list_items, opts) == expected);
+    generator_like generated{n};
+    REQUIRE(pool.map(triple_plus_one, generated, opts) == expected);
+  }
+}
+
+TEST_CASE("starmap: applies f to each tuple's elements", "[map][starmap]") {
+  const auto add = [](int a, int b) { return a + b; };
+  for_each_policy([&](auto policy) {
+    std::vector<std::tuple<int, int>> pairs;
+    for (int i = 0; i < 2000; ++i) pairs.emplace_back(i, 10 * i);
+    const std::vector<int> sums = parallel::starmap(policy, add, pairs);
+    REQUIRE(sums.size() == pairs.size());
+    for (std::size_t i = 0; i < sums.size(); ++i) REQUIRE(sums[i] == 11 * static_cast<int>(i));
+
+    std::list<std::tuple<int, int, int>> triples{{1, 2, 3}, {4, 5, 6}};
+    const auto products = parallel::starmap(
+        policy, [](int a, int b, int c) { return a * b * c; }, triples);
+    REQUIRE(products == std::vector<int>{6, 120});
+
+    const std::vector<std::pair<std::string, int>> repeats{{"ab", 2}, {"x", 0}, {"c", 3}};
+    const auto repeated = parallel::starmap(
+        policy,
+        [](const std::string& s, int times) {
+          std::string out;
+          for (int i = 0; i < times; ++i) out += s;
+          return out;
+        },
+        repeats);
+    REQUIRE(repeated == std::vector<std::string>{"abab", "", "ccc"});
+
+    const std::vector<std::tuple<int, int>> none;
+    REQUIRE(parallel::starmap(policy, add, none).empty());
+  });
+
+  parallel::thread_pool pool{2};
+  const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  REQUIRE(pool.starmap(add, pairs, parallel::options{.chunksize = 1}) ==
+          std::vector<int>{3, 7, 11});
+  REQUIRE(parallel::starmap(add, pairs) == std::vector<int>{3, 7, 11});
+}
+
+TEST_CASE("starmap: tuples in a random-access range are not copied", "[map][starmap]") {
+  std::vector<std::tuple<copy_counted, int>> items;
+  items.reserve(5000);
+  for (int i = 0; i < 5000; ++i) items.emplace_back(copy_counted{i}, 2);
+  for_each_policy([&](auto policy) {
+    copy_counted::copies = 0;
+    const auto out = parallel::starmap(
+        policy, [](const copy_counted& c, int k) { return c.value * k; }, items);
+    REQUIRE(copy_counted::copies == 0);
+    REQUIRE(out.size() == items.size());
+    REQUIRE(out[4999] == 9998);
+  });
+}
+
+TEST_CASE("map: an exception from f reaches the caller with its own type", "[map][errors]") {
+  for_each_policy([](auto policy) {
+    for (int k : {0, 1, 500, 999}) {
+      CAPTURE(k);
+      const std::vector<int> items = numbers(1000);
+      int caught = -1;
+      try {
+        (void)parallel::map(
+            policy,
+            [k](int x) {
+              if (x == k) throw item_failed{x};
+              return x;
+            },
+            items);
+      } catch (const item_failed& e) {
+        caught = e.index;
+      }
+      REQUIRE(caught == k);
+    }
+    // starmap too, with a standard exception type.
+    const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 0}, {5, 6}};
+    REQUIRE_THROWS_AS(parallel::starmap(
+                          policy,
+                          [](int a, int b) {
+                            if (b == 0) throw std::domain_error{"division by zero"};
+                            return a / b;
+                          },
+                          pairs),
+                      std::domain_error);
+  });
+}
+
+TEST_CASE("map: work not yet started is skipped after an exception", "[map][errors]") {
+  constexpr int n = 100'000;
+  const std::vector<int> items = numbers(n);
+  std::atomic<int> calls{0};
+  const auto busy_10us_throw_at_0 = [&calls](int x) {
+    calls.fetch_add(1, std::memory_order_relaxed);
+    if (x == 0) throw item_failed{0};
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds{10};
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    return x;
+  };
+
+  REQUIRE_THROWS_AS(parallel::map(parallel::threads{}, busy_10us_throw_at_0, items), item_failed);
+  CHECK(calls.load() < n / 2);
+
+  calls = 0;
+  parallel::thread_pool pool{2};
+  REQUIRE_THROWS_AS(pool.map(busy_10us_throw_at_0, items, parallel::options{.chunksize = 1}),
+                    item_failed);
+  CHECK(calls.load() < n / 2);
+
+  // The sequential loop stops exactly at the failing item.
+  calls = 0;
+  REQUIRE_THROWS_AS(parallel::map(parallel::sequential{}, busy_10us_throw_at_0, items),
+                    item_failed);
+  CHECK(calls.load() == 1);
+}
+
+TEST_CASE("map: the pool is usable after an exception", "[map][errors]") {
+  parallel::thread_pool pool{2};
+  const std::vector<int> items = numbers(10000);
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    REQUIRE_THROWS_AS(pool.map(
+                          [](int x) {
+                            if (x % 1000 == 999) throw item_failed{x};
+                            return x;
+                          },
+                          items),
+                      item_failed);
+    REQUIRE(pool.map(triple_plus_one, items) == loop_triple_plus_one(items));
+    REQUIRE(pool.submit([] { return 42; }).get() == 42);
+  }
+  REQUIRE_THROWS_AS(parallel::map([](int) -> int { throw item_failed{1}; }, items), item_failed);
+  REQUIRE(parallel::map(triple_plus_one, items) == loop_triple_plus_one(items));
+}

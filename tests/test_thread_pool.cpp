@@ -1,0 +1,280 @@
+// parallel::thread_pool (thread_pool.hpp): nested maps never deadlock, even on one worker and
+// even when the caller holds a lock; an idle pool sleeps; a forked child gets a working pool;
+// pools come and go; several threads may use one pool at once.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <mutex>
+#include <numeric>
+#include <parallel/parallel.hpp>
+#include <ranges>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// Aborts the test program with a message if the enclosing scope has not ended in time:
+/// a deadlock fails loudly instead of hanging ctest.
+class watchdog {
+ public:
+  explicit watchdog(std::string what, std::chrono::seconds limit = 20s)
+      : thread_{[this, what = std::move(what), limit] {
+          std::unique_lock lock{mutex_};
+          if (!done_cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s (deadlock?)\n",
+                         what.c_str(), static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }} {}
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+  ~watchdog() {
+    {
+      std::lock_guard lock{mutex_};
+      done_ = true;
+    }
+    done_cv_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+constexpr bool under_thread_sanitizer =
+#if defined(__SANITIZE_THREAD__)
+    true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+    true;
+#else
+    false;
+#endif
+#else
+    false;
+#endif
+
+std::vector<int> numbers(int n) {
+  std::vector<int> out(static_cast<std::size_t>(n));
+  std::iota(out.begin(), out.end(), 0);
+  return out;
+}
+
+long sum(const std::vector<long>& values) {
+  return std::accumulate(values.begin(), values.end(), 0L);
+}
+
+/// chunksize 1 so that every level really becomes tasks instead of running inline.
+const parallel::options one_per_task{.chunksize = 1};
+
+/// sum over i < 4, j < 4, k < 16 of (i * 100 + j * 10 + k), as three levels of pool.map.
+template <class Map>
+long three_levels(Map&& map_on_pool) {
+  const auto inner = [](int base) { return [base](int k) { return static_cast<long>(base + k); }; };
+  const auto middle = [&](int i) {
+    return [&, i](int j) { return sum(map_on_pool(inner(i * 100 + j * 10), numbers(16))); };
+  };
+  return sum(
+      map_on_pool([&](int i) { return sum(map_on_pool(middle(i), numbers(4))); }, numbers(4)));
+}
+
+constexpr long three_levels_expected = [] {
+  long total = 0;
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int k = 0; k < 16; ++k) total += i * 100 + j * 10 + k;
+  return total;
+}();
+
+/// A small amount of real work, so that idle workers have time to steal.
+long spin_20us(int k) {
+  const auto until = std::chrono::steady_clock::now() + 20us;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  return k;
+}
+
+/// How many outer items the current thread is inside of (see the isolation test).
+thread_local int outer_items_running_here = 0;
+
+double process_cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
+}  // namespace
+
+TEST_CASE("thread_pool: map in map in map gives the right results", "[thread_pool]") {
+  watchdog guard{"thread_pool: map in map in map"};
+  for (int workers : {1, 2}) {
+    CAPTURE(workers);
+    parallel::thread_pool pool{workers};
+    REQUIRE(three_levels([&pool](auto f, const std::vector<int>& items) {
+              return pool.map(f, items, one_per_task);
+            }) == three_levels_expected);
+    REQUIRE(three_levels([workers](auto f, const std::vector<int>& items) {
+              return parallel::map(parallel::threads{.workers = workers}, f, items, one_per_task);
+            }) == three_levels_expected);
+    // Automatic chunking too.
+    REQUIRE(three_levels([&pool](auto f, const std::vector<int>& items) {
+              return pool.map(f, items);
+            }) == three_levels_expected);
+  }
+}
+
+TEST_CASE("thread_pool: a nested map while holding a mutex does not deadlock", "[thread_pool]") {
+  watchdog guard{"thread_pool: nested map while holding a mutex"};
+  for (int workers : {1, 2, 4}) {
+    CAPTURE(workers);
+    parallel::thread_pool pool{workers};
+    std::mutex shared;
+    // Each outer task runs its inner map while holding `shared`. A thread that, while waiting
+    // for its inner map, picked up another outer task would lock `shared` twice.
+    const std::vector<long> sums = pool.map(
+        [&](int i) {
+          std::lock_guard lock{shared};
+          return sum(pool.map([i](int k) { return static_cast<long>(i) * 1000 + spin_20us(k); },
+                              numbers(200), one_per_task));
+        },
+        numbers(8), one_per_task);
+    REQUIRE(sums.size() == 8);
+    for (std::size_t i = 0; i < sums.size(); ++i) {
+      REQUIRE(sums[i] == static_cast<long>(i) * 1000 * 200 + 199 * 200 / 2);
+    }
+  }
+}
+
+TEST_CASE("thread_pool: a thread waiting for its nested map runs none of the outer items",
+          "[thread_pool]") {
+  // The condition behind the mutex test above, observed without deadlocking: an outer item
+  // that started on a thread already inside an outer item would have locked the mutex twice.
+  watchdog guard{"thread_pool: isolation of nested maps"};
+  for (int workers : {2, 4, 2, 4, 2, 4}) {  // repeated: the steals that reveal it are by chance
+    CAPTURE(workers);
+    parallel::thread_pool pool{workers};
+    std::atomic<int> reentered{0};
+    const std::vector<long> sums = pool.map(
+        [&](int i) {
+          if (outer_items_running_here != 0) reentered.fetch_add(1);
+          ++outer_items_running_here;
+          const long inner =
+              sum(pool.map([i](int k) { return spin_20us(k) + i; }, numbers(32), one_per_task));
+          --outer_items_running_here;
+          return inner;
+        },
+        numbers(64), one_per_task);
+    REQUIRE(sums.size() == 64);
+    REQUIRE(sums[63] == 31 * 32 / 2 + 63 * 32);
+    REQUIRE(reentered.load() == 0);
+  }
+}
+
+TEST_CASE("thread_pool: an idle pool uses no CPU", "[thread_pool]") {
+  watchdog guard{"thread_pool: an idle pool uses no CPU"};
+  parallel::thread_pool pool{2};
+  const std::vector<int> items = numbers(100000);
+  REQUIRE(pool.map([](int x) { return x + 1; }, items).back() == 100000);
+  REQUIRE(parallel::map([](int x) { return x + 1; }, items).back() == 100000);  // the default pool
+
+  const double before = process_cpu_seconds();
+  std::this_thread::sleep_for(300ms);
+  const double used = process_cpu_seconds() - before;
+  INFO("CPU seconds used by the whole process over 300 ms of idleness: " << used);
+  REQUIRE(used < 0.1);
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+TEST_CASE("thread_pool: a forked child gets a working default pool", "[thread_pool][fork]") {
+  if (under_thread_sanitizer) {
+    WARN("skipped: ThreadSanitizer does not support fork() in a multi-threaded program");
+    return;
+  }
+  const std::vector<int> items = numbers(10000);
+  std::vector<int> expected;
+  for (int x : items) expected.push_back(x * 2);
+  // The parent uses the default pool first, so its workers exist when it forks.
+  REQUIRE(parallel::map([](int x) { return x * 2; }, items) == expected);
+
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    alarm(20);  // a child that hangs dies on its own
+    const bool ok = parallel::map([](int x) { return x * 2; }, items, one_per_task) == expected &&
+                    parallel::map(
+                        parallel::threads{}, [](int x) { return x * 2; }, items) == expected;
+    _exit(ok ? 0 : 1);
+  }
+
+  int status = 0;
+  pid_t waited = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while ((waited = waitpid(child, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  if (waited == 0) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    FAIL("the forked child's parallel::map did not finish within 20 s");
+  }
+  REQUIRE(waited == child);
+  INFO("child status " << status);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+
+  // The parent's pool still works.
+  REQUIRE(parallel::map([](int x) { return x * 2; }, items) == expected);
+}
+#endif
+
+TEST_CASE("thread_pool: pools can be created and destroyed many times", "[thread_pool]") {
+  watchdog guard{"thread_pool: pools created and destroyed 100 times"};
+  const std::vector<int> items = numbers(64);
+  for (int round = 0; round < 100; ++round) {
+    CAPTURE(round);
+    parallel::thread_pool pool{1 + round % 3};
+    if (round % 2 == 0) {
+      const auto out = pool.map([](int x) { return x * x; }, items, one_per_task);
+      REQUIRE(out[63] == 63 * 63);
+      REQUIRE(pool.submit([round] { return round; }).get() == round);
+    }
+    // Odd rounds destroy a pool that never ran anything.
+  }
+}
+
+TEST_CASE("thread_pool: several caller threads share one pool", "[thread_pool]") {
+  watchdog guard{"thread_pool: several caller threads share one pool"};
+  parallel::thread_pool pool{2};
+  const std::vector<int> items = numbers(5000);
+  std::vector<long> totals(4, -1);
+  std::vector<std::thread> callers;
+  for (std::size_t c = 0; c < totals.size(); ++c) {
+    callers.emplace_back([&, c] {
+      long total = 0;
+      for (int round = 0; round < 5; ++round) {
+        total +=
+            sum(pool.map([c](int x) { return static_cast<long>(x) * static_cast<long>(c + 1); },
+                         items, parallel::options{.chunksize = 16}));
+      }
+      totals[c] = total;
+    });
+  }
+  for (auto& t : callers) t.join();
+  const long base = 5L * 4999 * 5000 / 2;
+  for (std::size_t c = 0; c < totals.size(); ++c)
+    REQUIRE(totals[c] == base * static_cast<long>(c + 1));
+}
