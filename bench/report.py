@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 # Workloads in the order of issue 2; executables not listed here run after them.
-WORKLOADS = ["tiny", "small", "balanced", "cpu", "irregular", "nested", "fib", "submit", "idle"]
+WORKLOADS = ["tiny", "small", "balanced", "cpu", "irregular", "nested", "fib", "submit", "idle",
+             "progress"]
 BASELINE = "sequential"
 LIBRARY_VARIANTS = ("parallel_map", "pool_submit", "thread_pool", "sequential_policy")
 PEER_PREFIXES = ("omp_", "tbb", "std_par")
@@ -243,6 +244,12 @@ def targets(results):
     r = get("fib", "pool_submit")
     check("fib: <= 10 ns per call", [r], lambda: r.counter("ns_per_call") <= 10,
           lambda: f"{r.counter('ns_per_call'):.3g} ns/call")
+
+    pm = get("progress", "parallel_map")
+    for variant in ("parallel_map_callback", "parallel_map_progress_bar"):
+        p = get("progress", variant)
+        check(f"progress: {variant} costs < 1% on 1 ms items", [pm, p],
+              lambda: ratio(p, pm) < 1.01, lambda: f"{(ratio(p, pm) - 1) * 100:+.2f}%")
 
     # 0 CPU s, every repetition. Below 100 us a second is counted as 0: that much is a pool's
     # workers spinning briefly before they block, not a pool that keeps polling.

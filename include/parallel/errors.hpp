@@ -23,7 +23,8 @@ class error : public std::runtime_error {
 /// A task threw in another process. Carries the demangled type name of the exception, its
 /// what() and the index of the item that raised it.
 ///
-///     catch (const parallel::remote_error& e) { std::cerr << e.type_name() << " at " << e.index(); }
+///     catch (const parallel::remote_error& e) { std::cerr << e.type_name() << " at " << e.index();
+///     }
 class remote_error : public error {
  public:
   static constexpr std::size_t no_index = std::numeric_limits<std::size_t>::max();
@@ -44,7 +45,8 @@ class remote_error : public error {
 
 /// A worker process ended while it was running a task (killed by a signal, or exited).
 ///
-///     catch (const parallel::worker_died& e) { std::cerr << e.what(); /* pool already replaced it */ }
+///     catch (const parallel::worker_died& e) { std::cerr << e.what(); /* pool already replaced it
+///     */ }
 class worker_died : public error {
  public:
   using error::error;

@@ -14,8 +14,8 @@
 #include <type_traits>
 #include <utility>
 
-#include "errors.hpp"
 #include "detail/scheduler/scheduler.hpp"
+#include "errors.hpp"
 
 namespace parallel {
 
@@ -152,7 +152,7 @@ class future {
  private:
   template <class F, class... Args>
   friend future<detail::submit_result_t<F, Args...>> detail::submit_to(detail::scheduler&, F&&,
-                                                                        Args&&...);
+                                                                       Args&&...);
 
   struct releaser {
     void operator()(detail::future_state<R>* s) const noexcept { s->release(); }
@@ -161,8 +161,7 @@ class future {
   explicit future(detail::future_state<R>* state) noexcept : state_(state) {}
 
   void check() const {
-    if (state_ == nullptr)
-      throw std::future_error(std::future_errc::no_state);
+    if (state_ == nullptr) throw std::future_error(std::future_errc::no_state);
   }
 
   void drop() noexcept {

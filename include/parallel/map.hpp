@@ -72,8 +72,7 @@ auto imap_unordered(const Policy& policy, F&& f, Range&& items, const options& o
 
 template <detail::not_a_policy F, std::ranges::input_range Range>
 auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
-  return parallel::imap_unordered(threads{}, std::forward<F>(f), std::forward<Range>(items),
-                                  opts);
+  return parallel::imap_unordered(threads{}, std::forward<F>(f), std::forward<Range>(items), opts);
 }
 
 }  // namespace parallel

@@ -24,9 +24,9 @@ class progress {
   progress() = default;
 
   template <class F>
-    requires(!std::same_as<std::remove_cvref_t<F>, progress> &&
-             std::invocable<F&, std::size_t, std::size_t>)
-  progress(F&& report)  // NOLINT(google-explicit-constructor): options{.progress = lambda}
+  requires(!std::same_as<std::remove_cvref_t<F>, progress> &&
+           std::invocable<F&, std::size_t, std::size_t>)
+      progress(F&& report)  // NOLINT(google-explicit-constructor): options{.progress = lambda}
       : report_(std::forward<F>(report)) {}
 
   explicit operator bool() const noexcept { return static_cast<bool>(report_); }

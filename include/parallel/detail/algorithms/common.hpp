@@ -30,9 +30,9 @@ class indexed_input {
       std::ranges::random_access_range<Range> && std::ranges::sized_range<Range>;
   static constexpr bool by_iterator = !in_place && std::ranges::forward_range<Range>;
   using value = std::ranges::range_value_t<Range>;
-  using storage = std::conditional_t<in_place, iterator,
-                                     std::conditional_t<by_iterator, std::vector<iterator>,
-                                                        std::vector<value>>>;
+  using storage = std::conditional_t<
+      in_place, iterator,
+      std::conditional_t<by_iterator, std::vector<iterator>, std::vector<value>>>;
 
  public:
   explicit indexed_input(Range& items) {
@@ -87,9 +87,7 @@ class held_range {
 
   auto begin() { return std::ranges::begin(get()); }
   auto end() { return std::ranges::end(get()); }
-  auto size()
-    requires std::ranges::sized_range<std::remove_reference_t<Range>>
-  {
+  auto size() requires std::ranges::sized_range<std::remove_reference_t<Range>> {
     return std::ranges::size(get());
   }
 

@@ -39,7 +39,8 @@ class threaded_imap_state {
   using value_type = sequential_result_t<F, View>;
 
   struct chunk : task {
-    chunk(threaded_imap_state& s, std::size_t first) : task(&execute, s.tag_), owner(&s), first(first) {}
+    chunk(threaded_imap_state& s, std::size_t first)
+        : task(&execute, s.tag_), owner(&s), first(first) {}
 
     static void execute(task* base) noexcept {
       auto* self = static_cast<chunk*>(base);
@@ -47,12 +48,12 @@ class threaded_imap_state {
     }
 
     threaded_imap_state* owner;
-    std::size_t first;                          // index of the first item in the input
-    std::size_t count = 0;                      // items in this chunk
-    std::vector<input_value> inputs;            // unless read in place
+    std::size_t first;                // index of the first item in the input
+    std::size_t count = 0;            // items in this chunk
+    std::vector<input_value> inputs;  // unless read in place
     std::vector<std::optional<value_type>> results;
-    std::size_t produced = 0;                   // results[0, produced) are valid
-    std::exception_ptr error;                   // thrown by item first + produced
+    std::size_t produced = 0;  // results[0, produced) are valid
+    std::exception_ptr error;  // thrown by item first + produced
     clock::duration took{};
     latch done;
   };
@@ -129,8 +130,8 @@ class threaded_imap_state {
       if (index > failed_at_.load(std::memory_order_relaxed)) break;
       try {
         if constexpr (in_place)
-          c.results.emplace_back(std::invoke(
-              f_, origin_[static_cast<std::ranges::range_difference_t<View>>(index)]));
+          c.results.emplace_back(
+              std::invoke(f_, origin_[static_cast<std::ranges::range_difference_t<View>>(index)]));
         else
           c.results.emplace_back(std::invoke(f_, std::move(c.inputs[k])));
       } catch (...) {
@@ -175,7 +176,8 @@ class threaded_imap_state {
   // After each chunk: aim the automatic chunk size at ~chunk_target of work.
   void learn(const chunk& c) noexcept {
     if (chunksize_ != 0 || c.produced == 0) return;
-    const auto per_item = std::max<clock::duration::rep>(1, c.took.count() / static_cast<clock::duration::rep>(c.produced));
+    const auto per_item = std::max<clock::duration::rep>(
+        1, c.took.count() / static_cast<clock::duration::rep>(c.produced));
     const auto wanted = static_cast<std::size_t>(
         std::chrono::duration_cast<clock::duration>(chunk_target).count() / per_item);
     learned_chunk_ = std::clamp<std::size_t>(wanted, 1, 4096);
@@ -221,7 +223,8 @@ class threaded_imap_state {
         }
         if (ready == nullptr) pool_.wait(any_done_, tag_);
       }
-      it = std::find_if(window_.begin(), window_.end(), [ready](auto& c) { return c.get() == ready; });
+      it = std::find_if(window_.begin(), window_.end(),
+                        [ready](auto& c) { return c.get() == ready; });
       pool_.wait(ready->done, tag_);
     }
     auto taken = std::move(*it);
@@ -239,8 +242,8 @@ class threaded_imap_state {
   std::size_t total_;
   std::ranges::iterator_t<View> next_;
   const std::ranges::iterator_t<View> origin_;  // workers read random-access input from here
-  std::size_t read_ = 0;          // items read from the input
-  std::size_t in_flight_ = 0;     // read but not yet consumed
+  std::size_t read_ = 0;                        // items read from the input
+  std::size_t in_flight_ = 0;                   // read but not yet consumed
   std::size_t delivered_ = 0;
   std::size_t learned_chunk_ = 1;
   bool input_done_ = false;

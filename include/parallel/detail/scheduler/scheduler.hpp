@@ -133,7 +133,8 @@ class scheduler {
 
  private:
   struct worker {
-    worker(scheduler& s, std::size_t i) : owner(&s), index(i), random(0x9e3779b97f4a7c15ULL * (i + 1)) {}
+    worker(scheduler& s, std::size_t i)
+        : owner(&s), index(i), random(0x9e3779b97f4a7c15ULL * (i + 1)) {}
     work_deque deque;
     detail::parker parker;
     scheduler* owner;
@@ -230,8 +231,7 @@ class scheduler {
       worker& w = *workers_[(start + i) % n];
       std::uint32_t state = w.parker.asleep.load(std::memory_order_acquire);
       if (state == parker::awake) continue;
-      if (state == parker::waiting &&
-          w.parker.waiting_for.load(std::memory_order_relaxed) != tag)
+      if (state == parker::waiting && w.parker.waiting_for.load(std::memory_order_relaxed) != tag)
         continue;
       if (w.parker.asleep.compare_exchange_strong(state, parker::awake,
                                                   std::memory_order_acq_rel)) {
@@ -347,7 +347,8 @@ class scheduler {
       while (!l.is_set()) {
         const auto now = std::chrono::steady_clock::now();
         if (now >= *deadline) return false;
-        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, *deadline - now));
+        std::this_thread::sleep_for(
+            std::min<std::chrono::steady_clock::duration>(pause, *deadline - now));
         pause = std::min(pause * 2, std::chrono::microseconds(2000));
       }
       return true;
