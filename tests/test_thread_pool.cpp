@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <signal.h>
@@ -25,51 +26,10 @@
 
 namespace {
 
+using test_support::under_thread_sanitizer;
+using test_support::watchdog;
+
 using namespace std::chrono_literals;
-
-/// Aborts the test program with a message if the enclosing scope has not ended in time:
-/// a deadlock fails loudly instead of hanging ctest.
-class watchdog {
- public:
-  explicit watchdog(std::string what, std::chrono::seconds limit = 20s)
-      : thread_{[this, what = std::move(what), limit] {
-          std::unique_lock lock{mutex_};
-          if (!done_cv_.wait_for(lock, limit, [this] { return done_; })) {
-            std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s (deadlock?)\n",
-                         what.c_str(), static_cast<long long>(limit.count()));
-            std::abort();
-          }
-        }} {}
-  watchdog(const watchdog&) = delete;
-  watchdog& operator=(const watchdog&) = delete;
-  ~watchdog() {
-    {
-      std::lock_guard lock{mutex_};
-      done_ = true;
-    }
-    done_cv_.notify_one();
-    thread_.join();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable done_cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
-
-constexpr bool under_thread_sanitizer =
-#if defined(__SANITIZE_THREAD__)
-    true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-    true;
-#else
-    false;
-#endif
-#else
-    false;
-#endif
 
 std::vector<int> numbers(int n) {
   std::vector<int> out(static_cast<std::size_t>(n));
