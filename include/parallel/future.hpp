@@ -24,7 +24,9 @@ class future;
 
 namespace detail {
 
-/// Shared by the task (while queued or running) and the future: two references.
+/// Shared by the task (while queued or running) and the future. Owned by the future, unless the
+/// future is dropped before the task ends: then done_ is detached and the task frees it. No
+/// reference count: the latch word already says who is last.
 template <class R>
 struct future_state : task {
   using destroy_fn = void (*)(future_state*) noexcept;
@@ -32,13 +34,13 @@ struct future_state : task {
   future_state(execute_fn execute, destroy_fn destroy, scheduler& pool, isolation_tag tag)
       : task(execute, tag), destroy_(destroy), pool_(&pool) {}
 
+  /// The future lets go of the state.
   void release() noexcept {
-    if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy_(this);
+    if (!done_.detach()) destroy_(this);  // already done: nobody else holds it
   }
 
   destroy_fn destroy_;
   scheduler* pool_;
-  std::atomic<int> references_{2};
   latch done_;
   std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value_{};
   std::exception_ptr error_;
@@ -62,8 +64,7 @@ struct submitted_task final : future_state<R> {
     }
     // The call (and what it captured) ends before the future sees the result.
     self->call_.reset();
-    self->done_.set();
-    self->release();
+    if (self->done_.set()) destroy(self);  // the future was dropped unread
   }
 
   static void destroy(future_state<R>* base) noexcept { delete static_cast<submitted_task*>(base); }

@@ -36,16 +36,27 @@ inline parker& this_parker() noexcept {
   return p;
 }
 
-/// A word one waiter can sleep on: 0 = not signalled, 1 = signalled, otherwise the address of
-/// the parker of the thread sleeping on it. set() is the signaller's last access to the latch,
-/// so the waiter may destroy it as soon as it sees it set.
+/// A word one waiter can sleep on: 0 = not signalled, 1 = signalled, 2 = abandoned by its
+/// waiter, otherwise the address of the parker of the thread sleeping on it. set() is the
+/// signaller's last access to the latch, so the waiter may destroy it as soon as it sees it set.
 class latch {
  public:
   bool is_set() const noexcept { return word_.load(std::memory_order_acquire) == set_value; }
 
-  void set() noexcept {
+  /// Signals. Returns true when the waiter abandoned the latch (detach()): the signaller then
+  /// owns whatever holds the latch and must free it.
+  bool set() noexcept {
     const std::uintptr_t previous = word_.exchange(set_value, std::memory_order_acq_rel);
-    if (previous > set_value) reinterpret_cast<parker*>(previous)->unpark();
+    if (previous > detached_value) reinterpret_cast<parker*>(previous)->unpark();
+    return previous == detached_value;
+  }
+
+  /// The waiter gives up on a latch not yet set, leaving its freeing to the signaller (see
+  /// set()). False when the latch is already set: the waiter frees it.
+  bool detach() noexcept {
+    std::uintptr_t expected = 0;
+    return word_.compare_exchange_strong(expected, detached_value, std::memory_order_acq_rel,
+                                         std::memory_order_acquire);
   }
 
   /// For a latch reused as an event (imap_unordered): the waiter clears it before looking for
@@ -68,6 +79,7 @@ class latch {
 
  private:
   static constexpr std::uintptr_t set_value = 1;
+  static constexpr std::uintptr_t detached_value = 2;  // parkers are aligned: never 2
   std::atomic<std::uintptr_t> word_{0};
 };
 

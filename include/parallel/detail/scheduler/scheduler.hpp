@@ -16,6 +16,7 @@
 
 #include "../platform.hpp"
 #include "fork_guard.hpp"
+#include "injection_queue.hpp"
 #include "parker.hpp"
 #include "task.hpp"
 #include "work_deque.hpp"
@@ -78,9 +79,7 @@ class scheduler {
     if (worker* w = local_worker()) {
       w->deque.push(t);
     } else {
-      std::lock_guard lock(injected_mutex_);
-      injected_.push_back(t);
-      injected_count_.fetch_add(1, std::memory_order_seq_cst);  // ordered before wake_one's look
+      injected_.push(t);
     }
     wake_one(tag);
   }
@@ -169,26 +168,9 @@ class scheduler {
   }
 
   // An idle worker takes a batch (up to half the queue) onto its own deque, where the others
-  // can steal from it: a stream of outside submits costs one lock per batch, not per task.
+  // can steal from it: a stream of outside submits is spread without one lock per task.
   task* take_injected(worker& w, isolation_tag tag) {
-    if (injected_count_.load(std::memory_order_seq_cst) == 0) return nullptr;
-    std::lock_guard lock(injected_mutex_);
-    auto it = tag == any_tag ? injected_.begin()
-                             : std::find_if(injected_.begin(), injected_.end(),
-                                            [tag](task* t) { return t->tag_ == tag; });
-    if (it == injected_.end()) return nullptr;
-    task* t = *it;
-    injected_.erase(it);
-    std::size_t taken = 1;
-    if (tag == any_tag) {
-      const std::size_t batch = std::min<std::size_t>(injected_.size() / 2, max_injected_batch);
-      for (; taken <= batch; ++taken) {
-        w.deque.push(injected_.front());
-        injected_.pop_front();
-      }
-    }
-    injected_count_.fetch_sub(taken, std::memory_order_relaxed);
-    return t;
+    return injected_.take(tag, max_injected_batch, [&w](task* t) { w.deque.push(t); });
   }
 
   task* find_task(worker& w, isolation_tag tag) {
@@ -369,9 +351,7 @@ class scheduler {
   alignas(64) std::atomic<std::uint32_t> hungry_{0};
   std::atomic<std::size_t> wake_cursor_{0};
   std::atomic<bool> stop_{false};
-  alignas(64) std::atomic<std::size_t> injected_count_{0};
-  std::mutex injected_mutex_;
-  std::deque<task*> injected_;
+  injection_queue injected_;
 };
 
 }  // namespace parallel::detail

@@ -1,6 +1,7 @@
 // The unit the scheduler runs: a function pointer plus the isolation tag of its parallel call.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace parallel::detail {
@@ -21,6 +22,7 @@ struct task {
 
   execute_fn execute_;
   isolation_tag tag_;
+  std::atomic<task*> next_{nullptr};  // link in an injection_queue
 };
 
 }  // namespace parallel::detail
