@@ -8,12 +8,14 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
+#include "detail/block_cache.hpp"
 #include "detail/scheduler/scheduler.hpp"
 #include "errors.hpp"
 
@@ -68,6 +70,21 @@ struct submitted_task final : future_state<R> {
   }
 
   static void destroy(future_state<R>* base) noexcept { delete static_cast<submitted_task*>(base); }
+
+  // Blocks come from a per-thread cache (recursive submit/get allocates at the task rate).
+  static constexpr bool cached = alignof(std::max_align_t) % alignof(submitted_task) == 0;
+  static void* operator new(std::size_t size) {
+    if constexpr (cached)
+      return block_cache<block_size_for(sizeof(submitted_task))>::allocate();
+    else
+      return ::operator new (size, std::align_val_t{alignof(submitted_task)});
+  }
+  static void operator delete(void* block) noexcept {
+    if constexpr (cached)
+      block_cache<block_size_for(sizeof(submitted_task))>::deallocate(block);
+    else
+      ::operator delete (block, std::align_val_t{alignof(submitted_task)});
+  }
 
   std::optional<Call> call_;
 };
