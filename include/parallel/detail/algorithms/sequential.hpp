@@ -34,7 +34,7 @@ auto map_sequential(F& f, Range& items, const options& opts) {
   static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
   std::vector<R> out;
   const std::size_t total = known_size(items);
-  out.reserve(total);
+  reserve_results(out, total);
   for (auto&& item : items) {
     out.push_back(std::invoke(f, std::forward<decltype(item)>(item)));
     if (opts.progress) opts.progress(out.size(), total);

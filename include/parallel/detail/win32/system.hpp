@@ -14,6 +14,9 @@ inline std::size_t available_cores() noexcept {
   return n > 0 ? n : 1;
 }
 
+/// No transparent huge pages to ask for on Windows.
+inline void prefer_huge_pages(void*, std::size_t) noexcept {}
+
 inline bool stderr_is_terminal() noexcept { return ::_isatty(::_fileno(stderr)) != 0; }
 
 /// Windows has no fork(): nothing to prepare.
