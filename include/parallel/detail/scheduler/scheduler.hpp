@@ -143,7 +143,7 @@ class scheduler {
 
   // Spin budget before sleeping: long enough to bridge the gaps between the tasks of one call,
   // short enough that an idle pool stops using CPU within tens of microseconds.
-  static constexpr int idle_spin_rounds = 64;
+  static constexpr int idle_spin_rounds = 32;
   static constexpr int wait_spin_rounds = 256;
   static constexpr int pauses_per_round = 16;
   static constexpr std::size_t max_injected_batch = 32;
