@@ -24,6 +24,9 @@
 
 namespace {
 
+using test_support::for_each_policy;
+using test_support::no_default;
+
 using test_support::watchdog;
 
 using namespace std::chrono_literals;
@@ -85,31 +88,6 @@ struct item_failed {
 
 /// The item at which f throws in the exception tests.
 constexpr int failing = 50;
-
-struct no_default {
-  explicit no_default(int v) : value{v} {}
-  int value;
-};
-
-template <class Check>
-void for_each_policy(Check check) {
-  {
-    INFO("policy: sequential");
-    check(parallel::sequential{});
-  }
-  {
-    INFO("policy: threads{}");
-    check(parallel::threads{});
-  }
-  {
-    INFO("policy: threads{.workers = 1}");
-    check(parallel::threads{.workers = 1});
-  }
-  {
-    INFO("policy: threads{.workers = 3}");
-    check(parallel::threads{.workers = 3});
-  }
-}
 
 template <class Range>
 std::vector<int> collect(Range&& results) {

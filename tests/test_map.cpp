@@ -15,8 +15,13 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 namespace {
+
+using test_support::for_each_policy;
+using test_support::generator_like;
+using test_support::no_default;
 
 int triple_plus_one(int x) { return x * 3 + 1; }
 
@@ -32,42 +37,6 @@ std::vector<int> loop_triple_plus_one(Range&& items) {
   for (auto&& x : items) out.push_back(triple_plus_one(x));
   return out;
 }
-
-/// A single-pass input range yielding 0..size-1, like a generator: no size, no second pass.
-class generator_like {
- public:
-  explicit generator_like(int size) : size_{size} {}
-
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = int;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(generator_like* owner) : owner_{owner} {}
-    int operator*() const { return owner_->current_; }
-    iterator& operator++() {
-      ++owner_->current_;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
-
-   private:
-    bool at_end() const { return owner_->current_ >= owner_->size_; }
-    generator_like* owner_ = nullptr;
-  };
-
-  iterator begin() { return iterator{this}; }
-  std::default_sentinel_t end() { return {}; }
-
- private:
-  int size_;
-  int current_ = 0;
-};
-static_assert(std::ranges::input_range<generator_like>);
-static_assert(!std::ranges::forward_range<generator_like>);
-static_assert(!std::ranges::sized_range<generator_like>);
 
 /// Counts every copy and move of itself, to prove an input is read in place.
 struct copy_counted {
@@ -90,37 +59,10 @@ struct copy_counted {
   inline static std::atomic<int> copies{0};
 };
 
-struct no_default {
-  explicit no_default(int v) : value{v} {}
-  int value;
-};
-static_assert(!std::is_default_constructible_v<no_default>);
-
 /// Thrown by f: deliberately not derived from std::exception, so only its own type can catch it.
 struct item_failed {
   int index;
 };
-
-/// Runs check(policy) for the sequential loop and for thread pools of several sizes.
-template <class Check>
-void for_each_policy(Check check) {
-  {
-    INFO("policy: sequential");
-    check(parallel::sequential{});
-  }
-  {
-    INFO("policy: threads{}");
-    check(parallel::threads{});
-  }
-  {
-    INFO("policy: threads{.workers = 1}");
-    check(parallel::threads{.workers = 1});
-  }
-  {
-    INFO("policy: threads{.workers = 3}");
-    check(parallel::threads{.workers = 3});
-  }
-}
 
 }  // namespace
 

@@ -18,12 +18,16 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
 
 namespace {
+
+using test_support::for_each_policy;
+using test_support::generator_like;
 
 using namespace std::chrono_literals;
 
@@ -32,39 +36,6 @@ std::vector<int> numbers(int n) {
   for (int i = 0; i < n; ++i) out.push_back(i);
   return out;
 }
-
-/// A single-pass input range of 0..size-1 with no size, like a generator.
-class generator_like {
- public:
-  explicit generator_like(int size) : size_{size} {}
-
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = int;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(generator_like* owner) : owner_{owner} {}
-    int operator*() const { return owner_->current_; }
-    iterator& operator++() {
-      ++owner_->current_;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
-
-   private:
-    bool at_end() const { return owner_->current_ >= owner_->size_; }
-    generator_like* owner_ = nullptr;
-  };
-
-  iterator begin() { return iterator{this}; }
-  std::default_sentinel_t end() { return {}; }
-
- private:
-  int size_;
-  int current_ = 0;
-};
 
 /// Records every (done, total) call and notices two calls overlapping in time.
 class progress_log {
@@ -115,22 +86,6 @@ void check_sized(const progress_log& log, std::size_t n) {
   REQUIRE_FALSE(calls.empty());
   for (const auto& [done, total] : calls) REQUIRE(total == n);
   REQUIRE(calls.back().first == n);
-}
-
-template <class Check>
-void for_each_policy(Check check) {
-  {
-    INFO("policy: sequential");
-    check(parallel::sequential{});
-  }
-  {
-    INFO("policy: threads{}");
-    check(parallel::threads{});
-  }
-  {
-    INFO("policy: threads{.workers = 1}");
-    check(parallel::threads{.workers = 1});
-  }
 }
 
 }  // namespace

@@ -1,14 +1,20 @@
-// What several test files share: a watchdog that turns a deadlock into a failing test, and
-// whether ThreadSanitizer is on (it cannot follow threads started in a child of fork()).
+// What several test files share: a watchdog that turns a deadlock into a failing test, whether
+// ThreadSanitizer is on (it cannot follow threads started in a child of fork()), a generator-like
+// input range, a result type without a default constructor, and the policies every verb is
+// checked under.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
+#include <parallel/parallel.hpp>
+#include <ranges>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 namespace test_support {
@@ -58,5 +64,68 @@ constexpr bool under_thread_sanitizer =
 #else
     false;
 #endif
+
+/// A single-pass input range yielding 0..size-1, like a generator: no size, no second pass.
+class generator_like {
+ public:
+  explicit generator_like(int size) : size_{size} {}
+
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(generator_like* owner) : owner_{owner} {}
+    int operator*() const { return owner_->current_; }
+    iterator& operator++() {
+      ++owner_->current_;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
+
+   private:
+    bool at_end() const { return owner_->current_ >= owner_->size_; }
+    generator_like* owner_ = nullptr;
+  };
+
+  iterator begin() { return iterator{this}; }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  int size_;
+  int current_ = 0;
+};
+static_assert(std::ranges::input_range<generator_like>);
+static_assert(!std::ranges::forward_range<generator_like>);
+static_assert(!std::ranges::sized_range<generator_like>);
+
+struct no_default {
+  explicit no_default(int v) : value{v} {}
+  int value;
+};
+static_assert(!std::is_default_constructible_v<no_default>);
+
+/// Runs check(policy) for the sequential loop and for thread pools of several sizes.
+template <class Check>
+void for_each_policy(Check check) {
+  {
+    INFO("policy: sequential");
+    check(parallel::sequential{});
+  }
+  {
+    INFO("policy: threads{}");
+    check(parallel::threads{});
+  }
+  {
+    INFO("policy: threads{.workers = 1}");
+    check(parallel::threads{.workers = 1});
+  }
+  {
+    INFO("policy: threads{.workers = 3}");
+    check(parallel::threads{.workers = 3});
+  }
+}
 
 }  // namespace test_support
