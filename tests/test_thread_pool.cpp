@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <parallel/parallel.hpp>
 #include <ranges>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -158,6 +160,61 @@ TEST_CASE("thread_pool: an idle pool uses no CPU", "[thread_pool]") {
 }
 
 #if defined(__unix__) || defined(__APPLE__)
+/// Runs body() in a forked child and returns its exit status (the child exits with body()'s
+/// result); a child still running after 20 s is killed and fails the test.
+template <class Body>
+int exit_status_of_child(Body body) {
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    alarm(20);  // a child that hangs dies on its own
+    _exit(body());
+  }
+  int status = 0;
+  pid_t waited = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while ((waited = waitpid(child, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  if (waited == 0) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    FAIL("the forked child did not finish within 20 s");
+  }
+  REQUIRE(waited == child);
+  INFO("child status " << status);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+TEST_CASE("thread_pool: a pool built before fork() refuses work in the child, clearly",
+          "[thread_pool][fork]") {
+  if (under_thread_sanitizer) {
+    WARN("skipped: ThreadSanitizer does not support fork() in a multi-threaded program");
+    return;
+  }
+  auto pool = std::make_unique<parallel::thread_pool>(2);
+  REQUIRE(pool->submit([] { return 1; }).get() == 1);
+  const int status = exit_status_of_child([&pool] {
+    try {
+      (void)pool->map([](int x) { return x; }, std::vector<int>{1, 2, 3});
+      return 1;  // it must not run: its threads do not exist here
+    } catch (const parallel::error& e) {
+      if (std::string(e.what()).find("fork") == std::string::npos) return 2;
+    }
+    try {
+      (void)pool->submit([] { return 1; });
+      return 3;
+    } catch (const parallel::error&) {
+    }
+    pool.reset();  // must not hang joining threads that are not there (alarm() would kill us)
+    return 0;
+  });
+  REQUIRE(status == 0);
+  REQUIRE(pool->submit([] { return 2; }).get() == 2);  // the parent's pool is untouched
+}
+
 TEST_CASE("thread_pool: a forked child gets a working default pool", "[thread_pool][fork]") {
   if (under_thread_sanitizer) {
     WARN("skipped: ThreadSanitizer does not support fork() in a multi-threaded program");
@@ -169,32 +226,13 @@ TEST_CASE("thread_pool: a forked child gets a working default pool", "[thread_po
   // The parent uses the default pool first, so its workers exist when it forks.
   REQUIRE(parallel::map([](int x) { return x * 2; }, items) == expected);
 
-  const pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    alarm(20);  // a child that hangs dies on its own
+  const int status = exit_status_of_child([&] {
     const bool ok = parallel::map([](int x) { return x * 2; }, items, one_per_task) == expected &&
                     parallel::map(
                         parallel::threads{}, [](int x) { return x * 2; }, items) == expected;
-    _exit(ok ? 0 : 1);
-  }
-
-  int status = 0;
-  pid_t waited = 0;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while ((waited = waitpid(child, &status, WNOHANG)) == 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  if (waited == 0) {
-    kill(child, SIGKILL);
-    waitpid(child, &status, 0);
-    FAIL("the forked child's parallel::map did not finish within 20 s");
-  }
-  REQUIRE(waited == child);
-  INFO("child status " << status);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+    return ok ? 0 : 1;
+  });
+  REQUIRE(status == 0);
 
   // The parent's pool still works.
   REQUIRE(parallel::map([](int x) { return x * 2; }, items) == expected);
