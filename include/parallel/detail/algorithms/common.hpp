@@ -118,7 +118,7 @@ using map_result_t = std::remove_cvref_t<
 /// loop) is then a fraction of its cost with 4 KiB pages.
 template <class R>
 void reserve_results(std::vector<R>& out, std::size_t n) {
-  constexpr std::size_t huge_enough = std::size_t{8} << 20;
+  constexpr std::size_t huge_enough = std::size_t{4} << 20;
   out.reserve(n);
   if (n > huge_enough / sizeof(R)) os::prefer_huge_pages(out.data(), n * sizeof(R));
 }

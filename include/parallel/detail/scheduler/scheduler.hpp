@@ -103,10 +103,11 @@ class scheduler {
     wait(other.done_, tag);
   }
 
-  /// True when splitting now would feed someone: a worker is looking for work and the caller's
-  /// own deque holds nothing that worker could take instead.
-  bool should_split() const noexcept {
-    if (!hungry()) return false;
+  /// True when splitting now would feed someone: a worker is looking for work (or `eager`: the
+  /// caller's next step is long enough that a worker turning hungry meanwhile should find work
+  /// waiting) and the caller's own deque holds nothing that worker could take instead.
+  bool should_split(bool eager = false) const noexcept {
+    if (!eager && !hungry()) return false;
     worker* w = local_worker();
     return w == nullptr || w->deque.empty();
   }
