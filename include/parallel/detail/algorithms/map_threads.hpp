@@ -1,6 +1,9 @@
 // map on the thread pool. Random-access input is split in place. With automatic chunking the
 // calling thread starts alone, and a range is halved only when a worker is hungry (lazy binary
 // splitting): cheap items end up in long tight loops, expensive or irregular items get spread.
+// When one item alone outlasts a block, half the rest is offered before each item, so a worker
+// that turns hungry does not wait for the current item to end. Between calls, what an item of
+// this f cost decides whether a call runs inline in the caller or goes to the pool at once.
 #pragma once
 
 #include <algorithm>
