@@ -1,0 +1,406 @@
+// The wire format between the caller and its workers (detail/ipc/frame.hpp, frame_reader.hpp):
+// frames cross intact whatever pieces the socket cuts them into, and a corrupted, truncated or
+// forged stream is a parallel::error naming the protocol violation — never a crash, never a
+// huge allocation.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <parallel/detail/ipc/frame.hpp>
+#include <parallel/detail/ipc/frame_reader.hpp>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+
+namespace {
+
+namespace ipc = parallel::detail::ipc;
+using ipc::frame_flags;
+using ipc::frame_type;
+
+const std::vector<frame_type> all_types{
+    frame_type::hello,         frame_type::task,     frame_type::result,   frame_type::error,
+    frame_type::chunk_request, frame_type::shutdown, frame_type::heartbeat};
+
+std::vector<std::byte> pattern(std::size_t size, unsigned seed) {
+  std::vector<std::byte> out(size);
+  for (std::size_t i = 0; i < size; ++i)
+    out[i] = std::byte(static_cast<unsigned char>(i * 131 + seed));
+  return out;
+}
+
+/// The what() of the parallel::error that `action` throws; fails the test on any other outcome.
+std::string protocol_error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const parallel::error& e) {
+    return e.what();
+  } catch (...) {
+    FAIL("threw something other than parallel::error");
+  }
+  FAIL("did not throw");
+  return "";
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+/// Feeds all of `stream` in one call, drains, finishes: the frames, or the error thrown.
+std::vector<ipc::frame> read_all(std::span<const std::byte> stream,
+                                 std::size_t max_payload = ipc::default_max_payload) {
+  ipc::frame_reader reader(max_payload);
+  reader.feed(stream);
+  std::vector<ipc::frame> out;
+  while (auto f = reader.next()) out.push_back(std::move(*f));
+  reader.finish();
+  return out;
+}
+
+/// A header whose fields are rewritten after encoding, with the checksum recomputed: what a
+/// peer of another build (or a forger who knows the format) would send.
+ipc::header_bytes forged_header(std::uint16_t type, std::uint32_t flags, std::uint64_t length) {
+  ipc::header_bytes h = ipc::encode_header(frame_type::task, frame_flags::none, 7, 0);
+  ipc::wire::store<std::uint16_t>(h.data() + 6, type);
+  ipc::wire::store<std::uint32_t>(h.data() + 8, flags);
+  ipc::wire::store<std::uint64_t>(h.data() + 24, length);
+  ipc::wire::store<std::uint32_t>(h.data() + 12, ipc::wire::header_checksum(h));
+  return h;
+}
+
+struct sent_frame {
+  frame_type type;
+  std::uint64_t task_id;
+  std::vector<std::byte> payload;
+};
+
+/// A stream of `count` frames of every type, payload sizes from 0 to a few KiB.
+std::vector<std::byte> many_frames(std::size_t count, std::vector<sent_frame>& sent) {
+  std::vector<std::byte> stream;
+  std::mt19937 rng(12345);
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t size = i % 5 == 0 ? 0 : rng() % (i % 7 == 0 ? 5000 : 64);
+    sent.push_back({all_types[i % all_types.size()], i * 0x9E3779B97F4A7C15ull,
+                    pattern(size, static_cast<unsigned>(i))});
+    ipc::append_frame(stream, sent.back().type, frame_flags::none, sent.back().task_id,
+                      sent.back().payload);
+  }
+  return stream;
+}
+
+void require_same(const std::vector<ipc::frame>& got, const std::vector<sent_frame>& sent) {
+  REQUIRE(got.size() == sent.size());
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    REQUIRE(got[i].type == sent[i].type);
+    REQUIRE(got[i].flags == frame_flags::none);
+    REQUIRE(got[i].task_id == sent[i].task_id);
+    REQUIRE(got[i].payload == sent[i].payload);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("ipc frame: every type round-trips with empty, small and 1 MiB payloads", "[ipc]") {
+  for (frame_type type : all_types) {
+    for (std::size_t size : {std::size_t{0}, std::size_t{13}, std::size_t{1} << 20}) {
+      const auto payload = pattern(size, 3);
+      const std::uint64_t task_id = ~std::uint64_t{0} - size;
+      const auto stream = ipc::encode_frame(type, frame_flags::none, task_id, payload);
+      REQUIRE(stream.size() == ipc::header_size + size);
+
+      // The header alone (for writev) is the first bytes of the whole frame.
+      const auto header = ipc::encode_header(type, frame_flags::none, task_id, size);
+      REQUIRE(std::equal(header.begin(), header.end(), stream.begin()));
+
+      const auto frames = read_all(stream);
+      REQUIRE(frames.size() == 1);
+      CHECK(frames[0].type == type);
+      CHECK(frames[0].task_id == task_id);
+      CHECK(frames[0].payload == payload);
+    }
+  }
+}
+
+TEST_CASE("ipc frame: a stream of frames reads the same in any split", "[ipc]") {
+  std::vector<sent_frame> sent;
+  const auto stream = many_frames(300, sent);
+
+  SECTION("all at once") { require_same(read_all(stream), sent); }
+
+  SECTION("one byte at a time") {
+    ipc::frame_reader reader;
+    std::vector<ipc::frame> got;
+    for (std::byte b : stream) {
+      reader.feed(std::span(&b, 1));
+      while (auto f = reader.next()) got.push_back(std::move(*f));
+    }
+    reader.finish();
+    require_same(got, sent);
+  }
+
+  SECTION("random split points, next() called between some feeds only") {
+    std::mt19937 rng(2024);
+    for (int round = 0; round < 20; ++round) {
+      ipc::frame_reader reader;
+      std::vector<ipc::frame> got;
+      std::span<const std::byte> rest(stream);
+      while (!rest.empty()) {
+        const std::size_t n = std::min<std::size_t>(rest.size(), 1 + rng() % 200);
+        reader.feed(rest.first(n));
+        rest = rest.subspan(n);
+        if (rng() % 3 != 0) {
+          while (auto f = reader.next()) got.push_back(std::move(*f));
+        }
+      }
+      reader.finish();
+      while (auto f = reader.next()) got.push_back(std::move(*f));
+      require_same(got, sent);
+    }
+  }
+}
+
+TEST_CASE("ipc frame: a corrupted header is a protocol error naming what is wrong", "[ipc]") {
+  const auto good = ipc::encode_frame(frame_type::result, frame_flags::none, 42, pattern(10, 1));
+  const std::string prefix = "parallel: protocol error: ";
+
+  SECTION("bad magic") {
+    auto bad = good;
+    bad[1] = std::byte{'X'};
+    const auto message = protocol_error_of([&] { read_all(bad); });
+    CHECK(starts_with(message, prefix + "bad magic"));
+    CHECK(contains(message, "frame at byte 0"));
+  }
+  SECTION("another wire version") {
+    auto bad = good;
+    bad[4] = std::byte{9};
+    CHECK(starts_with(protocol_error_of([&] { read_all(bad); }),
+                      prefix + "unsupported wire version 9"));
+  }
+  SECTION("checksum mismatch: a flipped bit anywhere in the checksummed fields") {
+    for (std::size_t at : {6u, 8u, 12u, 16u, 23u, 24u, 31u}) {
+      auto bad = good;
+      bad[at] ^= std::byte{0x10};
+      CHECK(starts_with(protocol_error_of([&] { read_all(bad); }),
+                        prefix + "header checksum mismatch"));
+    }
+  }
+  SECTION("unknown frame type (with a valid checksum)") {
+    for (std::uint16_t type : {0, 8, 99, 0xFFFF}) {
+      const auto h = forged_header(type, 0, 0);
+      CHECK(starts_with(protocol_error_of([&] { read_all(h); }),
+                        prefix + "unknown frame type " + std::to_string(type)));
+    }
+  }
+  SECTION("unknown flags") {
+    const auto h = forged_header(2, 0x80, 0);
+    CHECK(starts_with(protocol_error_of([&] { read_all(h); }), prefix + "unknown flags 0x80"));
+  }
+  SECTION("length over the limit; at the limit is fine") {
+    const auto at_limit =
+        ipc::encode_frame(frame_type::task, frame_flags::none, 1, pattern(100, 0));
+    CHECK(read_all(at_limit, 100).size() == 1);
+    const auto over = ipc::encode_frame(frame_type::task, frame_flags::none, 1, pattern(101, 0));
+    CHECK(starts_with(protocol_error_of([&] { read_all(over, 100); }),
+                      prefix + "payload length 101 over limit 100"));
+  }
+}
+
+TEST_CASE("ipc frame: every single-byte change to a header is detected", "[ipc]") {
+  const auto good =
+      ipc::encode_frame(frame_type::task, frame_flags::none, 0x0123456789ABCDEF, pattern(5, 0));
+  for (std::size_t at = 0; at < ipc::header_size; ++at) {
+    for (unsigned delta = 1; delta < 256; ++delta) {
+      auto bad = good;
+      bad[at] ^= std::byte(static_cast<unsigned char>(delta));
+      ipc::frame_reader reader;
+      reader.feed(bad);
+      bool threw = false;
+      try {
+        reader.next();
+      } catch (const parallel::error&) {
+        threw = true;
+      }
+      if (!threw) FAIL("byte " << at << " xor " << delta << " went unnoticed");
+    }
+  }
+}
+
+TEST_CASE("ipc frame: frames before a bad one are delivered, then the stream is dead", "[ipc]") {
+  auto stream = ipc::encode_frame(frame_type::result, frame_flags::none, 1, pattern(8, 1));
+  const std::size_t second = stream.size();
+  ipc::append_frame(stream, frame_type::result, frame_flags::none, 2, pattern(8, 2));
+  stream[second] = std::byte{0};  // the second frame's magic
+
+  ipc::frame_reader reader;
+  reader.feed(stream);
+  const auto first = reader.next();
+  REQUIRE(first);
+  CHECK(first->task_id == 1);
+  const auto message = protocol_error_of([&] { reader.next(); });
+  CHECK(contains(message, "bad magic"));
+  CHECK(contains(message, "frame at byte " + std::to_string(second)));
+  // A good frame after the violation is not parsed: the stream has lost sync.
+  reader.feed(ipc::encode_frame(frame_type::heartbeat, frame_flags::none, 3, {}));
+  CHECK(protocol_error_of([&] { reader.next(); }) == message);
+  CHECK(protocol_error_of([&] { reader.finish(); }) == message);
+}
+
+TEST_CASE("ipc frame: end of stream inside a frame throws, between frames it does not", "[ipc]") {
+  auto stream = ipc::encode_frame(frame_type::task, frame_flags::none, 5, pattern(40, 1));
+  const std::size_t boundary = stream.size();
+  ipc::append_frame(stream, frame_type::shutdown, frame_flags::none, 6, {});
+  ipc::append_frame(stream, frame_type::result, frame_flags::none, 7, pattern(3, 2));
+
+  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+    ipc::frame_reader reader;
+    reader.feed(std::span(stream).first(cut));
+    std::size_t frames = 0;
+    while (reader.next()) ++frames;
+    const bool between_frames =
+        cut == 0 || cut == boundary || cut == boundary + ipc::header_size || cut == stream.size();
+    INFO("stream cut after " << cut << " of " << stream.size() << " bytes");
+    CHECK(frames == std::size_t{cut >= boundary} + std::size_t{cut >= boundary + ipc::header_size} +
+                        std::size_t{cut == stream.size()});
+    if (between_frames) {
+      CHECK_NOTHROW(reader.finish());
+    } else {
+      const auto message = protocol_error_of([&] { reader.finish(); });
+      CHECK(starts_with(message, "parallel: protocol error: truncated frame: "));
+      CHECK(contains(message, "at end of stream"));
+    }
+  }
+  // The message counts the bytes: 10 of the first frame's 72.
+  ipc::frame_reader reader;
+  reader.feed(std::span(stream).first(10));
+  CHECK(starts_with(protocol_error_of([&] { reader.finish(); }),
+                    "parallel: protocol error: truncated frame: 10 of at least 32 header bytes"));
+  ipc::frame_reader in_payload;
+  in_payload.feed(std::span(stream).first(50));
+  CHECK(starts_with(protocol_error_of([&] { in_payload.finish(); }),
+                    "parallel: protocol error: truncated frame: 50 of 72 bytes at end of stream"));
+}
+
+TEST_CASE("ipc frame: a forged length allocates nothing it has not received", "[ipc]") {
+  SECTION("2^62 bytes: refused as soon as the header is complete") {
+    const auto h =
+        forged_header(static_cast<std::uint16_t>(frame_type::result), 0, std::uint64_t{1} << 62);
+    ipc::frame_reader reader;
+    reader.feed(h);
+    CHECK(reader.reserved_payload_bytes() == 0);
+    CHECK(starts_with(protocol_error_of([&] { reader.next(); }),
+                      "parallel: protocol error: payload length 4611686018427387904 over limit"));
+  }
+  SECTION("512 MiB, under the limit: the buffer follows the bytes that arrive") {
+    const std::uint64_t announced = std::uint64_t{512} << 20;
+    const auto h = forged_header(static_cast<std::uint16_t>(frame_type::result), 0, announced);
+    ipc::frame_reader reader;
+    reader.feed(h);
+    CHECK(reader.reserved_payload_bytes() <= ipc::frame_reader::initial_payload_reserve);
+    const auto piece = pattern(64 << 10, 0);
+    std::size_t received = 0;
+    for (int i = 0; i < 80; ++i) {  // 5 MiB of the 512
+      reader.feed(piece);
+      received += piece.size();
+      REQUIRE(reader.reserved_payload_bytes() <=
+              std::max(ipc::frame_reader::initial_payload_reserve, 2 * received));
+      REQUIRE(!reader.next());
+    }
+    CHECK(contains(protocol_error_of([&] { reader.finish(); }),
+                   std::to_string(ipc::header_size + received) + " of " +
+                       std::to_string(ipc::header_size + announced) + " bytes"));
+  }
+  SECTION("a payload's buffer never exceeds its announced length") {
+    const auto payload = pattern((1 << 20) + 4097, 9);
+    const auto stream = ipc::encode_frame(frame_type::result, frame_flags::none, 1, payload);
+    ipc::frame_reader reader;
+    for (std::size_t at = 0; at < stream.size(); at += 4096) {
+      reader.feed(std::span(stream).subspan(at, std::min<std::size_t>(4096, stream.size() - at)));
+    }
+    const auto f = reader.next();
+    REQUIRE(f);
+    CHECK(f->payload == payload);
+    CHECK(f->payload.capacity() == payload.size());
+  }
+}
+
+TEST_CASE("ipc frame: arena descriptors are checked against the frame and the arena", "[ipc]") {
+  const ipc::arena_descriptor where{4096, 1000};
+  const auto bytes = ipc::encode_arena_descriptor(where);
+  const auto stream =
+      ipc::encode_frame(frame_type::result, frame_flags::payload_in_arena, 9, bytes);
+  const auto frames = read_all(stream);
+  REQUIRE(frames.size() == 1);
+  CHECK(ipc::has_flag(frames[0].flags, frame_flags::payload_in_arena));
+  const auto back = ipc::decode_arena_descriptor(frames[0].payload, 8192);
+  CHECK(back.offset == 4096);
+  CHECK(back.length == 1000);
+
+  // An arena frame must carry exactly one descriptor: checked from the header alone.
+  const auto wrong = forged_header(static_cast<std::uint16_t>(frame_type::result), 1, 17);
+  CHECK(starts_with(protocol_error_of([&] { read_all(wrong); }),
+                    "parallel: protocol error: arena frame with payload length 17"));
+
+  // Ranges outside the arena, including ones whose end overflows 64 bits.
+  CHECK_NOTHROW(ipc::decode_arena_descriptor(bytes, 5096));
+  CHECK(starts_with(protocol_error_of([&] { ipc::decode_arena_descriptor(bytes, 5095); }),
+                    "parallel: protocol error: arena range of 1000 bytes at offset 4096"));
+  const auto overflow = ipc::encode_arena_descriptor({~std::uint64_t{0} - 1, 4});
+  CHECK(contains(protocol_error_of([&] { ipc::decode_arena_descriptor(overflow, 1 << 20); }),
+                 "outside the arena"));
+  CHECK(contains(
+      protocol_error_of([&] { ipc::decode_arena_descriptor(std::span(bytes).first(8), 1 << 20); }),
+      "arena descriptor of 8 bytes"));
+}
+
+TEST_CASE("ipc frame: random corruption yields frames or parallel::error, nothing else", "[ipc]") {
+  std::vector<sent_frame> sent;
+  const auto good = many_frames(40, sent);
+  std::mt19937 rng(777);
+  int errors = 0;
+  for (int iteration = 0; iteration < 3000; ++iteration) {
+    auto stream = good;
+    const int mutations = 1 + static_cast<int>(rng() % 4);
+    for (int m = 0; m < mutations; ++m) {
+      const std::size_t at = rng() % stream.size();
+      switch (rng() % 4) {
+        case 0:  // overwrite a byte
+        case 1:
+          stream[at] = std::byte(static_cast<unsigned char>(rng()));
+          break;
+        case 2:  // drop a byte
+          stream.erase(stream.begin() + static_cast<std::ptrdiff_t>(at));
+          break;
+        default:  // cut the stream
+          stream.resize(at);
+          break;
+      }
+      if (stream.empty()) break;
+    }
+    ipc::frame_reader reader(1 << 16);
+    std::size_t payload_bytes = 0;
+    try {
+      std::span<const std::byte> rest(stream);
+      while (!rest.empty()) {
+        const std::size_t n = std::min<std::size_t>(rest.size(), 1 + rng() % 300);
+        reader.feed(rest.first(n));
+        rest = rest.subspan(n);
+        while (auto f = reader.next()) payload_bytes += f->payload.size();
+        REQUIRE(reader.reserved_payload_bytes() <= ipc::frame_reader::initial_payload_reserve);
+      }
+      reader.finish();
+    } catch (const parallel::error& e) {
+      REQUIRE(starts_with(e.what(), "parallel: protocol error: "));
+      ++errors;
+    }
+    REQUIRE(payload_bytes <= stream.size());
+  }
+  // Almost every mutation is caught; an overwritten payload byte alone is not the format's
+  // business (the socket does not flip bits; the header checksum guards framing).
+  CHECK(errors > 2000);
+}
