@@ -7,7 +7,7 @@
 # Ninja, Catch2 (v2 on Debian 12), Google Benchmark, oneTBB (a benchmark peer; libstdc++'s
 # std::execution::par needs it).
 PARALLEL_BUILD_PACKAGES=(g++ clang-16 libclang-rt-16-dev cmake ninja-build catch2 libbenchmark-dev
-                         libtbb-dev)
+                         libtbb-dev libcereal-dev)
 # The lint steps of scripts/test: clang-format (Debian 12's, 14, as developers run it) and
 # clang-tidy 16 (it must parse what clang 16 compiles).
 PARALLEL_LINT_PACKAGES=(clang-format clang-tidy-16)

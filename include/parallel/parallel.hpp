@@ -2,6 +2,7 @@
 // The umbrella header: everything public, nothing else.
 #pragma once
 
+#include "codec.hpp"
 #include "errors.hpp"
 #include "future.hpp"
 #include "map.hpp"

@@ -1,0 +1,337 @@
+// parallel::codec for the standard library's value types. Each is constrained on what it holds,
+// so transferable<std::vector<std::thread>> is false rather than an error deep inside.
+//
+// Encodings: a container is a 64-bit count then its elements; a vector or string of bitwise
+// elements is one memcpy; optional is a 0/1 byte then the value; variant a 32-bit index then the
+// alternative; unique_ptr like optional. Decoding builds every value from what it read (braced
+// initialisation reads left to right), so elements need no default constructor, and a
+// container's count is checked against the bytes left before its memory is reserved.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace parallel {
+namespace detail {
+
+/// The fewest bytes a T's encoding takes (0 when its codec does not say): a count of n elements
+/// needs n * max(1, this) bytes left.
+template <class T>
+constexpr std::size_t min_size() noexcept {
+  if constexpr (requires {
+                  { codec<T>::min_size } -> std::convertible_to<std::size_t>;
+                }) {
+    return codec<T>::min_size;
+  } else {
+    return 0;
+  }
+}
+
+/// T crosses as its bytes, so an array of T crosses as one memcpy.
+template <class T>
+inline constexpr bool crosses_as_bytes = std::is_base_of_v<bitwise_codec<T>, codec<T>>;
+
+/// How many elements to reserve for a count already checked by read_size: never more memory than
+/// the bytes left, so that elements that encode smaller than they are cannot multiply it.
+template <class T>
+std::size_t reserve_hint(std::size_t count, std::size_t bytes_left) noexcept {
+  return std::min(count, bytes_left / sizeof(T) + 1);
+}
+
+[[noreturn]] inline void bad_flag(std::uint8_t flag, std::string_view what) {
+  protocol_error(std::string(what) + " has flag byte " + std::to_string(flag) + " (not 0 or 1)");
+}
+
+inline bool read_flag(decoder& in, std::string_view what) {
+  std::uint8_t flag = 0;
+  in.read_bytes(&flag, 1, what);
+  if (flag > 1) bad_flag(flag, what);
+  return flag == 1;
+}
+
+/// set, multiset, unordered_set: a count, then the keys.
+template <class Set>
+struct set_codec {
+  static constexpr std::size_t min_size = sizeof(std::uint64_t);
+
+  static void encode(encoder& out, const Set& set) {
+    out.write_size(set.size());
+    for (const auto& key : set) out.write(key);
+  }
+  static Set decode(decoder& in) {
+    using key = typename Set::key_type;
+    const std::size_t count = in.read_size(detail::min_size<key>(), type_name<Set>());
+    Set set;
+    if constexpr (requires { set.reserve(count); }) {
+      set.reserve(reserve_hint<key>(count, in.remaining()));
+    }
+    for (std::size_t i = 0; i < count; ++i) set.insert(set.end(), in.read<key>());
+    return set;
+  }
+};
+
+/// map, multimap, unordered_map: a count, then key, value, key, value...
+template <class Map>
+struct map_codec {
+  static constexpr std::size_t min_size = sizeof(std::uint64_t);
+
+  static void encode(encoder& out, const Map& map) {
+    out.write_size(map.size());
+    for (const auto& [key, value] : map) {
+      out.write(key);
+      out.write(value);
+    }
+  }
+  static Map decode(decoder& in) {
+    using key = typename Map::key_type;
+    using mapped = typename Map::mapped_type;
+    const std::size_t count =
+        in.read_size(std::max<std::size_t>(1, detail::min_size<key>() + detail::min_size<mapped>()),
+                     type_name<Map>());
+    Map map;
+    if constexpr (requires { map.reserve(count); }) {
+      map.reserve(reserve_hint<typename Map::value_type>(count, in.remaining()));
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      key k = in.read<key>();  // in this order: a function's arguments have none
+      map.emplace_hint(map.end(), std::move(k), in.read<mapped>());
+    }
+    return map;
+  }
+};
+
+}  // namespace detail
+
+template <>
+struct codec<bool> {
+  static constexpr std::size_t min_size = 1;
+  static void encode(encoder& out, bool value) {
+    const auto byte = static_cast<std::uint8_t>(value);
+    out.write_bytes(&byte, 1);
+  }
+  static bool decode(decoder& in) { return detail::read_flag(in, "bool"); }
+};
+
+template <>
+struct codec<std::monostate> {
+  static constexpr std::size_t min_size = 0;
+  static void encode(encoder&, std::monostate) {}
+  static std::monostate decode(decoder&) { return {}; }
+};
+
+template <class C, class Traits, class Alloc>
+requires detail::crosses_as_bytes<C>
+struct codec<std::basic_string<C, Traits, Alloc>> {
+  using string = std::basic_string<C, Traits, Alloc>;
+  static constexpr std::size_t min_size = sizeof(std::uint64_t);
+
+  static void encode(encoder& out, const string& s) {
+    out.write_size(s.size());
+    out.write_bytes(s.data(), s.size() * sizeof(C));
+  }
+  static string decode(decoder& in) {
+    const std::size_t size = in.read_size(sizeof(C), detail::type_name<string>());
+    string s(size, C{});
+    in.read_bytes(s.data(), size * sizeof(C), detail::type_name<string>());
+    return s;
+  }
+};
+
+template <class T, class Alloc>
+requires transferable<T>
+struct codec<std::vector<T, Alloc>> {
+  using vector = std::vector<T, Alloc>;
+  static constexpr std::size_t min_size = sizeof(std::uint64_t);
+  // One memcpy each way. vector<bool> is not an array of bool: its elements go one by one.
+  static constexpr bool bulk =
+      detail::crosses_as_bytes<T> && std::default_initializable<T> && !std::is_same_v<T, bool>;
+
+  static void encode(encoder& out, const vector& v) {
+    out.write_size(v.size());
+    if constexpr (bulk) {
+      out.write_bytes(v.data(), v.size() * sizeof(T));
+    } else {
+      for (const auto& x : v) out.write(static_cast<const T&>(x));
+    }
+  }
+  static vector decode(decoder& in) {
+    constexpr std::string_view name = detail::type_name<vector>();
+    if constexpr (bulk) {
+      const std::size_t size = in.read_size(sizeof(T), name);
+      vector v(size);
+      in.read_bytes(v.data(), size * sizeof(T), name);
+      return v;
+    } else {
+      const std::size_t size = in.read_size(detail::min_size<T>(), name);
+      vector v;
+      v.reserve(detail::reserve_hint<T>(size, in.remaining()));
+      for (std::size_t i = 0; i < size; ++i) v.push_back(in.read<T>());
+      return v;
+    }
+  }
+};
+
+template <class T, std::size_t N>
+requires transferable<T>
+struct codec<std::array<T, N>> {
+  using array = std::array<T, N>;
+  static constexpr std::size_t min_size = N * detail::min_size<T>();
+  static constexpr bool bulk =
+      detail::crosses_as_bytes<T> && std::default_initializable<T> && !std::is_same_v<T, bool>;
+
+  static void encode(encoder& out, const array& a) {
+    if constexpr (bulk) {
+      out.write_bytes(a.data(), N * sizeof(T));
+    } else {
+      for (const T& x : a) out.write(x);
+    }
+  }
+  static array decode(decoder& in) {
+    if constexpr (bulk) {
+      array a;
+      in.read_bytes(a.data(), N * sizeof(T), detail::type_name<array>());
+      return a;
+    } else {
+      return [&in]<std::size_t... I>(std::index_sequence<I...>) {
+        return array{(static_cast<void>(I), in.read<T>())...};
+      }
+      (std::make_index_sequence<N>{});
+    }
+  }
+};
+
+template <class A, class B>
+requires transferable<A> && transferable<B>
+struct codec<std::pair<A, B>> {
+  static constexpr std::size_t min_size = detail::min_size<A>() + detail::min_size<B>();
+  static void encode(encoder& out, const std::pair<A, B>& p) {
+    out.write(p.first);
+    out.write(p.second);
+  }
+  static std::pair<A, B> decode(decoder& in) { return {in.read<A>(), in.read<B>()}; }
+};
+
+template <class... Ts>
+requires(transferable<Ts>&&...) struct codec<std::tuple<Ts...>> {
+  static constexpr std::size_t min_size = (std::size_t{0} + ... + detail::min_size<Ts>());
+  static void encode(encoder& out, const std::tuple<Ts...>& t) {
+    std::apply([&](const Ts&... xs) { (out.write(xs), ...); }, t);
+  }
+  static std::tuple<Ts...> decode([[maybe_unused]] decoder& in) {
+    return std::tuple<Ts...>{in.read<Ts>()...};
+  }
+};
+
+template <class T>
+requires transferable<T>
+struct codec<std::optional<T>> {
+  static constexpr std::size_t min_size = 1;
+  static void encode(encoder& out, const std::optional<T>& o) {
+    out.write(o.has_value());
+    if (o) out.write(*o);
+  }
+  static std::optional<T> decode(decoder& in) {
+    if (!detail::read_flag(in, detail::type_name<std::optional<T>>())) return std::nullopt;
+    return std::optional<T>{std::in_place, in.read<T>()};
+  }
+};
+
+/// Presence, then the pointee: the pointer's value stays behind, the object crosses. Not for a
+/// polymorphic T: only its static type's part would cross.
+template <class T>
+requires transferable<T> &&(!std::is_polymorphic_v<T>)struct codec<std::unique_ptr<T>> {
+  static constexpr std::size_t min_size = 1;
+  static void encode(encoder& out, const std::unique_ptr<T>& p) {
+    out.write(p != nullptr);
+    if (p) out.write(*p);
+  }
+  static std::unique_ptr<T> decode(decoder& in) {
+    if (!detail::read_flag(in, detail::type_name<std::unique_ptr<T>>())) return nullptr;
+    return std::make_unique<T>(in.read<T>());
+  }
+};
+
+template <class... Ts>
+requires(transferable<Ts>&&...) struct codec<std::variant<Ts...>> {
+  using variant = std::variant<Ts...>;
+  static constexpr std::size_t min_size = sizeof(std::uint32_t);
+
+  static void encode(encoder& out, const variant& v) {
+    if (v.valueless_by_exception()) {
+      throw error("parallel: cannot send a " + std::string(detail::type_name<variant>()) +
+                  " that is valueless by exception");
+    }
+    out.write(static_cast<std::uint32_t>(v.index()));
+    std::visit([&out](const auto& x) { out.write(x); }, v);
+  }
+  static variant decode(decoder& in) {
+    const auto index = in.read<std::uint32_t>();
+    if (index >= sizeof...(Ts)) {
+      detail::protocol_error(std::string(detail::type_name<variant>()) + " has index " +
+                             std::to_string(index) + " but only " + std::to_string(sizeof...(Ts)) +
+                             " alternatives");
+    }
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      using reader = variant (*)(decoder&);
+      constexpr reader readers[] = {[](decoder& d) {
+        return variant{std::in_place_index<I>, d.read<std::variant_alternative_t<I, variant>>()};
+      }...};
+      return readers[index](in);
+    }
+    (std::index_sequence_for<Ts...>{});
+  }
+};
+
+template <class Rep, class Period>
+requires transferable<Rep>
+struct codec<std::chrono::duration<Rep, Period>> {
+  using duration = std::chrono::duration<Rep, Period>;
+  static constexpr std::size_t min_size = detail::min_size<Rep>();
+  static void encode(encoder& out, const duration& d) { out.write(d.count()); }
+  static duration decode(decoder& in) { return duration{in.read<Rep>()}; }
+};
+
+template <class K, class C, class A>
+requires transferable<K>
+struct codec<std::set<K, C, A>> : detail::set_codec<std::set<K, C, A>> {
+};
+template <class K, class C, class A>
+requires transferable<K>
+struct codec<std::multiset<K, C, A>> : detail::set_codec<std::multiset<K, C, A>> {
+};
+template <class K, class H, class E, class A>
+requires transferable<K>
+struct codec<std::unordered_set<K, H, E, A>> : detail::set_codec<std::unordered_set<K, H, E, A>> {
+};
+
+template <class K, class V, class C, class A>
+requires transferable<K> && transferable<V>
+struct codec<std::map<K, V, C, A>> : detail::map_codec<std::map<K, V, C, A>> {
+};
+template <class K, class V, class C, class A>
+requires transferable<K> && transferable<V>
+struct codec<std::multimap<K, V, C, A>> : detail::map_codec<std::multimap<K, V, C, A>> {
+};
+template <class K, class V, class H, class E, class A>
+requires transferable<K> && transferable<V>
+struct codec<std::unordered_map<K, V, H, E, A>>
+    : detail::map_codec<std::unordered_map<K, V, H, E, A>> {
+};
+
+}  // namespace parallel
