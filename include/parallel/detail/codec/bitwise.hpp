@@ -128,16 +128,15 @@ constexpr bool aggregate_is_bitwise() noexcept {
 
 /// Arithmetic, enum, or a trivially copyable aggregate of those: crosses by memcpy on its own,
 /// without any declaration (C arrays are not values and never cross on their own).
+/// Pointers, member pointers, references, functions, nullptr_t and void are none of these.
 template <class T>
 constexpr bool is_plain_bitwise() noexcept {
-  if constexpr (std::is_const_v<T> || std::is_volatile_v<T> || std::is_array_v<T>) {
-    return false;
-  } else if constexpr (std::is_arithmetic_v<T> || std::is_enum_v<T>) {
-    return true;
-  } else if constexpr (std::is_class_v<T>) {
+  constexpr bool qualified_or_array =
+      std::is_const_v<T> || std::is_volatile_v<T> || std::is_array_v<T>;
+  if constexpr (!qualified_or_array && std::is_class_v<T>) {
     return reflect::aggregate_is_bitwise<T>();
   } else {
-    return false;  // pointers, member pointers, references, functions, nullptr_t, void
+    return !qualified_or_array && (std::is_arithmetic_v<T> || std::is_enum_v<T>);
   }
 }
 
