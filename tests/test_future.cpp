@@ -85,10 +85,13 @@ TEST_CASE("future: wait_for reports timeout while the task is blocked, then read
   REQUIRE(fut.valid());
   REQUIRE(fut.wait_for(20ms) == std::future_status::timeout);
   REQUIRE(fut.wait_for(0s) == std::future_status::timeout);
+  REQUIRE_FALSE(fut.is_ready());
   gate.set_value();
   REQUIRE(fut.wait_for(10s) == std::future_status::ready);
   REQUIRE(fut.wait_for(0s) == std::future_status::ready);
+  REQUIRE(fut.is_ready());
   REQUIRE(fut.get() == 1);
+  REQUIRE_FALSE(fut.is_ready());  // get() empties the future
 }
 
 TEST_CASE("future: valid() is true until get(), false after; wait() keeps it valid", "[future]") {
