@@ -33,8 +33,9 @@ template <class R>
 struct future_state : task {
   using destroy_fn = void (*)(future_state*) noexcept;
 
-  future_state(execute_fn execute, destroy_fn destroy, scheduler& pool, isolation_tag tag)
-      : task(execute, tag), destroy_(destroy), pool_(&pool) {}
+  /// `pool` is null for a result made elsewhere (a process pool): waiting then just sleeps.
+  future_state(execute_fn execute, destroy_fn destroy, scheduler* pool, isolation_tag tag)
+      : task(execute, tag), destroy_(destroy), pool_(pool) {}
 
   /// The future lets go of the state.
   void release() noexcept {
@@ -48,10 +49,18 @@ struct future_state : task {
   std::exception_ptr error_;
 };
 
+/// Lets other backends (process pools) hand out futures of their own states.
+struct future_access {
+  template <class R>
+  static future<R> make(future_state<R>* state) noexcept {
+    return future<R>(state);
+  }
+};
+
 template <class R, class Call>
 struct submitted_task final : future_state<R> {
   submitted_task(scheduler& pool, isolation_tag tag, Call&& call)
-      : future_state<R>(&execute, &destroy, pool, tag), call_(std::move(call)) {}
+      : future_state<R>(&execute, &destroy, &pool, tag), call_(std::move(call)) {}
 
   static void execute(task* base) noexcept {
     auto* self = static_cast<submitted_task*>(base);
@@ -138,7 +147,10 @@ class future {
 
   void wait() const {
     check();
-    state_->pool_->wait(state_->done_, state_->tag_);
+    if (state_->pool_ != nullptr)
+      state_->pool_->wait(state_->done_, state_->tag_);
+    else
+      detail::scheduler::block(state_->done_, nullptr);
   }
 
   template <class Rep, class Period>
@@ -149,9 +161,10 @@ class future {
 
   std::future_status wait_until(std::chrono::steady_clock::time_point deadline) const {
     check();
-    return state_->pool_->wait_until(state_->done_, state_->tag_, deadline)
-               ? std::future_status::ready
-               : std::future_status::timeout;
+    const bool ready = state_->pool_ != nullptr
+                           ? state_->pool_->wait_until(state_->done_, state_->tag_, deadline)
+                           : detail::scheduler::block(state_->done_, &deadline);
+    return ready ? std::future_status::ready : std::future_status::timeout;
   }
 
   /// Waits, then returns the result or rethrows the task's exception. The future is then empty.
@@ -171,6 +184,7 @@ class future {
   template <class F, class... Args>
   friend future<detail::submit_result_t<F, Args...>> detail::submit_to(detail::scheduler&, F&&,
                                                                        Args&&...);
+  friend struct detail::future_access;
 
   struct releaser {
     void operator()(detail::future_state<R>* s) const noexcept { s->release(); }

@@ -22,6 +22,32 @@ struct threads {
   int workers = 0;
 };
 
+/// How a process backend starts its workers (Python's start methods).
+namespace start {
+/// fork(): the child is a copy of the caller, reading the caller's memory copy-on-write. POSIX.
+struct fork {};
+/// Runs the same executable again; main must begin with parallel::spawn_main(argc, argv).
+struct spawn {};
+/// A single-threaded server process, spawned once, forks the workers on request.
+struct forkserver {};
+/// fork on POSIX, spawn on Windows.
+#if defined(_WIN32)
+using platform_default = spawn;
+#else
+using platform_default = fork;
+#endif
+}  // namespace start
+
+/// Runs the verb in worker processes started with `Start`: `workers` as for threads. With
+/// start::fork the workers are forked at the call and read the inputs (and whatever f refers
+/// to) in place, copy-on-write; only indices go out and results come back.
+///
+///     auto squares = parallel::map(parallel::processes<parallel::start::fork>{}, square, xs);
+template <class Start = start::platform_default>
+struct processes {
+  int workers = 0;
+};
+
 /// Options of map, starmap, imap and imap_unordered.
 ///
 ///     parallel::map(f, xs, {.chunksize = 64, .progress = parallel::progress_bar()});
@@ -43,6 +69,8 @@ template <>
 struct is_policy<sequential> : std::true_type {};
 template <>
 struct is_policy<threads> : std::true_type {};
+template <class Start>
+struct is_policy<processes<Start>> : std::true_type {};
 }  // namespace detail
 
 /// True for the types that may be passed as the first argument of a verb.

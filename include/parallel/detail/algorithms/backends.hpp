@@ -72,3 +72,7 @@ struct backend<sequential> {
 };
 
 }  // namespace parallel::detail
+
+#if !defined(_WIN32)
+#include "process_verbs.hpp"  // backend<processes<start::fork>>
+#endif

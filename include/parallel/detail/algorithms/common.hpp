@@ -166,6 +166,16 @@ class result_slots {
     }
   }
 
+  /// Stores a ready value into slot i.
+  void put(std::size_t i, R&& value) {
+    if constexpr (direct) {
+      values_[i] = std::move(value);
+    } else {
+      std::construct_at(raw_ + i, std::move(value));
+      built_[i] = 1;
+    }
+  }
+
   std::vector<R> take() {
     if constexpr (direct) {
       return std::move(values_);

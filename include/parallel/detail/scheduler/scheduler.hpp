@@ -129,6 +129,11 @@ class scheduler {
     return block_until(l, &deadline);
   }
 
+  /// Waits for a latch that no pool task will set (a process pool's future): sleeps.
+  static bool block(latch& l, const std::chrono::steady_clock::time_point* deadline) {
+    return block_until(l, deadline);
+  }
+
  private:
   struct worker {
     worker(scheduler& s, std::size_t i)
@@ -318,7 +323,7 @@ class scheduler {
     return l.is_set();
   }
 
-  bool block_until(latch& l, const std::chrono::steady_clock::time_point* deadline) {
+  static bool block_until(latch& l, const std::chrono::steady_clock::time_point* deadline) {
     for (int i = 0; i < 2000; ++i) {
       if (l.is_set()) return true;
       cpu_relax();

@@ -1,0 +1,541 @@
+// map and imap over worker processes, for both ways of running them: workers forked for one call
+// (processes<start::fork>: the input and f are read in place, copy-on-write; only indices go
+// out), and a pool's workers (process_pool: each job ships the function, its closure and the
+// items). The calls talk to their engine through a runner: the caller's own thread drives a
+// per-call engine, a pool's I/O thread drives the pool's.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../../codec.hpp"
+#include "../../errors.hpp"
+#include "../../policy.hpp"
+#include "../ipc/engine.hpp"
+#include "../ipc/worker.hpp"
+#include "../posix/process.hpp"
+#include "../scheduler/default_pools.hpp"
+#include "backends.hpp"
+#include "common.hpp"
+#include "sequential.hpp"
+
+namespace parallel::detail {
+
+/// How a call reaches its engine.
+class runner {
+ public:
+  virtual void post(std::unique_ptr<ipc::job> j) = 0;
+  /// Drops the sink's queued jobs and forgets those in flight; on return the engine will not
+  /// call the sink again.
+  virtual void cancel(ipc::job_sink* sink) = 0;
+  /// Called with `lock` held on the call's mutex: returns after the call's state may have
+  /// changed (the engine ran, or the pool's thread notified `changed`).
+  virtual void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) = 0;
+  virtual std::size_t workers() const = 0;
+
+ protected:
+  ~runner() = default;
+};
+
+/// A per-call engine, driven by the calling thread itself.
+class inline_runner final : public runner {
+ public:
+  explicit inline_runner(ipc::engine& e) : engine_(e) {}
+  void post(std::unique_ptr<ipc::job> j) override { engine_.post(std::move(j)); }
+  void cancel(ipc::job_sink* sink) override { engine_.cancel(sink); }
+  void wait(std::unique_lock<std::mutex>& lock, std::condition_variable&) override {
+    lock.unlock();
+    try {
+      engine_.pump(-1);
+    } catch (...) {
+      lock.lock();
+      throw;
+    }
+    lock.lock();
+  }
+  std::size_t workers() const override { return engine_.size(); }
+
+ private:
+  ipc::engine& engine_;
+};
+
+/// Starts workers with fork(): the child closes the library's other descriptors, dies with its
+/// caller, and runs `handle` for every task until its channel closes.
+template <class Handle>
+ipc::engine::starter fork_starter(Handle& handle) {
+  return [&handle](int channel, ipc::arena& shared) -> os::pid_type {
+    const os::pid_type parent = os::current_pid();
+    std::fflush(nullptr);  // or the child would write the caller's buffered output again
+    const os::pid_type pid = os::fork_process();
+    if (pid != 0) return pid;
+    os::library_fds::close_all_except({channel});
+    os::become_worker(parent);
+    ipc::worker_main(channel, shared, handle);
+  };
+}
+
+/// Automatic batching shared by map and imap: a few probe jobs of growing size, then chunks
+/// that take ~2 ms in a worker, shrinking towards the end so the last ones spread out.
+class chunk_planner {
+ public:
+  chunk_planner(std::size_t fixed, std::size_t workers) : fixed_(fixed), workers_(workers) {}
+
+  std::size_t next(std::size_t remaining) {
+    if (fixed_ != 0) return fixed_;
+    std::size_t size;
+    if (items_ == 0) {
+      size = std::size_t{1} << std::min<std::size_t>(probes_++, 12);
+    } else {
+      const std::uint64_t per_item = std::max<std::uint64_t>(1, ns_ / items_);
+      size = static_cast<std::size_t>(target_ns / per_item);
+      if (remaining != unknown)
+        size = std::min(size, std::max<std::size_t>(1, remaining / (4 * workers_)));
+    }
+    return std::clamp<std::size_t>(size, 1, max_chunk);
+  }
+
+  void learn(std::uint64_t items, std::uint64_t ns) noexcept {
+    items_ += items;
+    ns_ += ns;
+  }
+
+  /// Jobs to keep posted: about a millisecond of work per worker, at least three jobs each.
+  std::size_t jobs_ahead(std::size_t chunk) const noexcept {
+    std::size_t per_worker = 3;
+    if (items_ != 0) {
+      const std::uint64_t job_ns = std::max<std::uint64_t>(1, ns_ / items_ * chunk);
+      per_worker = std::clamp<std::size_t>(static_cast<std::size_t>(2'000'000 / job_ns) + 2, 3, 64);
+    }
+    return per_worker * workers_;
+  }
+
+  static constexpr std::size_t unknown = std::numeric_limits<std::size_t>::max();
+
+ private:
+  static constexpr std::uint64_t target_ns = 2'000'000;
+  static constexpr std::size_t max_chunk = std::size_t{1} << 20;
+  std::size_t fixed_;
+  std::size_t workers_;
+  std::size_t probes_ = 0;
+  std::uint64_t items_ = 0;
+  std::uint64_t ns_ = 0;
+};
+
+/// Writes a job's body: nothing more (fork-per-call, index mode), or the items (and, on a pool,
+/// the trampoline and the function first).
+using body_prefix = std::vector<std::byte>;
+
+inline std::unique_ptr<ipc::job> make_job(std::uint64_t first, std::uint64_t count,
+                                          const options& opts, const body_prefix& prefix) {
+  auto j = std::make_unique<ipc::job>();
+  j->first = first;
+  j->count = count;
+  j->timeout = opts.timeout;
+  encoder out(j->payload);
+  ipc::write_task_header(out, first, count, opts.timeout.count() > 0 ? ipc::task_timed : 0);
+  out.write_bytes(prefix.data(), prefix.size());
+  return j;
+}
+
+// --- map ----------------------------------------------------------------------------------------
+
+template <class R>
+class process_map_call final : public ipc::job_sink {
+ public:
+  process_map_call(runner& run, std::size_t n, const options& opts)
+      : run_(run), n_(n), opts_(opts), slots_(n), planner_(opts.chunksize, run.workers()) {}
+
+  /// Posts jobs as results come back; `fill(encoder&, first, count)` writes a job's items.
+  template <class Fill>
+  std::vector<R> run(const body_prefix& prefix, Fill&& fill) {
+    std::unique_lock lock(mutex_);
+    std::size_t reported = 0;
+    try {
+      while (!error_ && (next_ < n_ || outstanding_ > 0)) {
+        std::size_t chunk = planner_.next(n_ - next_);
+        while (next_ < n_ && outstanding_ < planner_.jobs_ahead(chunk)) {
+          const std::size_t count = std::min(chunk, n_ - next_);
+          auto j = make_job(next_, count, opts_, prefix);
+          j->sink = this;
+          encoder body(j->payload);
+          fill(body, next_, count);
+          next_ += count;
+          ++outstanding_;
+          run_.post(std::move(j));
+          chunk = planner_.next(n_ - next_);
+        }
+        run_.wait(lock, changed_);
+        if (opts_.progress && done_ != reported && !error_) {
+          reported = done_;
+          lock.unlock();
+          opts_.progress(reported, n_);
+          lock.lock();
+        }
+      }
+    } catch (...) {
+      lock.unlock();
+      run_.cancel(this);
+      throw;
+    }
+    if (error_) {
+      lock.unlock();
+      run_.cancel(this);
+      std::rethrow_exception(error_);
+    }
+    lock.unlock();
+    if (opts_.progress && (reported != n_ || n_ == 0)) opts_.progress(n_, n_);
+    return slots_.take();
+  }
+
+  void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
+    for (std::uint64_t i = 0; i < k; ++i) slots_.put(static_cast<std::size_t>(j.first + i), in.read<R>());
+    std::lock_guard lock(mutex_);
+    done_ += static_cast<std::size_t>(k);
+    if (k > 0) planner_.learn(k, ns);
+  }
+  void failed(ipc::job&, std::exception_ptr error) override {
+    std::lock_guard lock(mutex_);
+    if (!error_) error_ = std::move(error);
+  }
+  void done(ipc::job&) override {
+    {
+      std::lock_guard lock(mutex_);
+      --outstanding_;
+    }
+    changed_.notify_one();
+  }
+
+ private:
+  runner& run_;
+  std::size_t n_;
+  const options& opts_;
+  result_slots<R> slots_;
+  chunk_planner planner_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::size_t next_ = 0;
+  std::size_t outstanding_ = 0;
+  std::size_t done_ = 0;
+  std::exception_ptr error_;
+};
+
+// --- imap ---------------------------------------------------------------------------------------
+
+/// imap / imap_unordered over processes: a window of jobs in input order, refilled as the
+/// consumer takes results; at most max_in_flight items read ahead (automatic: bounded).
+template <class R, class View, bool Ordered>
+class process_imap_state final : public ipc::job_sink {
+ public:
+  using value_type = R;
+  /// Writes job items [first, first + count) taken from the input; `in_place` says whether the
+  /// worker reads them itself (fork-per-call over a random-access range).
+  using filler = std::function<void(encoder&, std::ranges::iterator_t<View>&, std::size_t)>;
+
+  process_imap_state(runner& run, View items, const options& opts, body_prefix prefix,
+                     filler fill, std::unique_ptr<void, void (*)(void*)> keep_alive)
+      : keep_alive_(std::move(keep_alive)),
+        run_(run),
+        items_(std::move(items)),
+        opts_(opts),
+        prefix_(std::move(prefix)),
+        fill_(std::move(fill)),
+        planner_(opts.chunksize, run.workers()),
+        next_(std::ranges::begin(items_)) {
+    if constexpr (std::ranges::sized_range<View>)
+      total_ = static_cast<std::size_t>(std::ranges::size(items_));
+  }
+  process_imap_state(const process_imap_state&) = delete;
+  process_imap_state& operator=(const process_imap_state&) = delete;
+  ~process_imap_state() { run_.cancel(this); }
+
+  bool advance() {
+    std::unique_lock lock(mutex_);
+    if (current_ && ++position_ < current_->results.size()) return report(lock);
+    if (current_) {
+      auto error = current_->error;
+      in_flight_ -= current_->count;
+      current_.reset();
+      if (error) {
+        finished_ = true;
+        std::rethrow_exception(error);
+      }
+    }
+    while (!finished_) {
+      refill();
+      if (window_.empty()) {
+        finished_ = true;
+        if (opts_.progress && (delivered_ == 0 || total_ != delivered_)) {
+          lock.unlock();
+          opts_.progress(delivered_, delivered_);
+        }
+        return false;
+      }
+      current_ = take_next(lock);
+      position_ = 0;
+      if (!current_->results.empty()) return report(lock);
+      if (current_->error) return advance_locked_error(lock);
+      in_flight_ -= current_->count;
+      current_.reset();
+    }
+    return false;
+  }
+
+  value_type& current() { return current_->results[position_]; }
+
+  void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
+    auto* c = reinterpret_cast<chunk*>(j.tag);
+    c->results.reserve(static_cast<std::size_t>(k));
+    for (std::uint64_t i = 0; i < k; ++i) c->results.push_back(in.read<R>());
+    std::lock_guard lock(mutex_);
+    if (k > 0) planner_.learn(k, ns);
+  }
+  void failed(ipc::job& j, std::exception_ptr error) override {
+    auto* c = reinterpret_cast<chunk*>(j.tag);
+    c->error = std::move(error);
+  }
+  void done(ipc::job& j) override {
+    auto* c = reinterpret_cast<chunk*>(j.tag);
+    {
+      std::lock_guard lock(mutex_);
+      c->done = true;
+      if constexpr (!Ordered) completed_.push_back(c);
+    }
+    changed_.notify_one();
+  }
+
+ private:
+  struct chunk {
+    std::size_t first = 0;
+    std::size_t count = 0;
+    std::vector<R> results;
+    std::exception_ptr error;
+    bool done = false;
+  };
+
+  bool advance_locked_error(std::unique_lock<std::mutex>&) {
+    auto error = current_->error;
+    current_.reset();
+    finished_ = true;
+    std::rethrow_exception(error);
+  }
+
+  bool report(std::unique_lock<std::mutex>& lock) {
+    ++delivered_;
+    if (opts_.progress) {
+      lock.unlock();
+      opts_.progress(delivered_, total_);
+    }
+    return true;
+  }
+
+  std::size_t window_limit(std::size_t chunk) const noexcept {
+    if (opts_.max_in_flight != 0) return opts_.max_in_flight;
+    return std::clamp<std::size_t>(planner_.jobs_ahead(chunk) * chunk, 16, std::size_t{1} << 16);
+  }
+
+  void refill() {
+    while (!input_done_ && !failed_seen()) {
+      std::size_t size = planner_.next(total_ == 0 ? chunk_planner::unknown : total_ - read_);
+      const std::size_t limit = window_limit(size);
+      if (opts_.max_in_flight != 0)
+        size = std::min(size, std::max<std::size_t>(1, opts_.max_in_flight / (2 * run_.workers())));
+      const std::size_t room = limit > in_flight_ ? limit - in_flight_ : 0;
+      if (room == 0 || (room < size && !window_.empty())) return;
+      const std::size_t want = std::min(size, room);
+      auto c = std::make_unique<chunk>();
+      c->first = read_;
+      auto j = make_job(read_, 0, opts_, prefix_);
+      encoder body(j->payload);
+      const auto end = std::ranges::end(items_);
+      // Count first (for the header), then fill: the filler advances the iterator itself.
+      std::size_t count = 0;
+      {
+        auto probe = next_;
+        while (count < want && probe != end) {
+          ++probe;
+          ++count;
+        }
+        if (probe == end) input_done_ = true;
+      }
+      if (count == 0) return;
+      fill_(body, next_, count);
+      // Patch the header's count (written as 0 above).
+      const std::uint64_t wide = count;
+      std::memcpy(j->payload.data() + 8, &wide, sizeof wide);
+      j->count = count;
+      j->sink = this;
+      j->tag = reinterpret_cast<std::uint64_t>(c.get());
+      c->count = count;
+      read_ += count;
+      in_flight_ += count;
+      window_.push_back(std::move(c));
+      run_.post(std::move(j));
+    }
+  }
+
+  bool failed_seen() const noexcept {
+    for (const auto& c : window_)
+      if (c->done && c->error) return true;
+    return false;
+  }
+
+  std::unique_ptr<chunk> take_next(std::unique_lock<std::mutex>& lock) {
+    auto it = window_.begin();
+    if constexpr (Ordered) {
+      while (!(*it)->done) run_.wait(lock, changed_);
+    } else {
+      while (completed_.empty()) run_.wait(lock, changed_);
+      chunk* ready = completed_.front();
+      completed_.pop_front();
+      it = std::find_if(window_.begin(), window_.end(),
+                        [ready](auto& c) { return c.get() == ready; });
+    }
+    auto taken = std::move(*it);
+    window_.erase(it);
+    return taken;
+  }
+
+  std::unique_ptr<void, void (*)(void*)> keep_alive_;  // a per-call engine, destroyed last
+ public:
+  /// Where a fork-per-call worker reads random-access input in place.
+  auto origin() { return std::ranges::begin(items_); }
+
+ private:
+  runner& run_;
+  View items_;
+  const options opts_;
+  body_prefix prefix_;
+  filler fill_;
+  chunk_planner planner_;
+  std::ranges::iterator_t<View> next_;
+  std::size_t total_ = 0;  // 0 when unknown
+  std::size_t read_ = 0;
+  std::size_t in_flight_ = 0;
+  std::size_t delivered_ = 0;
+  bool input_done_ = false;
+  bool finished_ = false;
+  std::deque<std::unique_ptr<chunk>> window_;
+  std::unique_ptr<chunk> current_;
+  std::size_t position_ = 0;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<chunk*> completed_;
+};
+
+// --- processes<start::fork>: workers forked at the call ----------------------------------------
+
+/// The per-call engine of an imap: its workers fork when the first job is posted, after the
+/// imap's state exists, so they see the input where the state keeps it.
+template <class F, class View>
+struct forked_imap_context {
+  using iterator = std::ranges::iterator_t<View>;
+  using handler = std::function<void(const ipc::task_header&, decoder&, ipc::chunk_output&)>;
+
+  forked_imap_context(F fn, std::size_t workers)
+      : f(std::move(fn)), eng(ipc::engine::config{.workers = workers}, fork_starter(handle)),
+        run(eng) {}
+
+  F f;
+  std::optional<iterator> origin;  // set once the state holds the input
+  handler handle;
+  ipc::engine eng;
+  inline_runner run;
+};
+
+template <>
+struct backend<processes<start::fork>> {
+  template <class F, class Range>
+  static auto map(const processes<start::fork>& p, F& f, Range& items, const options& opts) {
+    using R = map_result_t<F, Range>;
+    static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
+    require_transferable<R>();
+    indexed_input<Range> input(items);
+    const std::size_t n = input.size();
+    if (n == 0) {
+      if (opts.progress) opts.progress(0, 0);
+      return std::vector<R>{};
+    }
+    // Runs in the forked workers: f and the input are the caller's, copy-on-write.
+    auto handle = [&](const ipc::task_header& t, decoder&, ipc::chunk_output& out) {
+      out.run(t.first, t.count, (t.flags & ipc::task_timed) != 0,
+              [&](std::uint64_t i) -> decltype(auto) {
+                return std::invoke(f, input[static_cast<std::size_t>(i)]);
+              });
+    };
+    ipc::engine eng(ipc::engine::config{.workers = std::min(resolve_workers(p.workers), n)},
+                    fork_starter(handle));
+    inline_runner run(eng);
+    process_map_call<R> call(run, n, opts);
+    return call.run({}, [](encoder&, std::size_t, std::size_t) {});
+  }
+
+  template <bool Ordered, class F, class Range>
+  static auto imap(const processes<start::fork>& p, F&& f, Range&& items, const options& opts) {
+    using View = held_range<Range>;
+    using Fn = std::decay_t<F>;
+    using R = sequential_result_t<Fn, View>;
+    using V = std::ranges::range_value_t<View>;
+    using context = forked_imap_context<Fn, View>;
+    using state = process_imap_state<R, View, Ordered>;
+    static_assert(!std::is_void_v<R>, "parallel::imap: f must return a value for each item");
+    require_transferable<R>();
+    constexpr bool in_place =
+        std::ranges::random_access_range<View> && std::ranges::sized_range<View>;
+
+    auto ctx = std::make_unique<context>(std::forward<F>(f), resolve_workers(p.workers));
+    context* c = ctx.get();
+    c->handle = [c](const ipc::task_header& t, decoder& body, ipc::chunk_output& out) {
+      const bool timed = (t.flags & ipc::task_timed) != 0;
+      if constexpr (in_place) {
+        out.run(t.first, t.count, timed, [&](std::uint64_t i) -> decltype(auto) {
+          return std::invoke(c->f, (*c->origin)[static_cast<std::ptrdiff_t>(i)]);
+        });
+      } else {
+        out.run(t.first, t.count, timed, [&](std::uint64_t) {
+          V item = body.read<V>();
+          return std::invoke(c->f, item);
+        });
+      }
+    };
+    typename state::filler fill;
+    if constexpr (in_place) {
+      fill = [](encoder&, typename context::iterator& it, std::size_t count) {
+        std::ranges::advance(it, static_cast<std::ptrdiff_t>(count));
+      };
+    } else {
+      require_transferable<V>();
+      fill = [](encoder& body, typename context::iterator& it, std::size_t count) {
+        for (std::size_t k = 0; k < count; ++k, ++it) {
+          const V& item = *it;
+          body.write(item);
+        }
+      };
+    }
+    runner& run = c->run;
+    std::unique_ptr<void, void (*)(void*)> keep(ctx.release(),
+                                                [](void* p) { delete static_cast<context*>(p); });
+    auto s = std::make_unique<state>(run, View(std::forward<Range>(items)), opts, body_prefix{},
+                                     std::move(fill), std::move(keep));
+    c->origin = s->origin();
+    return imap_view<state>(std::move(s));
+  }
+};
+
+}  // namespace parallel::detail

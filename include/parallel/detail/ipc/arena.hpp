@@ -1,0 +1,109 @@
+// The memory a worker shares with its caller: one anonymous shared mapping (memfd) per worker,
+// made by the caller before the worker starts. Its first page is the control block (what the
+// worker is doing now, read by the caller for timeouts and to name the item a dead worker was
+// running); the rest is a byte ring through which large results travel instead of the socket.
+//
+// The ring has one writer (the worker) and one reader (the caller): `head` and `tail` are byte
+// positions that only grow; the worker writes [head, head + n) when it fits before the end of
+// the ring and in the free space, and sends (position, n) in an arena frame; the caller decodes
+// the bytes in place and then advances `tail`. A payload that does not fit goes through the
+// socket instead: the worker never waits for ring space, so the ring cannot deadlock anything.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <span>
+
+#include "../posix/process.hpp"
+#include "frame.hpp"
+
+namespace parallel::detail::ipc {
+
+struct control_block {
+  static constexpr std::uint64_t idle = 0;
+
+  // Written by the worker, read by the caller.
+  std::atomic<std::uint64_t> started_seq{0};    // the worker's nth task started last (1-based)
+  std::atomic<std::uint64_t> current_index{0};  // the item it runs (or ran last)
+  std::atomic<std::uint64_t> started_ns{0};     // when that item started (only with a timeout)
+  std::atomic<std::uint64_t> ring_head{0};
+  // Written by the caller.
+  alignas(64) std::atomic<std::uint64_t> ring_tail{0};
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "the control block is shared between processes: its atomics must be lock-free");
+
+class arena {
+ public:
+  static constexpr std::size_t control_bytes = 4096;
+  /// Results of at least this many bytes go through the ring (when they fit).
+  static constexpr std::size_t ring_threshold = 32 * 1024;
+
+  arena() = default;
+  explicit arena(std::size_t ring_bytes)
+      : ring_bytes_(ring_bytes),
+        fd_(os::anonymous_memory(control_bytes + ring_bytes)),
+        map_(fd_.get(), control_bytes + ring_bytes) {
+    new (map_.data()) control_block();
+  }
+
+  control_block& control() const noexcept {
+    return *std::launder(reinterpret_cast<control_block*>(map_.data()));
+  }
+  int fd() const noexcept { return fd_.get(); }
+  std::uint64_t ring_size() const noexcept { return ring_bytes_; }
+  /// The caller's side gives up the descriptor once the worker has it (the mapping stays).
+  void close_fd() noexcept { fd_.reset(); }
+
+  // --- worker side ------------------------------------------------------------------------
+
+  /// Copies `bytes` into the ring and returns their position, or nothing when they do not fit
+  /// now (the caller has not consumed enough yet) or are small enough for the socket.
+  std::optional<arena_descriptor> try_put(std::span<const std::byte> bytes) noexcept {
+    if (bytes.size() < ring_threshold || bytes.size() > ring_bytes_ / 2) return std::nullopt;
+    control_block& c = control();
+    std::uint64_t head = c.ring_head.load(std::memory_order_relaxed);
+    const std::uint64_t tail = c.ring_tail.load(std::memory_order_acquire);
+    const std::uint64_t offset = head % ring_bytes_;
+    if (offset + bytes.size() > ring_bytes_) head += ring_bytes_ - offset;  // skip to the start
+    if (head + bytes.size() - tail > ring_bytes_) return std::nullopt;
+    std::memcpy(ring() + head % ring_bytes_, bytes.data(), bytes.size());
+    c.ring_head.store(head + bytes.size(), std::memory_order_release);
+    return arena_descriptor{head, bytes.size()};
+  }
+
+  // --- caller side ----------------------------------------------------------------------------
+
+  /// The bytes an arena frame points at, checked against what the worker has published.
+  std::span<const std::byte> view(const arena_descriptor& where) const {
+    const control_block& c = control();
+    const std::uint64_t head = c.ring_head.load(std::memory_order_acquire);
+    const std::uint64_t tail = c.ring_tail.load(std::memory_order_relaxed);
+    const std::uint64_t offset = where.offset % (ring_bytes_ == 0 ? 1 : ring_bytes_);
+    if (ring_bytes_ == 0 || where.offset < tail || where.length > head - where.offset ||
+        offset + where.length > ring_bytes_) {
+      wire::protocol_error("arena frame points at bytes [" + std::to_string(where.offset) + ", +" +
+                           std::to_string(where.length) + ") outside the published ring [" +
+                           std::to_string(tail) + ", " + std::to_string(head) + ")");
+    }
+    return {ring() + offset, static_cast<std::size_t>(where.length)};
+  }
+
+  /// The caller is done with everything up to the end of `where`.
+  void release(const arena_descriptor& where) noexcept {
+    control().ring_tail.store(where.offset + where.length, std::memory_order_release);
+  }
+
+ private:
+  std::byte* ring() const noexcept { return map_.data() + control_bytes; }
+
+  std::uint64_t ring_bytes_ = 0;
+  os::library_fd fd_;
+  os::shared_mapping map_;
+};
+
+}  // namespace parallel::detail::ipc

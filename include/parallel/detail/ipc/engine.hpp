@@ -1,0 +1,572 @@
+// The caller's side of the process backends: a set of worker processes, one socketpair and one
+// shared arena each, and the loop that sends them jobs and collects their results. One thread
+// drives an engine (the caller's thread for a fork-per-call map, the pool's I/O thread for a
+// process_pool); the jobs' sinks are called on that thread.
+//
+// Every wait here has a way out: a worker's end is seen at once (its pidfd becomes readable, its
+// channel reaches EOF), a job's timeout is checked against the time the worker says the item
+// started (shared memory, no message needed), and a frame that breaks the protocol stops that
+// worker. The job the dead worker was running fails; the jobs queued behind it go to the other
+// workers; the slot gets a new worker.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../errors.hpp"
+#include "../posix/process.hpp"
+#include "arena.hpp"
+#include "frame.hpp"
+#include "frame_reader.hpp"
+#include "identity.hpp"
+#include "worker.hpp"
+
+namespace parallel::detail::ipc {
+
+struct job;
+
+/// Who receives a job's outcome. Called on the engine's thread, in this order: results (once,
+/// possibly with k = 0), then failed() when the job did not finish, then done().
+class job_sink {
+ public:
+  /// Decode `k` results of items job.first, job.first + 1, ...
+  virtual void results(job& j, decoder& in, std::uint64_t k, std::uint64_t nanoseconds) = 0;
+  virtual void failed(job& j, std::exception_ptr error) = 0;
+  virtual void done(job& j) = 0;
+
+ protected:
+  ~job_sink() = default;
+};
+
+struct job {
+  std::uint64_t first = 0;  // index of the first item (for error messages and sinks)
+  std::uint64_t count = 0;  // items
+  std::vector<std::byte> payload;
+  job_sink* sink = nullptr;  // null once cancelled: the outcome is dropped
+  std::chrono::milliseconds timeout{0};
+  std::uint64_t tag = 0;  // the sink's own bookkeeping
+  // The engine's.
+  std::uint64_t id = 0;
+  std::uint64_t seq = 0;  // position in its worker's task stream
+};
+
+class engine {
+ public:
+  /// Starts a worker process; returns its pid. `child_channel` is the worker's end of the
+  /// socketpair, `shared` its arena. A fork-based starter runs worker_main in the child.
+  using starter = std::function<os::pid_type(int child_channel, arena& shared)>;
+
+  struct config {
+    std::size_t workers = 1;
+    std::size_t max_tasks_per_child = 0;  // 0 = no limit
+    bool keep_workers = false;            // restart a dead worker at once (pools)
+    std::size_t ring_bytes = std::size_t{64} << 20;
+  };
+
+  engine(config cfg, starter start) : cfg_(cfg), start_(std::move(start)), slots_(cfg.workers) {
+    if (cfg_.keep_workers)
+      for (auto& s : slots_) launch(s);
+  }
+
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  /// Ends every worker: idle ones see their channel close and exit; busy ones are killed.
+  ~engine() {
+    for (auto& s : slots_) {
+      if (s.pid < 0) continue;
+      if (!s.in_flight.empty()) os::send_signal(s.pid, os::kill_signal);
+      s.channel.reset();
+    }
+    for (auto& s : slots_) {
+      if (s.pid < 0) continue;
+      try {
+        (void)os::wait_for(s.pid, true);
+      } catch (...) {
+      }
+    }
+  }
+
+  std::size_t size() const noexcept { return slots_.size(); }
+
+  void post(std::unique_ptr<job> j) {
+    j->id = ++last_id_;
+    pending_.push_back(std::move(j));
+  }
+
+  /// Drops the sink's jobs that were not sent and forgets the outcome of those in flight.
+  void cancel(const job_sink* sink) {
+    std::erase_if(pending_, [sink](const std::unique_ptr<job>& j) { return j->sink == sink; });
+    for (auto& s : slots_)
+      for (auto& j : s.in_flight)
+        if (j->sink == sink) j->sink = nullptr;
+  }
+
+  /// Jobs posted and not finished.
+  std::size_t outstanding() const noexcept {
+    std::size_t n = pending_.size();
+    for (const auto& s : slots_) n += s.in_flight.size();
+    return n;
+  }
+  std::size_t pending() const noexcept { return pending_.size(); }
+
+  /// Fails every job not yet sent (the engine could not start a worker for them).
+  void fail_pending(const std::exception_ptr& error) {
+    std::deque<std::unique_ptr<job>> waiting = std::move(pending_);
+    pending_.clear();
+    fail_all(std::move(waiting), error);
+  }
+
+  /// Nanoseconds a job took in its worker, on average lately (0 before the first result).
+  std::uint64_t typical_job_ns() const noexcept { return job_ns_; }
+
+  /// One round: sends what can be sent, waits up to `wait_ms` (-1: until something happens)
+  /// for results, deaths, timeouts or `wake_fd`, and handles them. Returns true when `wake_fd`
+  /// became readable.
+  bool pump(int wait_ms, int wake_fd = -1) {
+    dispatch();
+    flush_all();
+    polls_.clear();
+    owners_.clear();
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      slot& s = slots_[i];
+      if (s.pid < 0) continue;
+      short events = os::poll_in;
+      if (s.out_sent < s.out.size()) events |= os::poll_out;
+      polls_.push_back({s.channel.get(), events, 0});
+      owners_.push_back({i, s.generation});
+      if (s.watch) {
+        polls_.push_back({s.watch.get(), os::poll_in, 0});
+        owners_.push_back({i, s.generation});
+      }
+    }
+    if (wake_fd >= 0) {
+      polls_.push_back({wake_fd, os::poll_in, 0});
+      owners_.push_back({no_slot, 0});
+    }
+    if (polls_.empty()) return false;
+    const int timeout = std::min(wait_ms < 0 ? std::numeric_limits<int>::max() : wait_ms,
+                                 next_deadline_ms());
+    const int ready =
+        os::poll_fds(polls_.data(), polls_.size(), timeout == std::numeric_limits<int>::max()
+                                                       ? -1
+                                                       : timeout);
+    bool woken = false;
+    if (ready > 0) {
+      for (std::size_t k = 0; k < polls_.size(); ++k) {
+        if (polls_[k].revents == 0) continue;
+        if (owners_[k].first == no_slot) {
+          woken = true;
+          continue;
+        }
+        slot& s = slots_[owners_[k].first];
+        if (s.pid < 0 || s.generation != owners_[k].second) continue;  // handled this round
+        if (polls_[k].fd == s.watch.get()) {
+          end_worker(s);
+        } else {
+          if ((polls_[k].revents & os::poll_out) != 0 && !flush(s)) {
+            end_worker(s);
+            continue;
+          }
+          if ((polls_[k].revents & (os::poll_in | os::poll_hangup)) != 0) receive(s);
+        }
+      }
+    }
+    check_timeouts();
+    return woken;
+  }
+
+ private:
+  static constexpr std::size_t no_slot = std::numeric_limits<std::size_t>::max();
+  enum class stop_reason { none, timeout, protocol };
+
+  struct slot {
+    os::pid_type pid = -1;
+    os::library_fd channel;
+    os::library_fd watch;
+    std::unique_ptr<arena> shared;
+    std::unique_ptr<frame_reader> reader;
+    std::vector<std::byte> out;
+    std::size_t out_sent = 0;
+    std::deque<std::unique_ptr<job>> in_flight;
+    std::uint64_t sent = 0;  // tasks sent to this worker
+    std::uint64_t generation = 0;  // bumped at each launch: poll results of a former worker
+    bool greeted = false;
+    std::string startup_error;
+    stop_reason stopping = stop_reason::none;
+    std::string stop_message;
+  };
+
+  // --- starting and ending workers ------------------------------------------------------------
+
+  void launch(slot& s) {
+    auto [mine, theirs] = os::socket_pair();
+    s.shared = std::make_unique<arena>(cfg_.ring_bytes);
+    s.channel = os::library_fd(std::move(mine));
+    os::library_fd child_end(std::move(theirs));
+    s.pid = start_(child_end.get(), *s.shared);
+    child_end.reset();
+    os::set_nonblocking(s.channel.get(), true);
+    s.watch = os::library_fd(os::process_watch(s.pid));
+    s.reader = std::make_unique<frame_reader>(max_task_payload);
+    ++s.generation;
+    s.out.clear();
+    s.out_sent = 0;
+    s.sent = 0;
+    s.greeted = false;
+    s.startup_error.clear();
+    s.stopping = stop_reason::none;
+  }
+
+  // The worker ended, or must: collect what it sent, reap it, settle its jobs, and replace it.
+  void end_worker(slot& s) {
+    if (s.stopping == stop_reason::none) receive(s, /*draining=*/true);
+    if (s.pid < 0) return;
+    os::send_signal(s.pid, os::kill_signal);  // no-op when it is already gone
+    int status = 0;
+    try {
+      status = os::wait_for(s.pid, true);
+    } catch (...) {
+    }
+    const os::pid_type pid = s.pid;
+    const std::uint64_t started = s.shared->control().started_seq.load(std::memory_order_acquire);
+    const std::uint64_t index = s.shared->control().current_index.load(std::memory_order_relaxed);
+    s.pid = -1;
+    s.channel.reset();
+    s.watch.reset();
+    std::deque<std::unique_ptr<job>> jobs = std::move(s.in_flight);
+    s.in_flight.clear();
+    s.shared.reset();
+    s.reader.reset();
+
+    if (!s.greeted) {
+      // Died before its handshake: do not restart in a loop; fail what waits.
+      const std::string why = s.startup_error.empty()
+                                  ? "parallel: a worker process (pid " + std::to_string(pid) + ") " +
+                                        os::describe_status(status) +
+                                        " before its handshake; see its standard error"
+                                  : s.startup_error;
+      fail_all(std::move(jobs), std::make_exception_ptr(spawn_error(why)));
+      std::deque<std::unique_ptr<job>> waiting = std::move(pending_);
+      pending_.clear();
+      fail_all(std::move(waiting), std::make_exception_ptr(spawn_error(why)));
+      return;
+    }
+
+    // Which job was running: the worker's started_seq. Earlier ones whose results never came
+    // (they were buffered in the worker) and later ones go back to the queue, in order.
+    std::deque<std::unique_ptr<job>> again;
+    std::unique_ptr<job> culprit;
+    for (auto& j : jobs) {
+      if (j->seq == started)
+        culprit = std::move(j);
+      else
+        again.push_back(std::move(j));
+    }
+    if (culprit) {
+      std::exception_ptr error;
+      const std::string item = index == remote_error::no_index
+                                   ? std::string(" while running a task")
+                                   : " while running item " + std::to_string(index);
+      if (s.stopping == stop_reason::timeout) {
+        error = std::make_exception_ptr(timeout_error(
+            "parallel: " +
+            (index == remote_error::no_index ? std::string("a task")
+                                             : "item " + std::to_string(index)) +
+            " ran longer than the timeout of " +
+            std::to_string(culprit->timeout.count()) + " ms; its worker process (pid " +
+            std::to_string(pid) + ") was killed and replaced"));
+      } else if (s.stopping == stop_reason::protocol) {
+        error = std::make_exception_ptr(
+            parallel::error(s.stop_message + "; the worker process (pid " + std::to_string(pid) +
+                            ") was stopped" + item + " and replaced"));
+      } else {
+        error = std::make_exception_ptr(worker_died("parallel: worker process (pid " +
+                                                    std::to_string(pid) + ") " +
+                                                    os::describe_status(status) + item +
+                                                    "; it was replaced"));
+      }
+      settle_failed(*culprit, error);
+    }
+    for (auto it = again.rbegin(); it != again.rend(); ++it) {
+      if ((*it)->sink != nullptr) pending_.push_front(std::move(*it));
+    }
+    if (cfg_.keep_workers) launch(s);
+  }
+
+  void fail_all(std::deque<std::unique_ptr<job>> jobs, const std::exception_ptr& error) {
+    for (auto& j : jobs) settle_failed(*j, error);
+  }
+
+  void settle_failed(job& j, const std::exception_ptr& error) {
+    if (j.sink == nullptr) return;
+    job_sink* sink = j.sink;
+    j.sink = nullptr;
+    sink->failed(j, error);
+    sink->done(j);
+  }
+
+  void stop_worker(slot& s, stop_reason why, std::string message) {
+    if (s.stopping != stop_reason::none) return;
+    s.stopping = why;
+    s.stop_message = std::move(message);
+    os::send_signal(s.pid, os::kill_signal);
+  }
+
+  // --- sending -----------------------------------------------------------------------------
+
+  std::size_t depth() const noexcept {
+    // Keep about a millisecond of work queued in each worker, at least two jobs, so a worker
+    // never waits for the next job and the last ones still spread over every worker.
+    if (job_ns_ == 0) return 2;
+    return std::clamp<std::size_t>(static_cast<std::size_t>(1'000'000 / job_ns_) + 1, 2, 64);
+  }
+
+  void dispatch() {
+    if (pending_.empty()) return;
+    const std::size_t limit = depth();
+    while (!pending_.empty()) {
+      slot* best = nullptr;
+      for (auto& s : slots_) {
+        if (s.pid < 0) launch(s);
+        if (s.pid < 0 || s.stopping != stop_reason::none || retiring(s)) continue;
+        if (s.in_flight.size() >= limit) continue;
+        if (best == nullptr || s.in_flight.size() < best->in_flight.size()) best = &s;
+      }
+      if (best == nullptr) return;
+      std::unique_ptr<job> j = std::move(pending_.front());
+      pending_.pop_front();
+      if (j->sink == nullptr) continue;
+      j->seq = ++best->sent;
+      if (best->out_sent == best->out.size()) {
+        best->out.clear();
+        best->out_sent = 0;
+      }
+      append_frame(best->out, frame_type::task, frame_flags::none, j->id, j->payload);
+      best->in_flight.push_back(std::move(j));
+    }
+  }
+
+  bool retiring(const slot& s) const noexcept {
+    return cfg_.max_tasks_per_child != 0 && s.sent >= cfg_.max_tasks_per_child;
+  }
+
+  void flush_all() {
+    for (auto& s : slots_)
+      if (s.pid >= 0 && s.out_sent < s.out.size() && !flush(s)) end_worker(s);
+  }
+
+  bool flush(slot& s) {
+    while (s.out_sent < s.out.size()) {
+      const std::ptrdiff_t n =
+          os::write_some(s.channel.get(), s.out.data() + s.out_sent, s.out.size() - s.out_sent);
+      if (n < 0) return false;
+      if (n == 0) return true;
+      s.out_sent += static_cast<std::size_t>(n);
+    }
+    s.out.clear();
+    s.out_sent = 0;
+    return true;
+  }
+
+  // --- receiving -----------------------------------------------------------------------------
+
+  void receive(slot& s, bool draining = false) {
+    if (incoming_.empty()) incoming_.resize(std::size_t{256} << 10);
+    for (;;) {
+      const std::ptrdiff_t n =
+          os::read_some(s.channel.get(), incoming_.data(), incoming_.size(), true);
+      if (n == -2) break;  // nothing more now
+      if (n <= 0) {        // end of stream: the worker is ending
+        try {
+          s.reader->finish();
+        } catch (const parallel::error& e) {
+          if (s.stopping == stop_reason::none) s.stopping = stop_reason::protocol;
+          s.stop_message = e.what();
+        }
+        handle_frames(s);
+        if (!draining && s.pid >= 0) end_worker(s);
+        return;
+      }
+      s.reader->feed(std::span(incoming_.data(), static_cast<std::size_t>(n)));
+      if (!handle_frames(s)) return;
+    }
+  }
+
+  // Returns false when the worker was stopped for a protocol error.
+  bool handle_frames(slot& s) {
+    for (;;) {
+      if (s.pid < 0 || s.stopping == stop_reason::protocol) return false;
+      std::optional<frame> f;
+      try {
+        f = s.reader->next();
+        if (!f) return true;
+        handle(s, *f);
+      } catch (const parallel::error& e) {
+        stop_worker(s, stop_reason::protocol, e.what());
+        return false;
+      }
+    }
+  }
+
+  void handle(slot& s, frame& f) {
+    if (f.type == frame_type::hello) {
+      decoder in(f.payload);
+      (void)in.read<std::uint64_t>();
+      const code_location theirs = decode_location(in);
+      if (!(theirs == anchor_location())) {
+        s.startup_error =
+            "parallel: a worker process runs a different executable than its caller (handshake: "
+            "the library's anchor function is at a different offset); workers must run this "
+            "very build of the program";
+        stop_worker(s, stop_reason::protocol, s.startup_error);
+        return;
+      }
+      s.greeted = true;
+      return;
+    }
+    if (f.type == frame_type::error && !s.greeted) {
+      decoder in(f.payload);
+      s.startup_error = in.read<std::string>();
+      return;
+    }
+    if (f.type != frame_type::result) {
+      wire::protocol_error(std::string("a worker sent a ") + to_string(f.type) + " frame");
+    }
+    if (!s.greeted) wire::protocol_error("a worker sent a result before its handshake");
+    if (s.in_flight.empty() || s.in_flight.front()->id != f.task_id) {
+      wire::protocol_error("a worker sent the result of task " + std::to_string(f.task_id) +
+                           ", which it was not running");
+    }
+    std::unique_ptr<job> j = std::move(s.in_flight.front());
+    s.in_flight.pop_front();
+
+    try {
+      settle(s, f, *j);
+    } catch (...) {
+      settle_failed(*j, std::current_exception());  // its results cannot be trusted
+      throw;
+    }
+    if (retiring(s) && s.in_flight.empty()) {
+      // max_tasks_per_child: this worker has done its share; a fresh one takes its place.
+      const os::pid_type pid = s.pid;
+      s.channel.reset();
+      s.watch.reset();
+      try {
+        (void)os::wait_for(pid, true);
+      } catch (...) {
+      }
+      s.pid = -1;
+      s.shared.reset();
+      s.reader.reset();
+      if (cfg_.keep_workers) launch(s);
+    }
+  }
+
+  // A result frame for job j: results to the sink, then its failure, if any.
+  void settle(slot& s, const frame& f, job& j) {
+    std::span<const std::byte> bytes = f.payload;
+    std::optional<arena_descriptor> where;
+    if (has_flag(f.flags, frame_flags::payload_in_arena)) {
+      where = decode_arena_descriptor(f.payload, std::numeric_limits<std::uint64_t>::max());
+      bytes = s.shared->view(*where);
+    }
+    decoder in(bytes);
+    const auto took = in.read<std::uint64_t>();
+    const auto k = in.read<std::uint64_t>();
+    if (k > j.count) {
+      wire::protocol_error("a worker sent " + std::to_string(k) + " results for a task of " +
+                           std::to_string(j.count) + " items");
+    }
+    job_ns_ = job_ns_ == 0 ? std::max<std::uint64_t>(took, 1) : (3 * job_ns_ + took) / 4 + 1;
+    job_sink* sink = j.sink;
+    if (sink == nullptr) {  // cancelled: the bytes are dropped
+      if (where) s.shared->release(*where);
+      return;
+    }
+    sink->results(j, in, k, took);
+    std::exception_ptr error;
+    const auto failed = in.read<std::uint8_t>();
+    if (failed == 1) {
+      const auto index = in.read<std::uint64_t>();
+      std::string type = in.read<std::string>();
+      std::string what = in.read<std::string>();
+      error = std::make_exception_ptr(
+          remote_error("parallel: " +
+                           (index == remote_error::no_index ? std::string("a task")
+                                                            : "item " + std::to_string(index)) +
+                           " raised " + type + (what.empty() ? std::string() : ": " + what),
+                       type, static_cast<std::size_t>(index)));
+    } else if (failed != 0 || !in.done()) {
+      wire::protocol_error("a worker's result payload has trailing or unknown bytes");
+    }
+    if (where) s.shared->release(*where);
+    if (error) sink->failed(j, error);
+    j.sink = nullptr;
+    sink->done(j);
+  }
+
+  // --- timeouts ---------------------------------------------------------------------------------
+
+  void check_timeouts() {
+    const std::uint64_t now = os::monotonic_ns();
+    for (auto& s : slots_) {
+      if (s.pid < 0 || s.stopping != stop_reason::none) continue;
+      const job* running = running_job(s);
+      if (running == nullptr || running->timeout.count() <= 0) continue;
+      const std::uint64_t since = s.shared->control().started_ns.load(std::memory_order_relaxed);
+      const auto limit = static_cast<std::uint64_t>(running->timeout.count()) * 1'000'000u;
+      if (now > since && now - since > limit) stop_worker(s, stop_reason::timeout, {});
+    }
+  }
+
+  const job* running_job(const slot& s) const noexcept {
+    const std::uint64_t started = s.shared->control().started_seq.load(std::memory_order_acquire);
+    for (const auto& j : s.in_flight)
+      if (j->seq == started) return j.get();
+    return nullptr;
+  }
+
+  int next_deadline_ms() const noexcept {
+    int best = std::numeric_limits<int>::max();
+    const std::uint64_t now = os::monotonic_ns();
+    for (const auto& s : slots_) {
+      if (s.pid < 0 || s.stopping != stop_reason::none) continue;
+      for (const auto& j : s.in_flight) {
+        if (j->timeout.count() <= 0) continue;
+        const std::uint64_t since = s.shared->control().started_ns.load(std::memory_order_relaxed);
+        const auto limit = static_cast<std::uint64_t>(j->timeout.count()) * 1'000'000u;
+        const std::uint64_t end = since + limit;
+        // Not started yet, or started: check again no later than one timeout from now.
+        const std::uint64_t left = end > now ? end - now : 0;
+        best = std::min<int>(best, static_cast<int>(std::min<std::uint64_t>(
+                                       left / 1'000'000u + 1, j->timeout.count())));
+      }
+    }
+    return best;
+  }
+
+  config cfg_;
+  starter start_;
+  std::vector<slot> slots_;
+  std::deque<std::unique_ptr<job>> pending_;
+  std::uint64_t last_id_ = 0;
+  std::uint64_t job_ns_ = 0;
+  std::vector<os::poll_entry> polls_;
+  std::vector<std::pair<std::size_t, std::uint64_t>> owners_;  // slot, generation
+  std::vector<std::byte> incoming_;
+};
+
+}  // namespace parallel::detail::ipc

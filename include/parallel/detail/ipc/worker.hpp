@@ -1,0 +1,331 @@
+// The worker's side: the loop a worker process runs until its caller closes the channel, and
+// the payloads it reads and writes. The caller's side is engine.hpp.
+//
+// Payloads (inside the frames of frame.hpp; integers 64-bit, strings as the codec writes them):
+//
+//   hello   worker -> caller  pid, code_location of identity_anchor
+//   task    caller -> worker  first item index, item count, flags, then the body: nothing (a
+//                             fork-per-call worker reads items in place), or the items, or the
+//                             trampoline's code_location + the function + the items/arguments
+//   result  worker -> caller  nanoseconds spent, k = results produced, k results, then a byte:
+//                             1 when item first + k threw: its type name and what()
+//
+// A result payload of arena::ring_threshold bytes or more travels through the shared arena
+// when it fits there (the frame then carries an arena_descriptor).
+#pragma once
+
+#include <cxxabi.h>
+
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "../../codec.hpp"
+#include "../posix/process.hpp"
+#include "arena.hpp"
+#include "frame.hpp"
+#include "frame_reader.hpp"
+#include "identity.hpp"
+
+namespace parallel::detail::ipc {
+
+inline constexpr std::uint32_t task_timed = 1u << 0;  // record when each item starts
+
+/// Task frames may be large (a pool ships arguments); the reader still never allocates ahead of
+/// the bytes that arrived.
+inline constexpr std::size_t max_task_payload = std::size_t{1} << 40;
+
+/// The demangled name of the exception being handled ("std::out_of_range").
+inline std::string current_exception_type_name() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (type == nullptr) return "unknown exception";
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type->name());
+}
+
+inline std::string current_exception_message() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return {};
+  }
+}
+
+/// Builds one result payload: the results of a chunk's items, in order, up to the first that
+/// throws.
+class chunk_output {
+ public:
+  chunk_output(std::vector<std::byte>& buffer, control_block& control)
+      : buffer_(buffer), out_(buffer), control_(control) {
+    started_ = os::monotonic_ns();
+    buffer_.resize(16);  // nanoseconds and count, patched at the end
+  }
+
+  /// Runs produce(i) for i in [first, first + count) and encodes each result; stops at the
+  /// first exception (thrown by produce or by the result's codec) and records it.
+  template <class Produce>
+  void run(std::uint64_t first, std::uint64_t count, bool timed, Produce&& produce) {
+    for (std::uint64_t k = 0; k < count; ++k) {
+      const std::uint64_t index = first + k;
+      control_.current_index.store(index, std::memory_order_relaxed);
+      if (timed) control_.started_ns.store(os::monotonic_ns(), std::memory_order_release);
+      const std::size_t mark = buffer_.size();
+      try {
+        out_.write(produce(index));
+        ++produced_;
+      } catch (...) {
+        buffer_.resize(mark);  // a half-written result goes
+        fail_current(index);
+        return;
+      }
+    }
+  }
+
+  /// Inside a catch block: the task failed at item `index`.
+  void fail_current(std::uint64_t index) {
+    if (failed_) return;
+    failed_ = true;
+    patch();
+    out_.write(std::uint8_t{1});
+    out_.write(index);
+    out_.write(current_exception_type_name());
+    out_.write(current_exception_message());
+  }
+
+  /// Completes the payload (the worker loop calls it after the task).
+  void close() {
+    if (failed_) return;
+    patch();
+    out_.write(std::uint8_t{0});
+  }
+
+ private:
+  void patch() {
+    const std::uint64_t took = os::monotonic_ns() - started_;
+    std::memcpy(buffer_.data(), &took, 8);
+    std::memcpy(buffer_.data() + 8, &produced_, 8);
+  }
+
+  std::vector<std::byte>& buffer_;
+  encoder out_;
+  control_block& control_;
+  std::uint64_t started_ = 0;
+  std::uint64_t produced_ = 0;
+  bool failed_ = false;
+};
+
+/// What a worker does with one task: read the body, fill the output.
+struct task_header {
+  std::uint64_t first = 0;
+  std::uint64_t count = 0;
+  std::uint32_t flags = 0;
+};
+
+inline task_header read_task_header(decoder& in) {
+  task_header h;
+  h.first = in.read<std::uint64_t>();
+  h.count = in.read<std::uint64_t>();
+  h.flags = in.read<std::uint32_t>();
+  return h;
+}
+
+inline void write_task_header(encoder& out, std::uint64_t first, std::uint64_t count,
+                              std::uint32_t flags) {
+  out.write(first);
+  out.write(count);
+  out.write(flags);
+}
+
+// --- functions that cross -----------------------------------------------------------------------
+
+/// How a callable crosses to a pool's worker: a function pointer as its code_location; an empty
+/// class (a lambda without captures) as nothing; a type with a codec through the codec; any
+/// other trivially copyable class (a lambda capturing numbers by value) as its bytes.
+template <class Fn>
+constexpr bool shippable_callable =
+    std::is_pointer_v<Fn> || (std::is_empty_v<Fn> && std::is_default_constructible_v<Fn>) ||
+    transferable<Fn> || (std::is_class_v<Fn> && std::is_trivially_copyable_v<Fn>);
+
+template <class Fn>
+struct cannot_ship_callable {
+  static_assert(shippable_callable<Fn>,
+                "parallel: this function object cannot be sent to a worker process: its captures "
+                "are not all trivially copyable. Capture numbers by value, pass the other values "
+                "as arguments (starmap / submit), give the function object a parallel::codec "
+                "specialisation, or use parallel::processes<parallel::start::fork>, whose workers "
+                "see the caller's memory");
+};
+
+template <class Fn>
+void encode_callable(encoder& out, const Fn& fn) {
+  static_cast<void>(sizeof(cannot_ship_callable<Fn>));
+  if constexpr (std::is_pointer_v<Fn>) {
+    encode_location(out, locate(reinterpret_cast<const void*>(fn)));
+  } else if constexpr (std::is_empty_v<Fn> && std::is_default_constructible_v<Fn>) {
+  } else if constexpr (transferable<Fn>) {
+    out.write(fn);
+  } else {
+    out.write_bytes(&fn, sizeof(Fn));
+  }
+}
+
+template <class Fn>
+Fn decode_callable(decoder& in) {
+  if constexpr (std::is_pointer_v<Fn>) {
+    return reinterpret_cast<Fn>(const_cast<void*>(resolve(decode_location(in))));
+  } else if constexpr (std::is_empty_v<Fn> && std::is_default_constructible_v<Fn>) {
+    return Fn{};
+  } else if constexpr (transferable<Fn>) {
+    return in.read<Fn>();
+  } else {
+    // The bytes of a trivially copyable object are the object (it has an implicit lifetime).
+    alignas(Fn) unsigned char raw[sizeof(Fn)];
+    in.read_bytes(raw, sizeof(Fn), "function object");
+    return *std::launder(reinterpret_cast<Fn*>(raw));
+  }
+}
+
+/// A worker's entry point for a shipped task, the same code in every process of the executable.
+using trampoline = void (*)(const task_header&, decoder&, chunk_output&);
+
+/// map / imap on a pool: the function, then one argument per item.
+template <class Fn, class Arg, bool Apply>
+void run_items(const task_header& task, decoder& body, chunk_output& out) {
+  std::optional<Fn> fn;
+  try {
+    fn.emplace(decode_callable<Fn>(body));
+  } catch (...) {
+    out.fail_current(task.first);
+    return;
+  }
+  out.run(task.first, task.count, (task.flags & task_timed) != 0, [&](std::uint64_t) {
+    Arg arg = body.read<Arg>();
+    if constexpr (Apply)
+      return std::apply(*fn, arg);
+    else
+      return std::invoke(*fn, arg);
+  });
+}
+
+/// submit on a pool: the function, then its arguments as one tuple.
+template <class Fn, class Args>
+void run_call(const task_header& task, decoder& body, chunk_output& out) {
+  run_items<Fn, Args, true>(task, body, out);
+}
+
+template <auto Trampoline>
+const code_location& trampoline_location() {
+  static const code_location where = locate(reinterpret_cast<const void*>(Trampoline));
+  return where;
+}
+
+/// The worker side of a pool: finds the trampoline a task names and runs it.
+inline void run_shipped(const task_header& task, decoder& body, chunk_output& out) {
+  const code_location where = decode_location(body);
+  const auto entry = reinterpret_cast<trampoline>(const_cast<void*>(resolve(where)));
+  entry(task, body, out);
+}
+
+/// A worker that cannot start (its pool's initializer threw): tells the caller why, in an error
+/// frame before any handshake, and ends.
+[[noreturn]] inline void refuse_to_start(int channel, const std::string& why) {
+  encoder message;
+  message.write(why);
+  const auto bytes = encode_frame(frame_type::error, frame_flags::none, 0, message.bytes());
+  (void)os::write_all(channel, bytes.data(), bytes.size());
+  std::fflush(nullptr);
+  os::exit_now(71);
+}
+
+// --- the loop -------------------------------------------------------------------------------------
+
+/// Runs a worker until the caller closes the channel (or asks it to shut down), then ends the
+/// process. `handle(header, body, out)` does one task. Never returns.
+template <class Handle>
+[[noreturn]] void worker_main(int channel, arena& shared, Handle&& handle) {
+  control_block& control = shared.control();
+  std::vector<std::byte> out;       // frames waiting to be written
+  std::vector<std::byte> payload;   // the result being built
+  std::vector<std::byte> incoming(std::size_t{64} << 10);
+  frame_reader reader(max_task_payload);
+  std::uint64_t seq = 0;
+  int exit_code = 0;
+
+  encoder hello;
+  hello.write(static_cast<std::uint64_t>(os::current_pid()));
+  encode_location(hello, anchor_location());
+  append_frame(out, frame_type::hello, frame_flags::none, 0, hello.bytes());
+
+  try {
+    for (;;) {
+      std::optional<frame> next = reader.next();
+      if (!next) {
+        if (!out.empty()) {
+          if (!os::write_all(channel, out.data(), out.size())) break;
+          out.clear();
+        }
+        const std::ptrdiff_t n = os::read_some(channel, incoming.data(), incoming.size(), false);
+        if (n <= 0) break;  // the caller closed the channel (or is gone): done
+        reader.feed(std::span(incoming.data(), static_cast<std::size_t>(n)));
+        continue;
+      }
+      if (next->type == frame_type::shutdown) break;
+      if (next->type != frame_type::task) {
+        wire::protocol_error(std::string("a worker received a ") + to_string(next->type) +
+                             " frame");
+      }
+      decoder in(next->payload);
+      const task_header task = read_task_header(in);
+      if ((task.flags & task_timed) != 0)
+        control.started_ns.store(os::monotonic_ns(), std::memory_order_relaxed);
+      control.current_index.store(task.first, std::memory_order_relaxed);
+      control.started_seq.store(++seq, std::memory_order_release);
+      payload.clear();
+      chunk_output result(payload, control);
+      try {
+        handle(task, in, result);
+      } catch (...) {
+        result.fail_current(task.first);
+      }
+      result.close();
+      if (auto where = shared.try_put(payload)) {
+        const auto descriptor = encode_arena_descriptor(*where);
+        append_frame(out, frame_type::result, frame_flags::payload_in_arena, next->task_id,
+                     descriptor);
+      } else {
+        append_frame(out, frame_type::result, frame_flags::none, next->task_id, payload);
+      }
+      if (out.size() >= (std::size_t{256} << 10)) {
+        if (!os::write_all(channel, out.data(), out.size())) break;
+        out.clear();
+      }
+    }
+    if (!out.empty()) os::write_all(channel, out.data(), out.size());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "parallel: worker %ld stops: %s\n", static_cast<long>(os::current_pid()),
+                 e.what());
+    exit_code = 70;  // EX_SOFTWARE
+  }
+  std::fflush(nullptr);
+  os::exit_now(exit_code);
+}
+
+}  // namespace parallel::detail::ipc

@@ -1,0 +1,441 @@
+// POSIX side of the process backends: child processes, their exit status, private channels
+// (socketpair, memfd), and I/O loops that survive EINTR. Every descriptor made here is
+// O_CLOEXEC; nothing is named in the file system.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__GNUC__) || defined(__clang__)
+#include <cxxabi.h>
+#endif
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <typeinfo>
+#include <utility>
+
+#include "../../errors.hpp"
+
+namespace parallel::detail::os {
+
+using pid_type = ::pid_t;
+
+[[noreturn]] inline void throw_errno(const std::string& what, int err = errno) {
+  throw parallel::error("parallel: " + what + " failed: " + std::strerror(err));
+}
+
+/// An owned descriptor.
+class fd_handle {
+ public:
+  fd_handle() noexcept = default;
+  explicit fd_handle(int fd) noexcept : fd_(fd) {}
+  fd_handle(fd_handle&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  fd_handle& operator=(fd_handle&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  fd_handle(const fd_handle&) = delete;
+  fd_handle& operator=(const fd_handle&) = delete;
+  ~fd_handle() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+/// A connected pair of stream sockets, both O_CLOEXEC.
+inline std::pair<fd_handle, fd_handle> socket_pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_errno("socketpair");
+  return {fd_handle(fds[0]), fd_handle(fds[1])};
+}
+
+inline void set_nonblocking(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) != 0)
+    throw_errno("fcntl(O_NONBLOCK)");
+}
+
+/// Anonymous shared memory of `bytes` bytes (memfd on Linux): O_CLOEXEC, never in /dev/shm.
+inline fd_handle anonymous_memory(std::size_t bytes) {
+#if defined(__linux__)
+  fd_handle fd(static_cast<int>(::syscall(SYS_memfd_create, "parallel-arena", 1u /*CLOEXEC*/)));
+  if (!fd) throw_errno("memfd_create");
+#else
+#error "parallel: the process backend needs memfd_create (Linux)"
+#endif
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate(memfd)");
+  return fd;
+}
+
+/// A MAP_SHARED mapping, unmapped on destruction. Survives fork: parent and child see the same
+/// pages.
+class shared_mapping {
+ public:
+  shared_mapping() noexcept = default;
+  shared_mapping(int fd, std::size_t bytes) : size_(bytes) {
+    void* at = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (at == MAP_FAILED) throw_errno("mmap(shared arena)");
+    data_ = static_cast<std::byte*>(at);
+  }
+  shared_mapping(shared_mapping&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  shared_mapping& operator=(shared_mapping&& other) noexcept {
+    if (this != &other) {
+      reset();
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  ~shared_mapping() { reset(); }
+  void reset() noexcept {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+  std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// A descriptor that becomes readable when the process ends (pidfd), or an empty handle where
+/// the kernel has none (then the end is seen as EOF on the worker's channel).
+inline fd_handle process_watch(pid_type pid) noexcept {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+  return fd_handle(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // CLOEXEC by default
+#else
+  (void)pid;
+  return fd_handle();
+#endif
+}
+
+/// Monotonic nanoseconds, comparable between processes of one machine.
+inline std::uint64_t monotonic_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+inline pid_type current_pid() noexcept { return ::getpid(); }
+
+/// Makes the calling (child) process die with its parent: SIGKILL when the parent ends (Linux),
+/// plus a check for the race where the parent ended before the request was made.
+inline void die_with_parent(pid_type parent) noexcept {
+#if defined(__linux__)
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+  if (::getppid() != parent) ::_exit(128 + SIGKILL);
+}
+
+/// What a new worker does first: default handling of Ctrl-C and SIGTERM (whatever its caller
+/// installed), and death with its parent.
+inline void become_worker(pid_type parent) noexcept {
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGTERM, SIG_DFL);
+  die_with_parent(parent);
+}
+
+inline bool parent_is(pid_type parent) noexcept { return ::getppid() == parent; }
+
+/// fork(); returns the child's pid in the parent and 0 in the child.
+inline pid_type fork_process() {
+  const pid_type pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  return pid;
+}
+
+[[noreturn]] inline void exit_now(int code) noexcept { ::_exit(code); }
+
+/// The ways a process ended, as Python's Process.exitcode says them: the exit code, or minus
+/// the signal number.
+inline int exit_code_of(int status) noexcept {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return -1;
+}
+
+inline std::string signal_name(int signal) {
+  switch (signal) {
+    case SIGKILL:
+      return "SIGKILL";
+    case SIGSEGV:
+      return "SIGSEGV";
+    case SIGABRT:
+      return "SIGABRT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGBUS:
+      return "SIGBUS";
+    case SIGFPE:
+      return "SIGFPE";
+    case SIGILL:
+      return "SIGILL";
+    case SIGINT:
+      return "SIGINT";
+    case SIGPIPE:
+      return "SIGPIPE";
+    default:
+      return "signal " + std::to_string(signal);
+  }
+}
+
+/// "was killed by signal 9 (SIGKILL)" / "exited with code 3".
+inline std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "was killed by signal " + std::to_string(sig) + " (" + signal_name(sig) + ")";
+  }
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  return "ended with status " + std::to_string(status);
+}
+
+/// Waits for `pid`; returns its status. `block` false: returns -1 when it is still running.
+inline int wait_for(pid_type pid, bool block) {
+  int status = 0;
+  for (;;) {
+    const pid_type got = ::waitpid(pid, &status, block ? 0 : WNOHANG);
+    if (got == pid) return status;
+    if (got == 0) return -1;
+    if (errno == EINTR) continue;
+    throw_errno("waitpid");
+  }
+}
+
+inline void send_signal(pid_type pid, int signal) noexcept { ::kill(pid, signal); }
+inline constexpr int kill_signal = SIGKILL;
+inline constexpr int terminate_signal = SIGTERM;
+
+/// Writes all of `size` bytes to a blocking descriptor. False when the peer is gone.
+inline bool write_all(int fd, const void* data, std::size_t size) noexcept {
+  const auto* at = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::send(fd, at, size, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    at += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+/// One write to a non-blocking socket: bytes written, 0 when it would block, -1 when the peer is
+/// gone.
+inline std::ptrdiff_t write_some(int fd, const void* data, std::size_t size) noexcept {
+  for (;;) {
+    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return -1;
+  }
+}
+
+/// One read: bytes read, 0 at end of stream, -1 on error, -2 when it would block.
+inline std::ptrdiff_t read_some(int fd, void* data, std::size_t size, bool nonblocking) noexcept {
+  for (;;) {
+    const ssize_t n = ::recv(fd, data, size, nonblocking ? MSG_DONTWAIT : 0);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return -2;
+    if (errno == ECONNRESET) return 0;
+    return -1;
+  }
+}
+
+/// Waits at most `timeout` for `pid`; returns its status, or -1 when it is still running then.
+/// Sleeps in poll() on a pidfd where the kernel has one; elsewhere naps between waitpid(WNOHANG)
+/// calls, 50 us at first and doubling up to 10 ms, so a short wait stays short. A timeout of a
+/// century or more is a century (the deadline must not overflow the clock).
+inline int wait_at_most(pid_type pid, std::chrono::milliseconds timeout) {
+  using namespace std::chrono;
+  const auto deadline = steady_clock::now() + std::min<milliseconds>(timeout, hours(24 * 36525));
+  int status = wait_for(pid, false);
+  if (status != -1) return status;
+  const fd_handle watch = process_watch(pid);
+  nanoseconds nap = microseconds(50);
+  for (;;) {
+    const nanoseconds left = deadline - steady_clock::now();
+    if (left <= nanoseconds::zero()) return -1;
+    if (watch) {
+      // Rounded up: 300 us left must not become a poll of 0 ms, which would spin.
+      const auto ms = std::min<milliseconds::rep>(ceil<milliseconds>(left).count(), 1 << 30);
+      pollfd ready{watch.get(), POLLIN, 0};
+      (void)::poll(&ready, 1, static_cast<int>(ms));  // EINTR or not: waitpid below decides
+    } else {
+      const nanoseconds sleep = std::min(nap, left);
+      const timespec ts{static_cast<time_t>(sleep.count() / 1000000000),
+                        static_cast<long>(sleep.count() % 1000000000)};
+      ::nanosleep(&ts, nullptr);
+      nap = std::min<nanoseconds>(nap * 2, milliseconds(10));
+    }
+    status = wait_for(pid, false);
+    if (status != -1) return status;
+  }
+}
+
+/// The readable name of a type ("std::out_of_range"), or its mangled name where the C++ ABI has
+/// no demangler.
+inline std::string demangle(const char* mangled) {
+#if defined(__GNUC__) || defined(__clang__)
+  int result = -1;
+  const std::unique_ptr<char, void (*)(void*)> name{
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &result), std::free};
+  if (result == 0 && name != nullptr) return name.get();
+#endif
+  return mangled;
+}
+
+/// The demangled type of the exception being handled (inside a catch block, including
+/// `catch (...)`), or "an exception of unknown type" where the ABI cannot tell.
+inline std::string current_exception_type_name() {
+#if defined(__GNUC__) || defined(__clang__)
+  if (const std::type_info* type = abi::__cxa_current_exception_type(); type != nullptr)
+    return demangle(type->name());
+#endif
+  return "an exception of unknown type";
+}
+
+/// The library's own descriptors (worker channels, process watches, arenas), so that a newly
+/// forked worker can close the ones that belong to other workers and pools: a worker holding
+/// another worker's channel open would hide that worker's death from the caller. Lock-free, so
+/// a fork from any thread finds it consistent. Slots hold fd + 1; 0 is free.
+class library_fds {
+  static constexpr std::size_t capacity = 4096;
+
+ public:
+  static void add(int fd) noexcept {
+    if (fd < 0) return;
+    for (auto& slot : slots()) {
+      int expected = 0;
+      if (slot.compare_exchange_strong(expected, fd + 1, std::memory_order_relaxed)) return;
+    }
+  }
+  static void remove(int fd) noexcept {
+    if (fd < 0) return;
+    for (auto& slot : slots()) {
+      int expected = fd + 1;
+      if (slot.compare_exchange_strong(expected, 0, std::memory_order_relaxed)) return;
+    }
+  }
+  /// In a new worker: closes every registered descriptor except `keep`.
+  static void close_all_except(std::initializer_list<int> keep) noexcept {
+    for (auto& slot : slots()) {
+      const int fd = slot.load(std::memory_order_relaxed) - 1;
+      if (fd < 0) continue;
+      bool kept = false;
+      for (int k : keep) kept = kept || k == fd;
+      if (!kept) {
+        ::close(fd);
+        slot.store(0, std::memory_order_relaxed);
+      }
+    }
+  }
+
+ private:
+  static std::array<std::atomic<int>, capacity>& slots() noexcept {
+    static std::array<std::atomic<int>, capacity> table{};
+    return table;
+  }
+};
+
+/// An fd_handle whose descriptor is in library_fds while it is open.
+class library_fd {
+ public:
+  library_fd() noexcept = default;
+  explicit library_fd(fd_handle fd) noexcept : fd_(std::move(fd)) { library_fds::add(fd_.get()); }
+  library_fd(library_fd&&) noexcept = default;
+  library_fd& operator=(library_fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::move(other.fd_);
+    }
+    return *this;
+  }
+  ~library_fd() { reset(); }
+  void reset() noexcept {
+    library_fds::remove(fd_.get());
+    fd_.reset();
+  }
+  int get() const noexcept { return fd_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+
+ private:
+  fd_handle fd_;
+};
+
+/// Waits until one of `fds` is ready or `timeout_ms` passes (-1 = no limit).
+using poll_entry = ::pollfd;
+inline constexpr short poll_in = POLLIN;
+inline constexpr short poll_out = POLLOUT;
+inline constexpr short poll_hangup = POLLHUP | POLLERR | POLLNVAL;
+inline int poll_fds(poll_entry* fds, std::size_t count, int timeout_ms) {
+  for (;;) {
+    const int n = ::poll(fds, static_cast<nfds_t>(count), timeout_ms);
+    if (n >= 0) return n;
+    if (errno != EINTR) throw_errno("poll");
+  }
+}
+
+/// A wake-up descriptor another thread can signal (eventfd): readable once signalled.
+class wakeup {
+ public:
+  wakeup() : fd_(fd_handle(make())) {}
+  int fd() const noexcept { return fd_.get(); }
+  void signal() noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(fd_.get(), &one, sizeof one);
+  }
+  void drain() noexcept {
+    std::uint64_t value = 0;
+    [[maybe_unused]] const auto n = ::read(fd_.get(), &value, sizeof value);
+  }
+
+ private:
+  static int make() {
+    const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw_errno("eventfd");
+    return fd;
+  }
+  library_fd fd_;
+};
+
+}  // namespace parallel::detail::os

@@ -1,0 +1,377 @@
+// parallel::process_pool<Start>: worker processes kept for reuse across calls (Python's Pool /
+// ProcessPoolExecutor), with map, starmap, imap, imap_unordered and submit. Each task ships its
+// function (as a code location, the same in every process of this executable), the function's
+// captures and its arguments; results come back through the codec.
+#pragma once
+
+#if defined(_WIN32)
+#error "parallel: process_pool is not available on Windows yet (spawn over CreateProcess is planned)"
+#endif
+
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "codec.hpp"
+#include "detail/algorithms/process_verbs.hpp"
+#include "detail/ipc/engine.hpp"
+#include "detail/ipc/worker.hpp"
+#include "detail/posix/process.hpp"
+#include "detail/scheduler/default_pools.hpp"
+#include "errors.hpp"
+#include "future.hpp"
+#include "policy.hpp"
+
+namespace parallel {
+
+/// Options of a process_pool.
+///
+///     parallel::process_pool<> pool{{.workers = 4, .max_tasks_per_child = 100, .initializer = init}};
+struct pool_options {
+  /// 0 = all cores, n > 0 = n, n < 0 = all cores but |n| (at least 1).
+  int workers = 0;
+  /// A worker is replaced by a fresh one after this many tasks (chunks); 0 = never.
+  std::size_t max_tasks_per_child = 0;
+  /// Runs once in each worker before its first task. If it throws, the pool's calls fail with
+  /// parallel::spawn_error naming the exception.
+  void (*initializer)() = nullptr;
+};
+
+namespace detail {
+
+/// The pool's engine and the thread that drives it. Workers are forked by that thread, which
+/// lives as long as the pool: Linux ties PR_SET_PDEATHSIG to the thread that forked.
+class process_pool_core {
+ public:
+  explicit process_pool_core(const pool_options& opts)
+      : workers_(resolve_workers(opts.workers)), opts_(opts) {
+    io_ = std::thread([this] { loop(); });
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return ready_; });
+    if (startup_error_) {
+      lock.unlock();
+      io_.join();
+      std::rethrow_exception(startup_error_);
+    }
+  }
+
+  process_pool_core(const process_pool_core&) = delete;
+  process_pool_core& operator=(const process_pool_core&) = delete;
+
+  /// Finishes every task already submitted, then ends the workers.
+  ~process_pool_core() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.signal();
+    if (io_.joinable()) io_.join();
+  }
+
+  std::size_t size() const noexcept { return workers_; }
+
+  void post(std::unique_ptr<ipc::job> j) {
+    {
+      std::lock_guard lock(mutex_);
+      inbox_.push_back(std::move(j));
+    }
+    wake_.signal();
+  }
+
+  /// Returns once the I/O thread has dropped the sink's jobs: it never calls the sink again.
+  void cancel(ipc::job_sink* sink) {
+    std::unique_lock lock(mutex_);
+    cancels_.push_back(sink);
+    const std::uint64_t ticket = ++cancel_requests_;
+    wake_.signal();
+    changed_.wait(lock, [&] { return cancel_done_ >= ticket; });
+  }
+
+ private:
+  // In each worker: the initializer, then tasks until the channel closes.
+  static os::pid_type start_worker(const pool_options& opts, int channel, ipc::arena& shared) {
+    const os::pid_type parent = os::current_pid();
+    std::fflush(nullptr);
+    const os::pid_type pid = os::fork_process();
+    if (pid != 0) return pid;
+    os::library_fds::close_all_except({channel});
+    os::become_worker(parent);
+    if (opts.initializer != nullptr) {
+      try {
+        opts.initializer();
+      } catch (...) {
+        ipc::refuse_to_start(channel, "parallel: the pool's initializer raised " +
+                                          ipc::current_exception_type_name() + ": " +
+                                          ipc::current_exception_message());
+      }
+    }
+    ipc::worker_main(channel, shared, &ipc::run_shipped);
+  }
+
+  void loop() {
+    std::optional<ipc::engine> engine;
+    try {
+      const pool_options opts = opts_;
+      engine.emplace(ipc::engine::config{.workers = workers_,
+                                         .max_tasks_per_child = opts.max_tasks_per_child,
+                                         .keep_workers = true},
+                     [opts](int channel, ipc::arena& shared) {
+                       return start_worker(opts, channel, shared);
+                     });
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      startup_error_ = std::current_exception();
+      ready_ = true;
+      changed_.notify_all();
+      return;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      ready_ = true;
+    }
+    changed_.notify_all();
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        for (auto& j : inbox_) engine->post(std::move(j));
+        inbox_.clear();
+        if (!cancels_.empty()) {
+          for (auto* sink : cancels_) engine->cancel(sink);
+          cancels_.clear();
+          cancel_done_ = cancel_requests_;
+          changed_.notify_all();
+        }
+        if (stopping_ && engine->outstanding() == 0) break;
+      }
+      try {
+        if (engine->pump(-1, wake_.fd())) wake_.drain();
+      } catch (...) {
+        engine->fail_pending(std::current_exception());
+      }
+    }
+  }
+
+  std::size_t workers_;
+  pool_options opts_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool ready_ = false;
+  bool stopping_ = false;
+  std::exception_ptr startup_error_;
+  std::vector<std::unique_ptr<ipc::job>> inbox_;
+  std::vector<ipc::job_sink*> cancels_;
+  std::uint64_t cancel_requests_ = 0;
+  std::uint64_t cancel_done_ = 0;
+  os::wakeup wake_;
+  std::thread io_;
+};
+
+class pool_runner final : public runner {
+ public:
+  explicit pool_runner(process_pool_core& core) : core_(core) {}
+  void post(std::unique_ptr<ipc::job> j) override { core_.post(std::move(j)); }
+  void cancel(ipc::job_sink* sink) override { core_.cancel(sink); }
+  void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) override {
+    changed.wait(lock);
+  }
+  std::size_t workers() const override { return core_.size(); }
+
+ private:
+  process_pool_core& core_;
+};
+
+/// A submitted call's future: completed by the pool's I/O thread.
+template <class R>
+struct process_future final : future_state<R>, ipc::job_sink {
+  process_future() : future_state<R>(&never_run, &destroy, nullptr, any_tag) {}
+
+  static void never_run(task*) noexcept {}
+  static void destroy(future_state<R>* base) noexcept {
+    delete static_cast<process_future*>(base);
+  }
+
+  void results(ipc::job&, decoder& in, std::uint64_t k, std::uint64_t) override {
+    if (k == 1) {
+      if constexpr (std::is_void_v<R>)
+        (void)in.read<std::uint8_t>();
+      else
+        this->value_.emplace(in.read<R>());
+    }
+  }
+  void failed(ipc::job&, std::exception_ptr error) override { this->error_ = std::move(error); }
+  void done(ipc::job&) override {
+    if (this->done_.set()) destroy(this);  // the future was dropped unread
+  }
+};
+
+/// The item type a pool's worker decodes, and what f returns for it.
+template <class Range>
+using pool_item_t = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
+
+template <class Fn, class V, bool Apply>
+struct pool_call {
+  static decltype(auto) call(Fn& fn, V& v) {
+    if constexpr (Apply)
+      return std::apply(fn, v);
+    else
+      return std::invoke(fn, v);
+  }
+  using result = std::remove_cvref_t<decltype(call(std::declval<Fn&>(), std::declval<V&>()))>;
+};
+
+template <class Fn, class V, bool Apply>
+body_prefix shipped_prefix(const Fn& fn) {
+  static_cast<void>(sizeof(ipc::cannot_ship_callable<Fn>));
+  body_prefix prefix;
+  encoder out(prefix);
+  ipc::encode_location(out, ipc::trampoline_location<&ipc::run_items<Fn, V, Apply>>());
+  ipc::encode_callable(out, fn);
+  return prefix;
+}
+
+template <bool Apply, class F, class Range>
+auto pool_map(process_pool_core& core, F& f, Range& items, const options& opts) {
+  using Fn = std::decay_t<F>;
+  using V = pool_item_t<Range>;
+  using R = typename pool_call<Fn, V, Apply>::result;
+  static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
+  require_transferable<V>();
+  require_transferable<R>();
+  indexed_input<Range> input(items);
+  const std::size_t n = input.size();
+  if (n == 0) {
+    if (opts.progress) opts.progress(0, 0);
+    return std::vector<R>{};
+  }
+  const body_prefix prefix = shipped_prefix<Fn, V, Apply>(f);
+  pool_runner run(core);
+  process_map_call<R> call(run, n, opts);
+  return call.run(prefix, [&](encoder& body, std::size_t first, std::size_t count) {
+    for (std::size_t i = first; i < first + count; ++i) {
+      const V& item = input[i];
+      body.write(item);
+    }
+  });
+}
+
+template <bool Ordered, bool Apply, class F, class Range>
+auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opts) {
+  using View = held_range<Range>;
+  using Fn = std::decay_t<F>;
+  using V = pool_item_t<View>;
+  using R = typename pool_call<Fn, V, Apply>::result;
+  using state = process_imap_state<R, View, Ordered>;
+  static_assert(!std::is_void_v<R>, "parallel::imap: f must return a value for each item");
+  require_transferable<V>();
+  require_transferable<R>();
+  auto run = std::make_unique<pool_runner>(core);
+  runner& r = *run;
+  std::unique_ptr<void, void (*)(void*)> keep(run.release(),
+                                              [](void* p) { delete static_cast<pool_runner*>(p); });
+  typename state::filler fill = [](encoder& body, std::ranges::iterator_t<View>& it,
+                                   std::size_t count) {
+    for (std::size_t k = 0; k < count; ++k, ++it) {
+      const V& item = *it;
+      body.write(item);
+    }
+  };
+  return imap_view<state>(std::make_unique<state>(r, View(std::forward<Range>(items)), opts,
+                                                  shipped_prefix<Fn, V, Apply>(f), std::move(fill),
+                                                  std::move(keep)));
+}
+
+}  // namespace detail
+
+/// Worker processes for reuse across calls (Python's Pool / ProcessPoolExecutor). Workers start
+/// with the pool and stay until it is destroyed; a worker that dies is replaced, and only the
+/// task it was running fails (parallel::worker_died).
+///
+///     parallel::process_pool<> pool{{.workers = 4}};
+///     std::vector<int> squares = pool.map(square, xs);
+///     parallel::future<double> r = pool.submit(slow_pow, 3, 2);
+///
+/// f crosses to the workers: a function, a lambda without captures, or a lambda capturing
+/// numbers by value (its bytes are copied). Items, arguments and results cross through
+/// parallel::codec. A pool built before a lambda was written still runs it: the lambda's code
+/// is in the executable the workers run.
+template <class Start = start::platform_default>
+class process_pool {
+  static_assert(std::is_same_v<Start, start::fork>,
+                "parallel::process_pool: only start::fork is available in this version");
+
+ public:
+  using options_type = pool_options;
+
+  explicit process_pool(const pool_options& opts = {})
+      : core_(std::make_unique<detail::process_pool_core>(opts)) {}
+
+  process_pool(process_pool&&) noexcept = default;
+  process_pool& operator=(process_pool&&) noexcept = default;
+  /// Finishes the tasks already submitted, then ends the workers.
+  ~process_pool() = default;
+
+  /// Number of worker processes.
+  std::size_t size() const noexcept { return core_->size(); }
+
+  template <class F, std::ranges::input_range Range>
+  auto map(F&& f, Range&& items, const options& opts = {}) {
+    return detail::pool_map<false>(*core_, f, items, opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto starmap(F&& f, Range&& items, const options& opts = {}) {
+    return detail::pool_map<true>(*core_, f, items, opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto imap(F&& f, Range&& items, const options& opts = {}) {
+    return detail::pool_imap<true, false>(*core_, std::forward<F>(f), std::forward<Range>(items),
+                                          opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
+    return detail::pool_imap<false, false>(*core_, std::forward<F>(f),
+                                           std::forward<Range>(items), opts);
+  }
+
+  /// Runs f(args...) in a worker (Python's apply_async / executor.submit). If that worker dies,
+  /// only this future fails (parallel::worker_died); the others complete.
+  template <class F, class... Args>
+  auto submit(F&& f, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    using Tuple = std::tuple<std::decay_t<Args>...>;
+    using R = detail::submit_result_t<F, Args...>;
+    static_assert(!std::is_void_v<R>, "parallel::process_pool::submit: f must return a value");
+    detail::require_transferable<R>();
+    detail::require_transferable<Tuple>();
+    auto j = std::make_unique<detail::ipc::job>();
+    j->first = remote_error::no_index;
+    j->count = 1;
+    {
+      encoder out(j->payload);
+      detail::ipc::write_task_header(out, j->first, 1, 0);
+      const detail::body_prefix prefix = detail::shipped_prefix<Fn, Tuple, true>(f);
+      out.write_bytes(prefix.data(), prefix.size());
+      out.write(Tuple(std::forward<Args>(args)...));
+    }
+    auto* state = new detail::process_future<R>();
+    j->sink = state;
+    core_->post(std::move(j));
+    return detail::future_access::make<R>(state);
+  }
+
+ private:
+  std::unique_ptr<detail::process_pool_core> core_;
+};
+
+}  // namespace parallel
