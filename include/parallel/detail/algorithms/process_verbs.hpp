@@ -101,24 +101,29 @@ class chunk_planner {
     if (fixed_ != 0) return fixed_;
     std::size_t size;
     if (items_ == 0) {
-      size = std::size_t{1} << std::min<std::size_t>(probes_++, 12);
+      // Nothing measured yet: one item per job for the first round, then slowly larger.
+      size = std::size_t{1} << std::min<std::size_t>(probes_++ / (2 * workers_), 4);
     } else {
       const std::uint64_t per_item = std::max<std::uint64_t>(1, ns_ / items_);
       size = static_cast<std::size_t>(target_ns / per_item);
+      // Results of a chunk travel together: keep a chunk's results to a few MiB.
+      const std::uint64_t bytes_per_item = std::max<std::uint64_t>(1, bytes_ / items_);
+      size = std::min<std::size_t>(size, static_cast<std::size_t>(max_chunk_bytes / bytes_per_item));
       if (remaining != unknown)
         size = std::min(size, std::max<std::size_t>(1, remaining / (4 * workers_)));
     }
     return std::clamp<std::size_t>(size, 1, max_chunk);
   }
 
-  void learn(std::uint64_t items, std::uint64_t ns) noexcept {
+  void learn(std::uint64_t items, std::uint64_t ns, std::uint64_t bytes) noexcept {
     items_ += items;
     ns_ += ns;
+    bytes_ += bytes;
   }
 
-  /// Jobs to keep posted: about a millisecond of work per worker, at least three jobs each.
+  /// Jobs to keep posted: about two milliseconds of work per worker, at least two jobs each.
   std::size_t jobs_ahead(std::size_t chunk) const noexcept {
-    std::size_t per_worker = 3;
+    std::size_t per_worker = 2;
     if (items_ != 0) {
       const std::uint64_t job_ns = std::max<std::uint64_t>(1, ns_ / items_ * chunk);
       per_worker = std::clamp<std::size_t>(static_cast<std::size_t>(2'000'000 / job_ns) + 2, 3, 64);
@@ -131,11 +136,13 @@ class chunk_planner {
  private:
   static constexpr std::uint64_t target_ns = 2'000'000;
   static constexpr std::size_t max_chunk = std::size_t{1} << 20;
+  static constexpr std::uint64_t max_chunk_bytes = std::uint64_t{4} << 20;
   std::size_t fixed_;
   std::size_t workers_;
   std::size_t probes_ = 0;
   std::uint64_t items_ = 0;
   std::uint64_t ns_ = 0;
+  std::uint64_t bytes_ = 0;
 };
 
 /// Writes a job's body: nothing more (fork-per-call, index mode), or the items (and, on a pool,
@@ -205,20 +212,22 @@ class process_map_call final : public ipc::job_sink {
   }
 
   void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
-    for (std::uint64_t i = 0; i < k; ++i) slots_.put(static_cast<std::size_t>(j.first + i), in.read<R>());
+    const std::size_t bytes = in.remaining();
+    for (std::uint64_t i = 0; i < k; ++i)
+      slots_.put(static_cast<std::size_t>(j.first + i), in.read<R>());
     std::lock_guard lock(mutex_);
     done_ += static_cast<std::size_t>(k);
-    if (k > 0) planner_.learn(k, ns);
+    if (k > 0) planner_.learn(k, ns, bytes);
   }
   void failed(ipc::job&, std::exception_ptr error) override {
     std::lock_guard lock(mutex_);
     if (!error_) error_ = std::move(error);
   }
   void done(ipc::job&) override {
-    {
-      std::lock_guard lock(mutex_);
-      --outstanding_;
-    }
+    // Notified under the lock: once the caller sees the count drop it may return and destroy
+    // the condition variable.
+    std::lock_guard lock(mutex_);
+    --outstanding_;
     changed_.notify_one();
   }
 
@@ -301,10 +310,11 @@ class process_imap_state final : public ipc::job_sink {
 
   void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
     auto* c = reinterpret_cast<chunk*>(j.tag);
+    const std::size_t bytes = in.remaining();
     c->results.reserve(static_cast<std::size_t>(k));
     for (std::uint64_t i = 0; i < k; ++i) c->results.push_back(in.read<R>());
     std::lock_guard lock(mutex_);
-    if (k > 0) planner_.learn(k, ns);
+    if (k > 0) planner_.learn(k, ns, bytes);
   }
   void failed(ipc::job& j, std::exception_ptr error) override {
     auto* c = reinterpret_cast<chunk*>(j.tag);
@@ -312,11 +322,9 @@ class process_imap_state final : public ipc::job_sink {
   }
   void done(ipc::job& j) override {
     auto* c = reinterpret_cast<chunk*>(j.tag);
-    {
-      std::lock_guard lock(mutex_);
-      c->done = true;
-      if constexpr (!Ordered) completed_.push_back(c);
-    }
+    std::lock_guard lock(mutex_);  // notified under the lock, as in process_map_call
+    c->done = true;
+    if constexpr (!Ordered) completed_.push_back(c);
     changed_.notify_one();
   }
 

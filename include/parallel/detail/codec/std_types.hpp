@@ -25,6 +25,9 @@
 #include <unordered_set>
 #include <utility>
 #include <variant>
+#include <cstring>
+#include <new>
+#include <span>
 #include <vector>
 
 namespace parallel {
@@ -147,8 +150,12 @@ struct codec<std::basic_string<C, Traits, Alloc>> {
   }
   static string decode(decoder& in) {
     const std::size_t size = in.read_size(sizeof(C), detail::type_name<string>());
+    const std::span<const std::byte> bytes =
+        in.read_span(size * sizeof(C), detail::type_name<string>());
+    if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(C) == 0)
+      return string(std::launder(reinterpret_cast<const C*>(bytes.data())), size);
     string s(size, C{});
-    in.read_bytes(s.data(), size * sizeof(C), detail::type_name<string>());
+    if (size != 0) std::memcpy(s.data(), bytes.data(), bytes.size());
     return s;
   }
 };
@@ -174,8 +181,15 @@ struct codec<std::vector<T, Alloc>> {
     constexpr std::string_view name = detail::type_name<vector>();
     if constexpr (bulk) {
       const std::size_t size = in.read_size(sizeof(T), name);
+      const std::span<const std::byte> bytes = in.read_span(size * sizeof(T), name);
+      if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) == 0) {
+        // Copy-construct from the bytes in place: one pass over fresh memory, not a zero-fill
+        // and then a copy (for large results the first touch of the vector is the cost).
+        const T* first = std::launder(reinterpret_cast<const T*>(bytes.data()));
+        return vector(first, first + size);
+      }
       vector v(size);
-      in.read_bytes(v.data(), size * sizeof(T), name);
+      if (size != 0) std::memcpy(v.data(), bytes.data(), bytes.size());
       return v;
     } else {
       const std::size_t size = in.read_size(detail::min_size<T>(), name);
