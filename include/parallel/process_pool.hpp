@@ -5,7 +5,8 @@
 #pragma once
 
 #if defined(_WIN32)
-#error "parallel: process_pool is not available on Windows yet (spawn over CreateProcess is planned)"
+#error \
+    "parallel: process_pool is not available on Windows yet (spawn over CreateProcess is planned)"
 #endif
 
 #include <condition_variable>
@@ -35,7 +36,8 @@ namespace parallel {
 
 /// Options of a process_pool.
 ///
-///     parallel::process_pool<> pool{{.workers = 4, .max_tasks_per_child = 100, .initializer = init}};
+///     parallel::process_pool<> pool{{.workers = 4, .max_tasks_per_child = 100, .initializer =
+///     init}};
 struct pool_options {
   /// 0 = all cores, n > 0 = n, n < 0 = all cores but |n| (at least 1).
   int workers = 0;
@@ -121,12 +123,11 @@ class process_pool_core {
     std::optional<ipc::engine> engine;
     try {
       const pool_options opts = opts_;
-      engine.emplace(ipc::engine::config{.workers = workers_,
-                                         .max_tasks_per_child = opts.max_tasks_per_child,
-                                         .keep_workers = true},
-                     [opts](int channel, ipc::arena& shared) {
-                       return start_worker(opts, channel, shared);
-                     });
+      engine.emplace(
+          ipc::engine::config{.workers = workers_,
+                              .max_tasks_per_child = opts.max_tasks_per_child,
+                              .keep_workers = true},
+          [opts](int channel, ipc::arena& shared) { return start_worker(opts, channel, shared); });
     } catch (...) {
       std::lock_guard lock(mutex_);
       startup_error_ = std::current_exception();
@@ -195,9 +196,7 @@ struct process_future final : future_state<R>, ipc::job_sink {
   process_future() : future_state<R>(&never_run, &destroy, nullptr, any_tag) {}
 
   static void never_run(task*) noexcept {}
-  static void destroy(future_state<R>* base) noexcept {
-    delete static_cast<process_future*>(base);
-  }
+  static void destroy(future_state<R>* base) noexcept { delete static_cast<process_future*>(base); }
 
   void results(ipc::job&, decoder& in, std::uint64_t k, std::uint64_t) override {
     if (k == 1) {
@@ -340,8 +339,8 @@ class process_pool {
 
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_imap<false, false>(*core_, std::forward<F>(f),
-                                           std::forward<Range>(items), opts);
+    return detail::pool_imap<false, false>(*core_, std::forward<F>(f), std::forward<Range>(items),
+                                           opts);
   }
 
   /// Runs f(args...) in a worker (Python's apply_async / executor.submit). If that worker dies,

@@ -108,7 +108,8 @@ class chunk_planner {
       size = static_cast<std::size_t>(target_ns / per_item);
       // Results of a chunk travel together: keep a chunk's results to a few MiB.
       const std::uint64_t bytes_per_item = std::max<std::uint64_t>(1, bytes_ / items_);
-      size = std::min<std::size_t>(size, static_cast<std::size_t>(max_chunk_bytes / bytes_per_item));
+      size =
+          std::min<std::size_t>(size, static_cast<std::size_t>(max_chunk_bytes / bytes_per_item));
       if (remaining != unknown)
         size = std::min(size, std::max<std::size_t>(1, remaining / (4 * workers_)));
     }
@@ -257,8 +258,8 @@ class process_imap_state final : public ipc::job_sink {
   /// worker reads them itself (fork-per-call over a random-access range).
   using filler = std::function<void(encoder&, std::ranges::iterator_t<View>&, std::size_t)>;
 
-  process_imap_state(runner& run, View items, const options& opts, body_prefix prefix,
-                     filler fill, std::unique_ptr<void, void (*)(void*)> keep_alive)
+  process_imap_state(runner& run, View items, const options& opts, body_prefix prefix, filler fill,
+                     std::unique_ptr<void, void (*)(void*)> keep_alive)
       : keep_alive_(std::move(keep_alive)),
         run_(run),
         items_(std::move(items)),
@@ -457,7 +458,8 @@ struct forked_imap_context {
   using handler = std::function<void(const ipc::task_header&, decoder&, ipc::chunk_output&)>;
 
   forked_imap_context(F fn, std::size_t workers)
-      : f(std::move(fn)), eng(ipc::engine::config{.workers = workers}, fork_starter(handle)),
+      : f(std::move(fn)),
+        eng(ipc::engine::config{.workers = workers}, fork_starter(handle)),
         run(eng) {}
 
   F f;

@@ -13,10 +13,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -25,9 +28,6 @@
 #include <unordered_set>
 #include <utility>
 #include <variant>
-#include <cstring>
-#include <new>
-#include <span>
 #include <vector>
 
 namespace parallel {

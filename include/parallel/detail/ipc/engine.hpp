@@ -114,10 +114,13 @@ class engine {
         if (j->sink == sink) j->sink = nullptr;
   }
 
-  /// Jobs posted and not finished.
+  /// Jobs posted and not finished whose outcome someone still waits for (a cancelled job
+  /// still running in a worker does not count: destroying the engine kills that worker).
   std::size_t outstanding() const noexcept {
-    std::size_t n = pending_.size();
-    for (const auto& s : slots_) n += s.in_flight.size();
+    std::size_t n = 0;
+    for (const auto& j : pending_) n += j->sink != nullptr ? 1 : 0;
+    for (const auto& s : slots_)
+      for (const auto& j : s.in_flight) n += j->sink != nullptr ? 1 : 0;
     return n;
   }
   std::size_t pending() const noexcept { return pending_.size(); }
@@ -157,12 +160,10 @@ class engine {
       owners_.push_back({no_slot, 0});
     }
     if (polls_.empty()) return false;
-    const int timeout = std::min(wait_ms < 0 ? std::numeric_limits<int>::max() : wait_ms,
-                                 next_deadline_ms());
-    const int ready =
-        os::poll_fds(polls_.data(), polls_.size(), timeout == std::numeric_limits<int>::max()
-                                                       ? -1
-                                                       : timeout);
+    const int timeout =
+        std::min(wait_ms < 0 ? std::numeric_limits<int>::max() : wait_ms, next_deadline_ms());
+    const int ready = os::poll_fds(polls_.data(), polls_.size(),
+                                   timeout == std::numeric_limits<int>::max() ? -1 : timeout);
     bool woken = false;
     if (ready > 0) {
       for (std::size_t k = 0; k < polls_.size(); ++k) {
@@ -201,7 +202,7 @@ class engine {
     std::vector<std::byte> out;
     std::size_t out_sent = 0;
     std::deque<std::unique_ptr<job>> in_flight;
-    std::uint64_t sent = 0;  // tasks sent to this worker
+    std::uint64_t sent = 0;        // tasks sent to this worker
     std::uint64_t generation = 0;  // bumped at each launch: poll results of a former worker
     bool greeted = false;
     std::string startup_error;
@@ -254,8 +255,8 @@ class engine {
     if (!s.greeted) {
       // Died before its handshake: do not restart in a loop; fail what waits.
       const std::string why = s.startup_error.empty()
-                                  ? "parallel: a worker process (pid " + std::to_string(pid) + ") " +
-                                        os::describe_status(status) +
+                                  ? "parallel: a worker process (pid " + std::to_string(pid) +
+                                        ") " + os::describe_status(status) +
                                         " before its handshake; see its standard error"
                                   : s.startup_error;
       fail_all(std::move(jobs), std::make_exception_ptr(spawn_error(why)));
@@ -285,18 +286,16 @@ class engine {
             "parallel: " +
             (index == remote_error::no_index ? std::string("a task")
                                              : "item " + std::to_string(index)) +
-            " ran longer than the timeout of " +
-            std::to_string(culprit->timeout.count()) + " ms; its worker process (pid " +
-            std::to_string(pid) + ") was killed and replaced"));
+            " ran longer than the timeout of " + std::to_string(culprit->timeout.count()) +
+            " ms; its worker process (pid " + std::to_string(pid) + ") was killed and replaced"));
       } else if (s.stopping == stop_reason::protocol) {
         error = std::make_exception_ptr(
             parallel::error(s.stop_message + "; the worker process (pid " + std::to_string(pid) +
                             ") was stopped" + item + " and replaced"));
       } else {
-        error = std::make_exception_ptr(worker_died("parallel: worker process (pid " +
-                                                    std::to_string(pid) + ") " +
-                                                    os::describe_status(status) + item +
-                                                    "; it was replaced"));
+        error = std::make_exception_ptr(
+            worker_died("parallel: worker process (pid " + std::to_string(pid) + ") " +
+                        os::describe_status(status) + item + "; it was replaced"));
       }
       settle_failed(*culprit, error);
     }
@@ -338,14 +337,18 @@ class engine {
     if (pending_.empty()) return;
     const std::size_t limit = depth();
     while (!pending_.empty()) {
+      // The worker with the fewest jobs in flight; a slot without a worker counts as idle but
+      // loses ties, so a call of one item starts one worker.
       slot* best = nullptr;
       for (auto& s : slots_) {
-        if (s.pid < 0) launch(s);
-        if (s.pid < 0 || s.stopping != stop_reason::none || retiring(s)) continue;
+        if (s.pid >= 0 && (s.stopping != stop_reason::none || retiring(s))) continue;
         if (s.in_flight.size() >= limit) continue;
-        if (best == nullptr || s.in_flight.size() < best->in_flight.size()) best = &s;
+        if (best == nullptr || s.in_flight.size() < best->in_flight.size() ||
+            (s.in_flight.size() == best->in_flight.size() && best->pid < 0 && s.pid >= 0))
+          best = &s;
       }
       if (best == nullptr) return;
+      if (best->pid < 0) launch(*best);
       std::unique_ptr<job> j = std::move(pending_.front());
       pending_.pop_front();
       if (j->sink == nullptr) continue;
@@ -551,8 +554,8 @@ class engine {
         const std::uint64_t end = since + limit;
         // Not started yet, or started: check again no later than one timeout from now.
         const std::uint64_t left = end > now ? end - now : 0;
-        best = std::min<int>(best, static_cast<int>(std::min<std::uint64_t>(
-                                       left / 1'000'000u + 1, j->timeout.count())));
+        best = std::min<int>(best, static_cast<int>(std::min<std::uint64_t>(left / 1'000'000u + 1,
+                                                                            j->timeout.count())));
       }
     }
     return best;

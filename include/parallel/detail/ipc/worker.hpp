@@ -161,8 +161,9 @@ inline void write_task_header(encoder& out, std::uint64_t first, std::uint64_t c
 /// other trivially copyable class (a lambda capturing numbers by value) as its bytes.
 template <class Fn>
 constexpr bool shippable_callable =
-    std::is_pointer_v<Fn> || (std::is_empty_v<Fn> && std::is_default_constructible_v<Fn>) ||
-    transferable<Fn> || (std::is_class_v<Fn> && std::is_trivially_copyable_v<Fn>);
+    std::is_pointer_v<Fn> ||
+    (std::is_empty_v<Fn> && std::is_default_constructible_v<Fn>) || transferable<Fn> ||
+    (std::is_class_v<Fn> && std::is_trivially_copyable_v<Fn>);
 
 template <class Fn>
 struct cannot_ship_callable {
@@ -255,15 +256,16 @@ inline void run_shipped(const task_header& task, decoder& body, chunk_output& ou
   os::exit_now(71);
 }
 
-// --- the loop -------------------------------------------------------------------------------------
+// --- the loop
+// -------------------------------------------------------------------------------------
 
 /// Runs a worker until the caller closes the channel (or asks it to shut down), then ends the
 /// process. `handle(header, body, out)` does one task. Never returns.
 template <class Handle>
 [[noreturn]] void worker_main(int channel, arena& shared, Handle&& handle) {
   control_block& control = shared.control();
-  std::vector<std::byte> out;       // frames waiting to be written
-  std::vector<std::byte> payload;   // the result being built
+  std::vector<std::byte> out;      // frames waiting to be written
+  std::vector<std::byte> payload;  // the result being built
   std::vector<std::byte> incoming(std::size_t{64} << 10);
   frame_reader reader(max_task_payload);
   std::uint64_t seq = 0;
