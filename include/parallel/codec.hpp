@@ -113,8 +113,12 @@ class encoder {
   encoder& operator=(const encoder&) = delete;
 
   void write_bytes(const void* data, std::size_t size) {
-    const auto* first = static_cast<const std::byte*>(data);
-    if (size != 0) out_->insert(out_->end(), first, first + size);
+    if (size == 0) return;
+    // resize + memcpy rather than insert: g++ 12 at -O3 warns (-Wstringop-overflow) on the
+    // inlined insert of a freshly reserved vector, a known false positive.
+    const std::size_t old = out_->size();
+    out_->resize(old + size);
+    std::memcpy(out_->data() + old, data, size);
   }
 
   /// A length or count: always 64 bits.

@@ -8,9 +8,12 @@
 // after the constructor, atexit handlers and static destructors belong to the parent and must not
 // run twice. Buffered output is flushed in the parent before the fork (or the child would write
 // it a second time) and in the child before _exit() (or what f printed would be lost), as Python
-// does. In a multi-threaded parent the child has one thread and whatever locks other threads held
-// at the fork stay held in it: the library does nothing in the child but run f, so only f can
-// meet them.
+// does. The parent's signal handlers belong to the parent's code as well: the child starts with
+// the caught signals back at their default action, as after exec() (so terminate() ends it even
+// when the parent handles SIGTERM), and the fork runs with every signal blocked, so a signal sent
+// right after it meets the child only once that is done. In a multi-threaded parent the child has
+// one thread and whatever locks other threads held at the fork stay held in it: the library does
+// nothing in the child but run f, so only f can meet them.
 #pragma once
 
 #if !defined(_WIN32)  // Windows gets a spawn-based process later; until then it has no process.
@@ -41,7 +44,8 @@ namespace parallel {
 ///     int code = p.exit_code();        // p.exitcode: 0, 1, an exit(n) code, or -SIGKILL ...
 ///
 /// f and args are copied (or moved) into the child, as std::thread does; results come back
-/// through whatever f writes (a pipe, a file, shared memory). The child is killed when its
+/// through whatever f writes (a pipe, a file, shared memory). Signals the parent catches have
+/// their default action in the child; ignored ones stay ignored. The child is killed when its
 /// parent dies (on Linux: when the thread that constructed it ends, so construct long-lived
 /// processes from a thread that outlives them). A process object is used by one thread at a
 /// time; a moved-from one holds no process.
@@ -57,7 +61,7 @@ class process {
                                                             std::forward<Args>(args)...};
     const detail::os::pid_type parent = detail::os::current_pid();
     flush_output();
-    pid_ = detail::os::fork_process();
+    pid_ = detail::os::fork_with_default_handlers();
     if (pid_ == 0) run_child(task, parent);
   }
 

@@ -276,13 +276,7 @@ auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opt
   runner& r = *run;
   std::unique_ptr<void, void (*)(void*)> keep(run.release(),
                                               [](void* p) { delete static_cast<pool_runner*>(p); });
-  typename state::filler fill = [](encoder& body, std::ranges::iterator_t<View>& it,
-                                   std::size_t count) {
-    for (std::size_t k = 0; k < count; ++k, ++it) {
-      const V& item = *it;
-      body.write(item);
-    }
-  };
+  typename state::filler fill = &ship_items<View, V>;
   return imap_view<state>(std::make_unique<state>(r, View(std::forward<Range>(items)), opts,
                                                   shipped_prefix<Fn, V, Apply>(f), std::move(fill),
                                                   std::move(keep)));

@@ -256,7 +256,10 @@ class process_imap_state final : public ipc::job_sink {
   using value_type = R;
   /// Writes job items [first, first + count) taken from the input; `in_place` says whether the
   /// worker reads them itself (fork-per-call over a random-access range).
-  using filler = std::function<void(encoder&, std::ranges::iterator_t<View>&, std::size_t)>;
+  /// Takes up to `want` items from [it, end) into the job's body (or just past them, when the
+  /// workers read the input in place) in one pass, and returns how many it took.
+  using filler = std::function<std::size_t(encoder&, std::ranges::iterator_t<View>&,
+                                           const std::ranges::sentinel_t<View>&, std::size_t)>;
 
   process_imap_state(runner& run, View items, const options& opts, body_prefix prefix, filler fill,
                      std::unique_ptr<void, void (*)(void*)> keep_alive)
@@ -373,18 +376,10 @@ class process_imap_state final : public ipc::job_sink {
       auto j = make_job(read_, 0, opts_, prefix_);
       encoder body(j->payload);
       const auto end = std::ranges::end(items_);
-      // Count first (for the header), then fill: the filler advances the iterator itself.
-      std::size_t count = 0;
-      {
-        auto probe = next_;
-        while (count < want && probe != end) {
-          ++probe;
-          ++count;
-        }
-        if (probe == end) input_done_ = true;
-      }
+      // One pass over the input (it may be single-pass); the count is patched in afterwards.
+      const std::size_t count = fill_(body, next_, end, want);
+      if (next_ == end) input_done_ = true;
       if (count == 0) return;
-      fill_(body, next_, count);
       // Patch the header's count (written as 0 above).
       const std::uint64_t wide = count;
       std::memcpy(j->payload.data() + 8, &wide, sizeof wide);
@@ -447,6 +442,18 @@ class process_imap_state final : public ipc::job_sink {
   std::condition_variable changed_;
   std::deque<chunk*> completed_;
 };
+
+/// The filler of shipped items: each item encoded into the job's body.
+template <class View, class V>
+std::size_t ship_items(encoder& body, std::ranges::iterator_t<View>& it,
+                       const std::ranges::sentinel_t<View>& end, std::size_t want) {
+  std::size_t count = 0;
+  for (; count < want && it != end; ++count, ++it) {
+    const V& item = *it;
+    body.write(item);
+  }
+  return count;
+}
 
 // --- processes<start::fork>: workers forked at the call ----------------------------------------
 
@@ -526,17 +533,16 @@ struct backend<processes<start::fork>> {
     };
     typename state::filler fill;
     if constexpr (in_place) {
-      fill = [](encoder&, typename context::iterator& it, std::size_t count) {
+      fill = [](encoder&, typename context::iterator& it,
+                const std::ranges::sentinel_t<View>& end, std::size_t want) {
+        const auto left = static_cast<std::size_t>(end - it);
+        const std::size_t count = std::min(want, left);
         std::ranges::advance(it, static_cast<std::ptrdiff_t>(count));
+        return count;
       };
     } else {
       require_transferable<V>();
-      fill = [](encoder& body, typename context::iterator& it, std::size_t count) {
-        for (std::size_t k = 0; k < count; ++k, ++it) {
-          const V& item = *it;
-          body.write(item);
-        }
-      };
+      fill = &ship_items<View, V>;
     }
     runner& run = c->run;
     std::unique_ptr<void, void (*)(void*)> keep(ctx.release(),

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -310,6 +311,35 @@ inline int wait_at_most(pid_type pid, std::chrono::milliseconds timeout) {
     status = wait_for(pid, false);
     if (status != -1) return status;
   }
+}
+
+/// fork() for a child that is to run one function. Every signal is blocked across the fork, and
+/// in the child the signals the parent catches go back to their default action before the mask
+/// is restored, as exec() would do (ignored ones stay ignored). Without this, a terminate() right
+/// after the fork runs the parent's SIGTERM handler (a test framework's, a server's graceful
+/// shutdown) in the child, which then does not end or deadlocks on a lock held at the fork.
+inline pid_type fork_with_default_handlers() {
+  sigset_t all;
+  sigset_t previous;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &previous);
+  const pid_type pid = ::fork();
+  const int fork_errno = errno;
+  if (pid == 0) {
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction action {};
+      if (::sigaction(sig, nullptr, &action) != 0) continue;  // numbers the C library reserves
+      const bool caught = (action.sa_flags & SA_SIGINFO) != 0 ||
+                          (action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN);
+      if (!caught) continue;
+      struct sigaction fallback {};
+      fallback.sa_handler = SIG_DFL;
+      ::sigaction(sig, &fallback, nullptr);
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (pid < 0) throw_errno("fork", fork_errno);
+  return pid;
 }
 
 /// The readable name of a type ("std::out_of_range"), or its mangled name where the C++ ABI has

@@ -1,0 +1,91 @@
+// imap over processes reads a single-pass input exactly once, in order: an input whose
+// iterators all share one position (like std::istream_view) loses no item and reads nothing
+// past its end.
+#include <algorithm>
+#include <cstddef>
+#include <iterator>
+#include <memory>
+#include <parallel/parallel.hpp>
+#include <vector>
+
+#include "catch.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+// Every iterator copy shares the same position, as with an input stream.
+class shared_position_input {
+  struct state {
+    int next = 0;
+    int size = 0;
+    int reads = 0;
+  };
+
+ public:
+  explicit shared_position_input(int size) : state_(std::make_shared<state>(state{0, size, 0})) {}
+
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(std::shared_ptr<state> s) : state_(std::move(s)) {}
+    int operator*() const {
+      ++state_->reads;
+      return state_->next;
+    }
+    iterator& operator++() {
+      ++state_->next;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) {
+      return it.state_->next >= it.state_->size;
+    }
+
+   private:
+    std::shared_ptr<state> state_;
+  };
+
+  iterator begin() { return iterator(state_); }
+  std::default_sentinel_t end() const { return {}; }
+  int reads() const { return state_->reads; }
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
+template <class Imap>
+std::vector<int> drain(Imap&& results) {
+  std::vector<int> out;
+  for (int v : results) out.push_back(v);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("process imap reads a shared-position single-pass input once",
+          "[processes][process_pool][imap]") {
+  test_support::watchdog guard("single-pass imap over processes");
+  const std::vector<int> expected{0, 10, 20, 30, 40, 50, 60, 70, 80};
+  auto times_ten = [](int x) { return 10 * x; };
+  {
+    shared_position_input input(9);
+    REQUIRE(drain(parallel::imap(parallel::processes<parallel::start::fork>{.workers = 2},
+                                 times_ten, input)) == expected);
+    CHECK(input.reads() == 9);
+  }
+  parallel::process_pool<parallel::start::fork> pool{{.workers = 2}};
+  {
+    shared_position_input input(9);
+    REQUIRE(drain(pool.imap(times_ten, input)) == expected);
+    CHECK(input.reads() == 9);
+  }
+  {
+    shared_position_input input(9);
+    auto got = drain(pool.imap_unordered(times_ten, input));
+    std::sort(got.begin(), got.end());
+    REQUIRE(got == expected);
+  }
+}
