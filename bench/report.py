@@ -2,13 +2,21 @@
 """Run the benchmarks of a build and report them against the sequential loop and the peers.
 
     python3 bench/report.py --build <builddir> [--quick] [--filter REGEX] [--repetitions N]
+                            [--no-python]
 
 Runs every <builddir>/bench/bench_* executable (Google Benchmark) with repetitions interleaved
 at random, prints one table per workload (median, min-max, speedup over the sequential loop of
 the same run, ratio to the best peer), then which of issue 2's targets are met, and writes the
 raw results to <builddir>/bench/results.json and the tables to <builddir>/bench/results.md.
 
---quick: 3 repetitions of >= 0.1 s each (~40 s on 2 cores); default: 5 of >= 0.5 s (~3-4 min).
+The process workloads (bench_process_map, issue 3) get a section of their own: the same
+workloads run by bench/peers/process_peers.py through Python's multiprocessing.Pool,
+ProcessPoolExecutor and joblib (with Debian's /usr/bin/python3, when it has joblib), side by
+side with the library, then issue 3's targets. --filter selects those Python runs too, by the
+names process_<workload>/py_<peer>; --no-python leaves them out.
+
+--quick: 3 repetitions of >= 0.1 s each (~40 s on 2 cores, and ~40 s more for the Python
+peers); default: 5 of >= 0.5 s (~3-4 min, and ~1.5 min for the Python peers).
 Exit status: 0 when every benchmark ran (targets missed or not), 1 when one failed or timed out.
 Python 3 standard library only.
 """
@@ -31,7 +39,8 @@ WORKLOADS = ["tiny", "small", "balanced", "cpu", "irregular", "nested", "fib", "
 BASELINE = "sequential"
 LIBRARY_VARIANTS = ("parallel_map", "pool_submit", "thread_pool", "sequential_policy")
 PEER_PREFIXES = ("omp_", "tbb", "std_par")
-COUNTERS = ("ns_per_call", "ns_per_task", "cpu_s")  # shown next to the time when present
+COUNTERS = ("ns_per_call", "ns_per_task", "cpu_s",  # shown next to the time when present
+            "us_per_task", "us_per_item", "GB_per_s")
 
 TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
@@ -260,6 +269,231 @@ def targets(results):
     return checks
 
 
+# --- issue 3: the process backend next to Python's pools ---------------------------------------
+
+PYTHON = "/usr/bin/python3"  # Debian's: it has python3-joblib; the python3 on PATH may not
+PEERS_SCRIPT = Path(__file__).resolve().parent / "peers" / "process_peers.py"
+PROCESS_PREFIX = "process_"  # bench_process_map's workloads are process_<name>/<variant>
+PYTHON_PEERS = ("py_pool_fork", "py_process_pool_executor", "py_joblib")
+
+# (name, what runs on 2 workers unless said, unit, the C++ counter holding the value; None: the
+# time)
+PROCESS_WORKLOADS = [
+    ("noop_chunk1", "20000 no-op tasks, chunksize 1", "us/task", "us_per_task"),
+    ("noop_batched", "1e6 no-op items, auto chunksize", "us/item", "us_per_item"),
+    ("cpu_1ms", "200 items of ~1 ms CPU", "speedup", None),
+    ("sleep_10ms", "100 x 10 ms sleep, 4 workers", "ms", None),
+    ("results_1mib", "200 results of 1 MiB", "GB/s", "GB_per_s"),
+    ("startup", "start 2 + 1 task + shut down", "ms", None),
+]
+# (column, its key: a variant of bench_process_map or a peer of process_peers.py)
+PROCESS_COLUMNS = [
+    ("sequential", BASELINE), ("processes<fork> per call", "processes_fork"),
+    ("process_pool<fork>", "process_pool_fork"), ("Pool(fork)", "py_pool_fork"),
+    ("ProcessPoolExecutor", "py_process_pool_executor"), ("joblib", "py_joblib"),
+]
+
+
+def python_peers_wanted(pattern):
+    """The workloads of process_peers.py that --filter selects (all of them without one)."""
+    names = [w for w, *_ in PROCESS_WORKLOADS]
+    if not pattern:
+        return names
+    return [w for w in names
+            if any(re.search(pattern, f"{PROCESS_PREFIX}{w}/{p}") for p in PYTHON_PEERS)]
+
+
+def python_peers_missing():
+    """Why the Python peers cannot run here, or None."""
+    if not os.access(PYTHON, os.X_OK):
+        return f"skipped: {PYTHON} not found (install python3, python3-joblib)"
+    probe = subprocess.run([PYTHON, "-c", "import joblib, concurrent.futures, multiprocessing"],
+                           capture_output=True, text=True)
+    return "skipped: install python3-joblib" if probe.returncode else None
+
+
+def run_python_peers(args):
+    """Runs process_peers.py; returns ({(peer, workload): record}, raw JSON, note or error)."""
+    wanted = python_peers_wanted(args.filter)
+    if not wanted:
+        return {}, None, None  # the filter names no process workload: say nothing
+    if args.no_python:
+        return {}, None, "skipped (--no-python)"
+    missing = python_peers_missing()
+    if missing:
+        return {}, None, missing
+    command = [PYTHON, str(PEERS_SCRIPT), "--repetitions", str(args.repetitions),
+               "--only", "^(" + "|".join(wanted) + ")$"]
+    if args.quick:
+        command.append("--quick")
+    if args.filter:
+        peers = [p for p in PYTHON_PEERS
+                 if any(re.search(args.filter, f"{PROCESS_PREFIX}{w}/{p}") for w in wanted)]
+        command += ["--peers", "^(" + "|".join(peers) + ")$"]
+    print("running process_peers.py (Python peers) ...", end=" ", flush=True)
+    start = time.monotonic()
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        print("FAILED", flush=True)
+        return {}, None, f"FAILED: timed out after {args.timeout:.0f} s"
+    print(f"{time.monotonic() - start:.1f} s", flush=True)
+    try:
+        if out.returncode:
+            raise ValueError(f"exited with status {out.returncode}")
+        document = json.loads(out.stdout)
+    except (ValueError, json.JSONDecodeError) as e:
+        tail = "\n".join(out.stderr.strip().splitlines()[-5:])
+        return {}, None, f"FAILED: {e}: {tail}"
+    records = {(r["peer"], r["workload"]): r for r in document["records"]}
+    return records, document, None
+
+
+class Figure:
+    """One cell of the processes table: a value in the workload's unit, its range, a note."""
+
+    def __init__(self, value, low=None, high=None, ms=None):
+        self.value, self.low, self.high, self.ms = value, low, high, ms
+
+
+def cpp_figure(results, workload, unit, counter, variant):
+    by_variant = results.get(PROCESS_PREFIX + workload, {})
+    r = by_variant.get(variant)
+    if r is None or not r.ok:
+        return None if r is None else "error"
+    if unit == "speedup":
+        seq = by_variant.get(BASELINE)
+        if seq is None or not seq.ok:
+            return None
+        return Figure(seq.median / r.median, ms=r.median / 1e6)
+    values = r.counters.get(counter) if counter else [t / 1e6 for t in r.times_ns]
+    if not values:
+        return None
+    return Figure(statistics.median(values), min(values), max(values))
+
+
+def python_figure(records, workload, unit, peer):
+    record = records.get((peer, workload))
+    if record is None:
+        return None
+    if unit == "speedup":
+        return Figure(record["speedup"], ms=record["median"]) if "speedup" in record else None
+    return Figure(record["median"], record["min"], record["max"])
+
+
+def process_figure(results, records, workload, unit, counter, key):
+    if key.startswith("py_"):
+        return python_figure(records, workload, unit, key)
+    return cpp_figure(results, workload, unit, counter, key)
+
+
+def fmt_figure(figure, unit):
+    if figure is None:
+        return "-"
+    if isinstance(figure, str):
+        return figure
+    if unit == "speedup":
+        return f"{figure.value:.2f}x ({figure.ms:.3g} ms)"
+    if figure.low is None:
+        return f"{figure.value:.3g}"
+    return f"{figure.value:.3g} ({figure.low:.3g}-{figure.high:.3g})"
+
+
+def process_table(results, records):
+    """Header and rows of the side-by-side table; None when nothing of it was measured."""
+    header = ["workload", "unit"] + [label for label, _ in PROCESS_COLUMNS]
+    rows = []
+    for workload, what, unit, counter in PROCESS_WORKLOADS:
+        cells = [process_figure(results, records, workload, unit, counter, key)
+                 for _, key in PROCESS_COLUMNS]
+        if all(c is None for c in cells):
+            continue
+        text = [fmt_figure(c, unit) for c in cells]
+        if workload == "sleep_10ms":
+            text[0] = "1000 (not run)"
+        rows.append([what, "speedup (ms)" if unit == "speedup" else unit] + text)
+    return (header, rows) if rows else None
+
+
+def process_targets(results, records):
+    """Issue 3's targets, as targets() does issue 2's."""
+    checks = []
+
+    def check(name, needed, condition, detail):
+        if any(x is None or isinstance(x, str) for x in needed):
+            checks.append((name, "n/a", "not measured in this run"))
+        else:
+            checks.append((name, "met" if condition() else "MISSED", detail()))
+
+    units = {w: (unit, counter) for w, _, unit, counter in PROCESS_WORKLOADS}
+    fig = lambda workload, key: process_figure(results, records, workload, *units[workload], key)
+    pool = fig("results_1mib", "py_pool_fork")
+    for variant in ("process_pool_fork", "processes_fork"):
+        f = fig("noop_chunk1", variant)
+        check(f"noop_chunk1: {variant} round trip <= 5 us per task at chunksize 1", [f],
+              lambda: f.value <= 5, lambda: f"{f.value:.3g} us/task")
+        f = fig("noop_batched", variant)
+        check(f"noop_batched: {variant} <= 0.3 us per item", [f], lambda: f.value <= 0.3,
+              lambda: f"{f.value:.3g} us/item")
+        f = fig("cpu_1ms", variant)
+        check(f"cpu_1ms: {variant} >= 1.9x the sequential loop", [f], lambda: f.value >= 1.9,
+              lambda: f"{f.value:.2f}x")
+        f = fig("results_1mib", variant)
+        check(f"results_1mib: {variant} >= 10x the throughput of Python's Pool(fork)", [f, pool],
+              lambda: f.value >= 10 * pool.value,
+              lambda: f"{f.value:.3g} GB/s = {f.value / pool.value:.1f}x Pool's {pool.value:.3g}")
+        f = fig("startup", variant)
+        check(f"startup: {variant} of 2 workers + one task + shutdown <= 2 ms", [f],
+              lambda: f.value <= 2, lambda: f"{f.value:.3g} ms")
+    return checks
+
+
+def report_processes(results, records, note, markdown):
+    """Prints the processes section and appends it to markdown; returns its checks."""
+    table_ = process_table(results, records)
+    if table_ is None and note is None:
+        return []
+    print("\n== processes (issue 3): the library next to Python's pools ==")
+    markdown += ["## Processes (issue 3)", ""]
+    explanation = [
+        "Medians (min-max over the repetitions), 2 workers unless said; sequential, "
+        "processes<fork> (workers forked at each call) and process_pool<fork> from "
+        "bench_process_map; the Python columns from bench/peers/process_peers.py (persistent, "
+        "warmed pools). Speedups are over each language's own sequential loop in the same run; "
+        "the 10 ms sleeps ideally take 250 ms."]
+    if not any(w.startswith(PROCESS_PREFIX) for w in results):
+        explanation.append("bench_process_map: not built or not selected in this run.")
+    if note:
+        explanation.append(f"Python peers: {note}")
+    for workload, by_variant in results.items():
+        if workload.startswith(PROCESS_PREFIX):
+            explanation += [f"error: {workload}/{r.variant}: {r.error}"
+                            for r in by_variant.values() if r.error]
+    # Markdown would take <fork> for an HTML tag: such names go in backticks there.
+    code = lambda text: re.sub(r"(\w+<\w+>)", r"`\1`", text)
+    if table_ is not None:
+        header, rows = table_
+        print(render_text(header, rows))
+        markdown += [render_markdown([code(h) for h in header], rows), ""]
+    for line in explanation:
+        print(line)
+    markdown += [*(code(line) for line in explanation), ""]
+
+    checks = process_targets(results, records)
+    if all(status == "n/a" for _, status, _ in checks):
+        return checks
+    print("\n== issue 3 targets ==")
+    markdown += ["## Issue 3 targets", "", "| target | status | measured |", "|---|---|---|"]
+    for name, status, detail in checks:
+        print(f"  [{status:>6}] {name}: {detail}")
+        markdown.append(f"| {name} | {status} | {detail} |")
+    met = sum(1 for _, status, _ in checks if status == "met")
+    measured = sum(1 for _, status, _ in checks if status != "n/a")
+    print(f"  {met} of {measured} measured targets met")
+    markdown.append("")
+    return checks
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -292,6 +526,8 @@ def main():
     parser.add_argument("--repetitions", type=int, help="repetitions (default 3 quick, 5 full)")
     parser.add_argument("--min-time", type=float, help="seconds per repetition (0.1 / 0.5)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per executable")
+    parser.add_argument("--no-python", action="store_true",
+                        help="leave out the Python peers of the process workloads")
     args = parser.parse_args()
     args.repetitions = args.repetitions or (3 if args.quick else 5)
     args.min_time = args.min_time or (0.1 if args.quick else 0.5)
@@ -323,6 +559,9 @@ def main():
             failures.append((exe.name, error))
         else:
             outputs.append(output)
+    records, peers_document, peers_note = run_python_peers(args)
+    if peers_note and peers_note.startswith("FAILED"):
+        failures.append(("process_peers.py", peers_note))
     heading.append(f"load average after: {loadavg()}")
     print(heading[-1])
 
@@ -330,6 +569,8 @@ def main():
     ordered = sorted(results, key=lambda w: WORKLOADS.index(w) if w in WORKLOADS else len(WORKLOADS))
     markdown = ["# Benchmark results", "", *[f"- {line}" for line in heading], ""]
     for workload in ordered:
+        if workload.startswith(PROCESS_PREFIX):
+            continue  # in the processes section, next to the Python peers
         header, rows = drop_empty_columns(*table(results[workload]))
         print(f"\n== {workload} ==\n{render_text(header, rows)}")
         markdown += [f"## {workload}", "", render_markdown(header, rows), ""]
@@ -343,6 +584,8 @@ def main():
     met = sum(1 for _, status, _ in checks if status == "met")
     measured = sum(1 for _, status, _ in checks if status != "n/a")
     print(f"  {met} of {measured} measured targets met")
+    markdown.append("")
+    report_processes(results, records, peers_note, markdown)
     for name, error in failures:
         print(f"FAILED: {name}: {error}")
         markdown.append(f"\nFAILED: {name}: {error}")
@@ -351,6 +594,7 @@ def main():
     (out_dir / "results.json").write_text(json.dumps(
         {"machine": info, "heading": heading, "repetitions": args.repetitions,
          "min_time": args.min_time, "runs": outputs,
+         "python_peers": peers_document, "python_peers_note": peers_note,
          "failures": [{"executable": n, "error": e} for n, e in failures]}, indent=1))
     (out_dir / "results.md").write_text("\n".join(markdown) + "\n")
     print(f"\nwrote {out_dir / 'results.json'} and {out_dir / 'results.md'}")

@@ -11,9 +11,11 @@ PARALLEL_BUILD_PACKAGES=(g++ clang-16 libclang-rt-16-dev cmake ninja-build catch
 # The lint steps of scripts/test: clang-format (Debian 12's, 14, as developers run it) and
 # clang-tidy 16 (it must parse what clang 16 compiles).
 PARALLEL_LINT_PACKAGES=(clang-format clang-tidy-16)
-# What ./scripts/bench adds: Debian's python3 runs bench/report.py. (OpenMP for g++ is libgomp,
-# part of g++.) Python peers would add python3-joblib python3-multiprocess here.
-PARALLEL_BENCH_PACKAGES=(python3)
+# What ./scripts/bench adds: Debian's python3 runs bench/report.py and, with joblib (loky), the
+# Python peers of the process workloads (bench/peers/process_peers.py); multiprocess is the
+# dill-based Pool the seed tutorials reach for when lambdas will not pickle. (OpenMP for g++ is
+# libgomp, part of g++.)
+PARALLEL_BENCH_PACKAGES=(python3 python3-joblib python3-multiprocess)
 
 # parallel_ensure_packages PACKAGE...
 # Installs the packages that dpkg does not list as installed. As root: apt-get update + install.
