@@ -76,6 +76,7 @@ class engine {
   };
 
   engine(config cfg, starter start) : cfg_(cfg), start_(std::move(start)), slots_(cfg.workers) {
+    (void)anchor_location();  // computed once here, not again in every worker
     if (cfg_.keep_workers)
       for (auto& s : slots_) launch(s);
   }

@@ -266,7 +266,9 @@ template <class Handle>
   control_block& control = shared.control();
   std::vector<std::byte> out;      // frames waiting to be written
   std::vector<std::byte> payload;  // the result being built
-  std::vector<std::byte> incoming(std::size_t{64} << 10);
+  // Not zero-filled: a fresh worker's first writes are copy-on-write faults, the fewer the better.
+  constexpr std::size_t incoming_size = std::size_t{64} << 10;
+  const std::unique_ptr<std::byte[]> incoming(new std::byte[incoming_size]);
   frame_reader reader(max_task_payload);
   std::uint64_t seq = 0;
   int exit_code = 0;
@@ -284,9 +286,9 @@ template <class Handle>
           if (!os::write_all(channel, out.data(), out.size())) break;
           out.clear();
         }
-        const std::ptrdiff_t n = os::read_some(channel, incoming.data(), incoming.size(), false);
+        const std::ptrdiff_t n = os::read_some(channel, incoming.get(), incoming_size, false);
         if (n <= 0) break;  // the caller closed the channel (or is gone): done
-        reader.feed(std::span(incoming.data(), static_cast<std::size_t>(n)));
+        reader.feed(std::span(incoming.get(), static_cast<std::size_t>(n)));
         continue;
       }
       if (next->type == frame_type::shutdown) break;
