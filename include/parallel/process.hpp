@@ -60,7 +60,7 @@ class process {
     std::tuple<std::decay_t<F>, std::decay_t<Args>...> task{std::forward<F>(f),
                                                             std::forward<Args>(args)...};
     const detail::os::pid_type parent = detail::os::current_pid();
-    //flush_output();
+    flush_output();
     pid_ = detail::os::fork_with_default_handlers();
     if (pid_ == 0) run_child(task, parent);
   }
@@ -145,7 +145,7 @@ class process {
       code = 1;
     }
     flush_output();
-    std::exit(code);
+    detail::os::exit_now(code);
   }
 
   /// Python prints the traceback of an exception that ends a Process; this is its one line.

@@ -9,13 +9,16 @@
     "parallel: process_pool is not available on Windows yet (spawn over CreateProcess is planned)"
 #endif
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdio>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -27,6 +30,7 @@
 #include "detail/ipc/engine.hpp"
 #include "detail/ipc/worker.hpp"
 #include "detail/posix/process.hpp"
+#include "detail/posix/spawn.hpp"
 #include "detail/scheduler/default_pools.hpp"
 #include "errors.hpp"
 #include "future.hpp"
@@ -52,10 +56,17 @@ namespace detail {
 
 /// The pool's engine and the thread that drives it. Workers are forked by that thread, which
 /// lives as long as the pool: Linux ties PR_SET_PDEATHSIG to the thread that forked.
+inline constexpr const char* spawn_hint =
+    "; a spawned worker runs this executable again: make parallel::spawn_main(argc, argv) the "
+    "first statement of main (the twin of Python's `if __name__ == '__main__':` guard)";
+
 class process_pool_core {
  public:
-  explicit process_pool_core(const pool_options& opts)
-      : workers_(resolve_workers(opts.workers)), opts_(opts) {
+  enum class method { fork, spawn };
+
+  explicit process_pool_core(const pool_options& opts, method how = method::fork)
+      : workers_(resolve_workers(opts.workers)), opts_(opts), method_(how) {
+    refuse_in_spawned_child();
     io_ = std::thread([this] { loop(); });
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [this] { return ready_; });
@@ -99,7 +110,20 @@ class process_pool_core {
   }
 
  private:
-  // In each worker: the initializer, then tasks until the channel closes.
+  // start::spawn: this executable again; spawn_main in its main() makes it a worker.
+  static os::pid_type spawn_worker(const pool_options& opts, int channel, ipc::arena& shared) {
+    std::string marker =
+        "1:" + std::to_string(os::current_pid()) + ":" + std::to_string(shared.ring_size()) + ":";
+    if (opts.initializer != nullptr) {
+      const ipc::code_location init = ipc::locate(reinterpret_cast<const void*>(opts.initializer));
+      marker += std::to_string(init.offset) + ":" + init.module;
+    } else {
+      marker += "-:";
+    }
+    return os::spawn_self(channel, shared.fd(), marker);
+  }
+
+  // start::fork: the initializer, then tasks until the channel closes.
   static os::pid_type start_worker(const pool_options& opts, int channel, ipc::arena& shared) {
     const os::pid_type parent = os::current_pid();
     std::fflush(nullptr);
@@ -123,11 +147,17 @@ class process_pool_core {
     std::optional<ipc::engine> engine;
     try {
       const pool_options opts = opts_;
-      engine.emplace(
-          ipc::engine::config{.workers = workers_,
+      const bool spawned = method_ == method::spawn;
+      ipc::engine::config cfg{.workers = workers_,
                               .max_tasks_per_child = opts.max_tasks_per_child,
-                              .keep_workers = true},
-          [opts](int channel, ipc::arena& shared) { return start_worker(opts, channel, shared); });
+                              .keep_workers = true};
+      if (spawned) {
+        cfg.handshake_timeout = std::chrono::seconds(5);
+        cfg.startup_hint = spawn_hint;
+      }
+      engine.emplace(std::move(cfg), [opts, spawned](int channel, ipc::arena& shared) {
+        return spawned ? spawn_worker(opts, channel, shared) : start_worker(opts, channel, shared);
+      });
     } catch (...) {
       std::lock_guard lock(mutex_);
       startup_error_ = std::current_exception();
@@ -163,6 +193,7 @@ class process_pool_core {
 
   std::size_t workers_;
   pool_options opts_;
+  method method_;
   std::mutex mutex_;
   std::condition_variable changed_;
   bool ready_ = false;
@@ -178,7 +209,8 @@ class process_pool_core {
 
 class pool_runner final : public runner {
  public:
-  explicit pool_runner(process_pool_core& core) : core_(core) {}
+  explicit pool_runner(process_pool_core& core, std::shared_ptr<process_pool_core> owned = nullptr)
+      : owned_(std::move(owned)), core_(core) {}
   void post(std::unique_ptr<ipc::job> j) override { core_.post(std::move(j)); }
   void cancel(ipc::job_sink* sink) override { core_.cancel(sink); }
   void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) override {
@@ -187,6 +219,7 @@ class pool_runner final : public runner {
   std::size_t workers() const override { return core_.size(); }
 
  private:
+  std::shared_ptr<process_pool_core> owned_;  // a per-call pool (processes<start::spawn>)
   process_pool_core& core_;
 };
 
@@ -263,7 +296,8 @@ auto pool_map(process_pool_core& core, F& f, Range& items, const options& opts) 
 }
 
 template <bool Ordered, bool Apply, class F, class Range>
-auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opts) {
+auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opts,
+               std::shared_ptr<process_pool_core> owned = nullptr) {
   using View = held_range<Range>;
   using Fn = std::decay_t<F>;
   using V = pool_item_t<View>;
@@ -272,7 +306,7 @@ auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opt
   static_assert(!std::is_void_v<R>, "parallel::imap: f must return a value for each item");
   require_transferable<V>();
   require_transferable<R>();
-  auto run = std::make_unique<pool_runner>(core);
+  auto run = std::make_unique<pool_runner>(core, std::move(owned));
   runner& r = *run;
   std::unique_ptr<void, void (*)(void*)> keep(run.release(),
                                               [](void* p) { delete static_cast<pool_runner*>(p); });
@@ -281,6 +315,82 @@ auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opt
                                                   shipped_prefix<Fn, V, Apply>(f), std::move(fill),
                                                   std::move(keep)));
 }
+
+/// A spawned worker's life, from spawn_main: parse the marker, join the caller's arena, run
+/// the pool's initializer, serve tasks. Never returns.
+[[noreturn]] inline void run_spawned_worker(const std::string& marker) {
+  os::clear_worker_marker();
+  const auto fail = [](const std::string& why) {
+    std::fprintf(stderr, "parallel: spawned worker cannot start: %s\n", why.c_str());
+    std::fflush(nullptr);
+    os::exit_now(70);
+  };
+  // "1:<parent pid>:<ring bytes>:<initializer offset or ->:<initializer module>"
+  std::vector<std::string> fields;
+  std::size_t from = 0;
+  for (int i = 0; i < 4; ++i) {
+    const std::size_t colon = marker.find(':', from);
+    if (colon == std::string::npos) fail("malformed marker '" + marker + "'");
+    fields.push_back(marker.substr(from, colon - from));
+    from = colon + 1;
+  }
+  fields.push_back(marker.substr(from));
+  if (fields[0] != "1") fail("marker of another version: '" + marker + "'");
+  try {
+    const auto parent = static_cast<os::pid_type>(std::stol(fields[1]));
+    const auto ring = static_cast<std::size_t>(std::stoull(fields[2]));
+    os::become_worker(parent);
+    ipc::arena shared(ipc::arena::adopt_t{}, os::spawned_arena_fd, ring);
+    if (fields[3] != "-") {
+      const ipc::code_location init{fields[4], std::stoull(fields[3])};
+      const auto initializer = reinterpret_cast<void (*)()>(const_cast<void*>(ipc::resolve(init)));
+      try {
+        initializer();
+      } catch (...) {
+        ipc::refuse_to_start(os::spawned_channel_fd, "parallel: the pool's initializer raised " +
+                                                         ipc::current_exception_type_name() + ": " +
+                                                         ipc::current_exception_message());
+      }
+    }
+    ipc::worker_main(os::spawned_channel_fd, shared, &ipc::run_shipped);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  os::exit_now(70);
+}
+
+/// starmap reaches a backend as apply_each<G&>; on a pool, G is what crosses.
+template <class F>
+struct unwrap_apply {
+  static constexpr bool apply = false;
+  static F& get(F& f) { return f; }
+};
+template <class G>
+struct unwrap_apply<apply_each<G&>> {
+  static constexpr bool apply = true;
+  static G& get(apply_each<G&>& each) { return each.f; }
+};
+
+/// processes<start::spawn>: a pool of spawned workers for the call; f and the items cross.
+template <>
+struct backend<processes<start::spawn>> {
+  template <class F, class Range>
+  static auto map(const processes<start::spawn>& p, F& f, Range& items, const options& opts) {
+    using unwrap = unwrap_apply<std::remove_cvref_t<F>>;
+    process_pool_core core(pool_options{.workers = p.workers}, process_pool_core::method::spawn);
+    return pool_map<unwrap::apply>(core, unwrap::get(f), items, opts);
+  }
+
+  template <bool Ordered, class F, class Range>
+  static auto imap(const processes<start::spawn>& p, F&& f, Range&& items, const options& opts) {
+    // The view owns the pool: it ends after the view's last job.
+    auto core = std::make_shared<process_pool_core>(pool_options{.workers = p.workers},
+                                                    process_pool_core::method::spawn);
+    process_pool_core& ref = *core;
+    return pool_imap<Ordered, false>(ref, std::forward<F>(f), std::forward<Range>(items), opts,
+                                     std::move(core));
+  }
+};
 
 }  // namespace detail
 
@@ -298,14 +408,16 @@ auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opt
 /// is in the executable the workers run.
 template <class Start = start::platform_default>
 class process_pool {
-  static_assert(std::is_same_v<Start, start::fork>,
-                "parallel::process_pool: only start::fork is available in this version");
+  static_assert(std::is_same_v<Start, start::fork> || std::is_same_v<Start, start::spawn>,
+                "parallel::process_pool: start::forkserver is not available in this version");
 
  public:
   using options_type = pool_options;
 
   explicit process_pool(const pool_options& opts = {})
-      : core_(std::make_unique<detail::process_pool_core>(opts)) {}
+      : core_(std::make_unique<detail::process_pool_core>(
+            opts, std::is_same_v<Start, start::spawn> ? detail::process_pool_core::method::spawn
+                                                      : detail::process_pool_core::method::fork)) {}
 
   process_pool(process_pool&&) noexcept = default;
   process_pool& operator=(process_pool&&) noexcept = default;
@@ -366,5 +478,20 @@ class process_pool {
  private:
   std::unique_ptr<detail::process_pool_core> core_;
 };
+
+/// The first statement of main in a program that uses start::spawn (the twin of Python's
+/// `if __name__ == '__main__':` guard and freeze_support()). A spawned worker runs this
+/// executable again: in it, spawn_main turns the process into a worker and never returns; in a
+/// normal run it returns at once.
+///
+///     int main(int argc, char** argv) {
+///       parallel::spawn_main(argc, argv);
+///       ...
+///     }
+inline void spawn_main(int argc, char** argv) {
+  static_cast<void>(argc);
+  static_cast<void>(argv);
+  if (const char* marker = detail::os::worker_marker_value()) detail::run_spawned_worker(marker);
+}
 
 }  // namespace parallel

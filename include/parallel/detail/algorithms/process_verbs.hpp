@@ -31,12 +31,25 @@
 #include "../ipc/engine.hpp"
 #include "../ipc/worker.hpp"
 #include "../posix/process.hpp"
+#include "../posix/spawn.hpp"
 #include "../scheduler/default_pools.hpp"
 #include "backends.hpp"
 #include "common.hpp"
 #include "sequential.hpp"
 
 namespace parallel::detail {
+
+/// What a spawned child that never reached parallel::spawn_main hears when it tries to start
+/// workers itself (Python's "bootstrapping phase" RuntimeError).
+inline void refuse_in_spawned_child() {
+  if (os::worker_marker_value() != nullptr) {
+    throw spawn_error(
+        "parallel: this process was spawned as a worker, but main() did not call "
+        "parallel::spawn_main(argc, argv) first, and now tries to start workers itself; make "
+        "parallel::spawn_main(argc, argv) the first statement of main (the twin of Python's "
+        "`if __name__ == '__main__':` guard)");
+  }
+}
 
 /// How a call reaches its engine.
 class runner {
@@ -483,6 +496,7 @@ struct backend<processes<start::fork>> {
     using R = map_result_t<F, Range>;
     static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
     require_transferable<R>();
+    refuse_in_spawned_child();
     indexed_input<Range> input(items);
     const std::size_t n = input.size();
     if (n == 0) {
@@ -516,6 +530,7 @@ struct backend<processes<start::fork>> {
     constexpr bool in_place =
         std::ranges::random_access_range<View> && std::ranges::sized_range<View>;
 
+    refuse_in_spawned_child();
     auto ctx = std::make_unique<context>(std::forward<F>(f), resolve_workers(p.workers));
     context* c = ctx.get();
     c->handle = [c](const ipc::task_header& t, decoder& body, ipc::chunk_output& out) {
@@ -533,8 +548,8 @@ struct backend<processes<start::fork>> {
     };
     typename state::filler fill;
     if constexpr (in_place) {
-      fill = [](encoder&, typename context::iterator& it,
-                const std::ranges::sentinel_t<View>& end, std::size_t want) {
+      fill = [](encoder&, typename context::iterator& it, const std::ranges::sentinel_t<View>& end,
+                std::size_t want) {
         const auto left = static_cast<std::size_t>(end - it);
         const std::size_t count = std::min(want, left);
         std::ranges::advance(it, static_cast<std::ptrdiff_t>(count));

@@ -51,6 +51,11 @@ class arena {
     new (map_.data()) control_block();
   }
 
+  /// A spawned worker's side: the arena its caller made, received as descriptor `fd`.
+  struct adopt_t {};
+  arena(adopt_t, int fd, std::size_t ring_bytes)
+      : ring_bytes_(ring_bytes), fd_(os::fd_handle(fd)), map_(fd, control_bytes + ring_bytes) {}
+
   control_block& control() const noexcept {
     return *std::launder(reinterpret_cast<control_block*>(map_.data()));
   }

@@ -73,6 +73,11 @@ class engine {
     std::size_t max_tasks_per_child = 0;  // 0 = no limit
     bool keep_workers = false;            // restart a dead worker at once (pools)
     std::size_t ring_bytes = std::size_t{64} << 20;
+    /// A worker that has not said hello within this time is stopped (0 = no limit). Spawned
+    /// workers get one: a main() without parallel::spawn_main never answers.
+    std::chrono::milliseconds handshake_timeout{0};
+    /// Appended to the error when a worker ends before its handshake.
+    std::string startup_hint{};
   };
 
   engine(config cfg, starter start) : cfg_(cfg), start_(std::move(start)), slots_(cfg.workers) {
@@ -206,6 +211,7 @@ class engine {
     std::uint64_t sent = 0;        // tasks sent to this worker
     std::uint64_t generation = 0;  // bumped at each launch: poll results of a former worker
     bool greeted = false;
+    std::uint64_t launched_ns = 0;
     std::string startup_error;
     stop_reason stopping = stop_reason::none;
     std::string stop_message;
@@ -228,6 +234,7 @@ class engine {
     s.out_sent = 0;
     s.sent = 0;
     s.greeted = false;
+    s.launched_ns = os::monotonic_ns();
     s.startup_error.clear();
     s.stopping = stop_reason::none;
   }
@@ -255,11 +262,15 @@ class engine {
 
     if (!s.greeted) {
       // Died before its handshake: do not restart in a loop; fail what waits.
-      const std::string why = s.startup_error.empty()
-                                  ? "parallel: a worker process (pid " + std::to_string(pid) +
-                                        ") " + os::describe_status(status) +
-                                        " before its handshake; see its standard error"
-                                  : s.startup_error;
+      const std::string why =
+          s.startup_error.empty()
+              ? "parallel: a worker process (pid " + std::to_string(pid) + ") " +
+                    (s.stopping == stop_reason::timeout
+                         ? "did not answer its handshake within " +
+                               std::to_string(cfg_.handshake_timeout.count()) + " ms"
+                         : os::describe_status(status) + " before its handshake") +
+                    (cfg_.startup_hint.empty() ? "; see its standard error" : cfg_.startup_hint)
+              : s.startup_error;
       fail_all(std::move(jobs), std::make_exception_ptr(spawn_error(why)));
       std::deque<std::unique_ptr<job>> waiting = std::move(pending_);
       pending_.clear();
@@ -528,6 +539,12 @@ class engine {
     const std::uint64_t now = os::monotonic_ns();
     for (auto& s : slots_) {
       if (s.pid < 0 || s.stopping != stop_reason::none) continue;
+      if (!s.greeted && cfg_.handshake_timeout.count() > 0 &&
+          now - s.launched_ns >
+              static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * 1'000'000u) {
+        stop_worker(s, stop_reason::timeout, {});
+        continue;
+      }
       const job* running = running_job(s);
       if (running == nullptr || running->timeout.count() <= 0) continue;
       const std::uint64_t since = s.shared->control().started_ns.load(std::memory_order_relaxed);
@@ -548,6 +565,11 @@ class engine {
     const std::uint64_t now = os::monotonic_ns();
     for (const auto& s : slots_) {
       if (s.pid < 0 || s.stopping != stop_reason::none) continue;
+      if (!s.greeted && cfg_.handshake_timeout.count() > 0) {
+        const std::uint64_t end =
+            s.launched_ns + static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * 1'000'000u;
+        best = std::min<int>(best, static_cast<int>(end > now ? (end - now) / 1'000'000u + 1 : 0));
+      }
       for (const auto& j : s.in_flight) {
         if (j->timeout.count() <= 0) continue;
         const std::uint64_t since = s.shared->control().started_ns.load(std::memory_order_relaxed);

@@ -1,0 +1,99 @@
+// Starting a worker by running this executable again (start::spawn): posix_spawn of
+// /proc/self/exe with the caller's command line, the worker's channel as descriptor 3, its
+// arena as descriptor 4, and a marker in the environment that parallel::spawn_main reads.
+// No shell is involved, and no other descriptor reaches the child.
+#pragma once
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "process.hpp"
+
+extern char** environ;  // NOLINT: POSIX declares it nowhere else
+
+namespace parallel::detail::os {
+
+inline constexpr int spawned_channel_fd = 3;
+inline constexpr int spawned_arena_fd = 4;
+inline constexpr const char* worker_marker = "PARALLEL_WORKER";
+
+/// The arguments this process was started with (Linux: /proc/self/cmdline).
+inline std::vector<std::string> own_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> args;
+  std::string current;
+  for (char c : all) {
+    if (c == '\0') {
+      args.push_back(current);
+      current.clear();
+    } else {
+      current.push_back(c);
+    }
+  }
+  if (!current.empty()) args.push_back(current);
+  if (args.empty()) args.emplace_back("parallel-worker");
+  return args;
+}
+
+/// Runs this executable again as a worker; returns its pid. `marker` becomes the value of
+/// PARALLEL_WORKER in the child's environment.
+inline pid_type spawn_self(int channel, int arena, const std::string& marker) {
+  // Move the sources above the target numbers first: a source may itself be 3 or 4.
+  fd_handle moved_channel(::fcntl(channel, F_DUPFD_CLOEXEC, 100));
+  fd_handle moved_arena(::fcntl(arena, F_DUPFD_CLOEXEC, 100));
+  if (!moved_channel || !moved_arena) throw_errno("fcntl(F_DUPFD_CLOEXEC)");
+
+  posix_spawn_file_actions_t actions;
+  if (::posix_spawn_file_actions_init(&actions) != 0) throw_errno("posix_spawn_file_actions_init");
+  struct cleanup {
+    posix_spawn_file_actions_t* a;
+    ~cleanup() { ::posix_spawn_file_actions_destroy(a); }
+  } destroy_actions{&actions};
+  ::posix_spawn_file_actions_adddup2(&actions, moved_channel.get(), spawned_channel_fd);
+  ::posix_spawn_file_actions_adddup2(&actions, moved_arena.get(), spawned_arena_fd);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  // Nothing but 0-4 reaches the worker, CLOEXEC or not.
+  ::posix_spawn_file_actions_addclosefrom_np(&actions, spawned_arena_fd + 1);
+#endif
+
+  const std::vector<std::string> args = own_command_line();
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+
+  const std::string marker_entry = std::string(worker_marker) + "=" + marker;
+  std::vector<char*> envp;
+  const std::size_t marker_length = std::strlen(worker_marker);
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    if (std::strncmp(*e, worker_marker, marker_length) == 0 && (*e)[marker_length] == '=') continue;
+    envp.push_back(*e);
+  }
+  envp.push_back(const_cast<char*>(marker_entry.c_str()));
+  envp.push_back(nullptr);
+
+  std::fflush(nullptr);
+  pid_type pid = -1;
+  const int err =
+      ::posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
+  if (err != 0) throw_errno("posix_spawn of this executable", err);
+  return pid;
+}
+
+/// The marker of a spawned worker, or nullptr in a normal run.
+inline const char* worker_marker_value() noexcept { return std::getenv(worker_marker); }
+
+/// A spawned worker forgets its marker (programs it starts are not workers).
+inline void clear_worker_marker() noexcept { ::unsetenv(worker_marker); }
+
+}  // namespace parallel::detail::os
