@@ -28,6 +28,7 @@
 #include "codec.hpp"
 #include "detail/algorithms/process_verbs.hpp"
 #include "detail/ipc/engine.hpp"
+#include "detail/ipc/forkserver.hpp"
 #include "detail/ipc/worker.hpp"
 #include "detail/posix/process.hpp"
 #include "detail/posix/spawn.hpp"
@@ -62,7 +63,7 @@ inline constexpr const char* spawn_hint =
 
 class process_pool_core {
  public:
-  enum class method { fork, spawn };
+  enum class method { fork, spawn, forkserver };
 
   explicit process_pool_core(const pool_options& opts, method how = method::fork)
       : workers_(resolve_workers(opts.workers)), opts_(opts), method_(how) {
@@ -120,7 +121,7 @@ class process_pool_core {
     } else {
       marker += "-:";
     }
-    return os::spawn_self(channel, shared.fd(), marker);
+    return os::spawn_self({channel, shared.fd()}, marker);
   }
 
   // start::fork: the initializer, then tasks until the channel closes.
@@ -147,16 +148,32 @@ class process_pool_core {
     std::optional<ipc::engine> engine;
     try {
       const pool_options opts = opts_;
-      const bool spawned = method_ == method::spawn;
+      const method how = method_;
       ipc::engine::config cfg{.workers = workers_,
                               .max_tasks_per_child = opts.max_tasks_per_child,
                               .keep_workers = true};
-      if (spawned) {
+      if (how == method::spawn) {
         cfg.handshake_timeout = std::chrono::seconds(5);
         cfg.startup_hint = spawn_hint;
       }
-      engine.emplace(std::move(cfg), [opts, spawned](int channel, ipc::arena& shared) {
-        return spawned ? spawn_worker(opts, channel, shared) : start_worker(opts, channel, shared);
+      if (how == method::forkserver) {
+        cfg.handshake_timeout = std::chrono::seconds(5);
+        cfg.startup_hint = spawn_hint;  // the server is a spawned process too
+        cfg.reaper = [](os::pid_type pid) {
+          return ipc::forkserver_client::instance().wait_status(pid);
+        };
+      }
+      engine.emplace(std::move(cfg), [opts, how](int channel, ipc::arena& shared) {
+        switch (how) {
+          case method::spawn:
+            return spawn_worker(opts, channel, shared);
+          case method::forkserver:
+            return ipc::forkserver_client::instance().start_worker(channel, shared,
+                                                                   opts.initializer);
+          case method::fork:
+            break;
+        }
+        return start_worker(opts, channel, shared);
       });
     } catch (...) {
       std::lock_guard lock(mutex_);
@@ -325,16 +342,28 @@ auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opt
     std::fflush(nullptr);
     os::exit_now(70);
   };
-  // "1:<parent pid>:<ring bytes>:<initializer offset or ->:<initializer module>"
+  // "1:<parent pid>:<ring bytes>:<initializer offset or ->:<initializer module>", or
+  // "fs:1:<parent pid>" for the forkserver.
   std::vector<std::string> fields;
   std::size_t from = 0;
   for (int i = 0; i < 4; ++i) {
     const std::size_t colon = marker.find(':', from);
-    if (colon == std::string::npos) fail("malformed marker '" + marker + "'");
+    if (colon == std::string::npos) {
+      if (i == 2) break;  // the forkserver's marker has three fields
+      fail("malformed marker '" + marker + "'");
+    }
     fields.push_back(marker.substr(from, colon - from));
     from = colon + 1;
   }
   fields.push_back(marker.substr(from));
+  if (fields[0] == "fs") {
+    // "fs:1:<parent pid>": this process is the forkserver.
+    try {
+      ipc::run_forkserver(static_cast<os::pid_type>(std::stol(fields[2])));
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+  }
   if (fields[0] != "1") fail("marker of another version: '" + marker + "'");
   try {
     const auto parent = static_cast<os::pid_type>(std::stol(fields[1]));
@@ -371,21 +400,26 @@ struct unwrap_apply<apply_each<G&>> {
   static G& get(apply_each<G&>& each) { return each.f; }
 };
 
-/// processes<start::spawn>: a pool of spawned workers for the call; f and the items cross.
-template <>
-struct backend<processes<start::spawn>> {
+/// processes<start::spawn> and processes<start::forkserver>: a pool of workers for the call;
+/// f and the items cross, as on a process_pool.
+template <class Start>
+requires(std::is_same_v<Start, start::spawn> ||
+         std::is_same_v<Start, start::forkserver>) struct backend<processes<Start>> {
+  static constexpr auto how = std::is_same_v<Start, start::spawn>
+                                  ? process_pool_core::method::spawn
+                                  : process_pool_core::method::forkserver;
+
   template <class F, class Range>
-  static auto map(const processes<start::spawn>& p, F& f, Range& items, const options& opts) {
+  static auto map(const processes<Start>& p, F& f, Range& items, const options& opts) {
     using unwrap = unwrap_apply<std::remove_cvref_t<F>>;
-    process_pool_core core(pool_options{.workers = p.workers}, process_pool_core::method::spawn);
+    process_pool_core core(pool_options{.workers = p.workers}, how);
     return pool_map<unwrap::apply>(core, unwrap::get(f), items, opts);
   }
 
   template <bool Ordered, class F, class Range>
-  static auto imap(const processes<start::spawn>& p, F&& f, Range&& items, const options& opts) {
+  static auto imap(const processes<Start>& p, F&& f, Range&& items, const options& opts) {
     // The view owns the pool: it ends after the view's last job.
-    auto core = std::make_shared<process_pool_core>(pool_options{.workers = p.workers},
-                                                    process_pool_core::method::spawn);
+    auto core = std::make_shared<process_pool_core>(pool_options{.workers = p.workers}, how);
     process_pool_core& ref = *core;
     return pool_imap<Ordered, false>(ref, std::forward<F>(f), std::forward<Range>(items), opts,
                                      std::move(core));
@@ -408,16 +442,20 @@ struct backend<processes<start::spawn>> {
 /// is in the executable the workers run.
 template <class Start = start::platform_default>
 class process_pool {
-  static_assert(std::is_same_v<Start, start::fork> || std::is_same_v<Start, start::spawn>,
-                "parallel::process_pool: start::forkserver is not available in this version");
+  static_assert(std::is_same_v<Start, start::fork> || std::is_same_v<Start, start::spawn> ||
+                    std::is_same_v<Start, start::forkserver>,
+                "parallel::process_pool: Start must be start::fork, start::spawn or "
+                "start::forkserver");
+  static constexpr auto how =
+      std::is_same_v<Start, start::spawn>        ? detail::process_pool_core::method::spawn
+      : std::is_same_v<Start, start::forkserver> ? detail::process_pool_core::method::forkserver
+                                                 : detail::process_pool_core::method::fork;
 
  public:
   using options_type = pool_options;
 
   explicit process_pool(const pool_options& opts = {})
-      : core_(std::make_unique<detail::process_pool_core>(
-            opts, std::is_same_v<Start, start::spawn> ? detail::process_pool_core::method::spawn
-                                                      : detail::process_pool_core::method::fork)) {}
+      : core_(std::make_unique<detail::process_pool_core>(opts, how)) {}
 
   process_pool(process_pool&&) noexcept = default;
   process_pool& operator=(process_pool&&) noexcept = default;

@@ -78,6 +78,9 @@ class engine {
     std::chrono::milliseconds handshake_timeout{0};
     /// Appended to the error when a worker ends before its handshake.
     std::string startup_hint{};
+    /// Waits for a worker that ended and returns its wait status; empty = waitpid (the worker
+    /// is our child). A forkserver's workers are the server's children: it reports them.
+    std::function<int(os::pid_type)> reaper{};
   };
 
   engine(config cfg, starter start) : cfg_(cfg), start_(std::move(start)), slots_(cfg.workers) {
@@ -99,7 +102,7 @@ class engine {
     for (auto& s : slots_) {
       if (s.pid < 0) continue;
       try {
-        (void)os::wait_for(s.pid, true);
+        (void)reap(s.pid);
       } catch (...) {
       }
     }
@@ -246,7 +249,7 @@ class engine {
     os::send_signal(s.pid, os::kill_signal);  // no-op when it is already gone
     int status = 0;
     try {
-      status = os::wait_for(s.pid, true);
+      status = reap(s.pid);
     } catch (...) {
     }
     const os::pid_type pid = s.pid;
@@ -315,6 +318,11 @@ class engine {
       if ((*it)->sink != nullptr) pending_.push_front(std::move(*it));
     }
     if (cfg_.keep_workers) launch(s);
+  }
+
+  int reap(os::pid_type pid) {
+    if (cfg_.reaper) return cfg_.reaper(pid);
+    return os::wait_for(pid, true);
   }
 
   void fail_all(std::deque<std::unique_ptr<job>> jobs, const std::exception_ptr& error) {
@@ -480,7 +488,7 @@ class engine {
       s.channel.reset();
       s.watch.reset();
       try {
-        (void)os::wait_for(pid, true);
+        (void)reap(pid);
       } catch (...) {
       }
       s.pid = -1;

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -431,6 +432,106 @@ class library_fd {
  private:
   fd_handle fd_;
 };
+
+/// A connected pair of message sockets (message boundaries kept; descriptors can travel).
+inline std::pair<fd_handle, fd_handle> message_socket_pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
+    throw_errno("socketpair(SOCK_SEQPACKET)");
+  return {fd_handle(fds[0]), fd_handle(fds[1])};
+}
+
+/// Sends one message with up to two descriptors attached (SCM_RIGHTS). False when the peer is
+/// gone.
+inline bool send_message(int socket, const void* data, std::size_t size, const int* fds,
+                         std::size_t fd_count) noexcept {
+  iovec io{const_cast<void*>(data), size};
+  msghdr msg{};
+  msg.msg_iov = &io;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  if (fd_count > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(fd_count * sizeof(int));
+    cmsghdr* header = CMSG_FIRSTHDR(&msg);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
+    std::memcpy(CMSG_DATA(header), fds, fd_count * sizeof(int));
+  }
+  for (;;) {
+    if (::sendmsg(socket, &msg, MSG_NOSIGNAL) >= 0) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+/// Receives one message (at most `size` bytes) and up to two descriptors, which arrive
+/// O_CLOEXEC. Returns the message length, 0 at end of stream, -1 on error.
+inline std::ptrdiff_t receive_message(int socket, void* data, std::size_t size, fd_handle* fds,
+                                      std::size_t fd_capacity) noexcept {
+  iovec io{data, size};
+  msghdr msg{};
+  msg.msg_iov = &io;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  std::size_t taken = 0;
+  for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+      if (taken < fd_capacity)
+        fds[taken++] = fd_handle(fd);
+      else
+        ::close(fd);  // more than expected: never leak
+    }
+  }
+  return n;
+}
+
+/// SIGCHLD as a readable descriptor (the calling thread blocks the signal): for a
+/// single-threaded server that reaps its children in its poll loop.
+inline fd_handle child_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) throw_errno("sigprocmask");
+  fd_handle fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!fd) throw_errno("signalfd");
+  return fd;
+}
+
+inline void drain_child_signals(int fd) noexcept {
+  signalfd_siginfo info;
+  while (::read(fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+  }
+}
+
+/// In a child of that server: SIGCHLD back to normal.
+inline void unblock_child_signals() noexcept {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+/// Reaps any ended child: its pid and status, or pid 0 when none has ended.
+inline std::pair<pid_type, int> reap_any() noexcept {
+  int status = 0;
+  pid_type pid;
+  do {
+    pid = ::waitpid(-1, &status, WNOHANG);
+  } while (pid < 0 && errno == EINTR);
+  return {pid > 0 ? pid : 0, status};
+}
 
 /// Waits until one of `fds` is ready or `timeout_ms` passes (-1 = no limit).
 using poll_entry = ::pollfd;

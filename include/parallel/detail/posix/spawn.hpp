@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <string>
 #include <string_view>
@@ -46,13 +47,15 @@ inline std::vector<std::string> own_command_line() {
   return args;
 }
 
-/// Runs this executable again as a worker; returns its pid. `marker` becomes the value of
-/// PARALLEL_WORKER in the child's environment.
-inline pid_type spawn_self(int channel, int arena, const std::string& marker) {
+/// Runs this executable again with `fds` as descriptors 3, 4, ... and `marker` as the value of
+/// PARALLEL_WORKER in its environment; returns its pid.
+inline pid_type spawn_self(std::initializer_list<int> fds, const std::string& marker) {
   // Move the sources above the target numbers first: a source may itself be 3 or 4.
-  fd_handle moved_channel(::fcntl(channel, F_DUPFD_CLOEXEC, 100));
-  fd_handle moved_arena(::fcntl(arena, F_DUPFD_CLOEXEC, 100));
-  if (!moved_channel || !moved_arena) throw_errno("fcntl(F_DUPFD_CLOEXEC)");
+  std::vector<fd_handle> moved;
+  for (int fd : fds) {
+    moved.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 100));
+    if (!moved.back()) throw_errno("fcntl(F_DUPFD_CLOEXEC)");
+  }
 
   posix_spawn_file_actions_t actions;
   if (::posix_spawn_file_actions_init(&actions) != 0) throw_errno("posix_spawn_file_actions_init");
@@ -60,11 +63,11 @@ inline pid_type spawn_self(int channel, int arena, const std::string& marker) {
     posix_spawn_file_actions_t* a;
     ~cleanup() { ::posix_spawn_file_actions_destroy(a); }
   } destroy_actions{&actions};
-  ::posix_spawn_file_actions_adddup2(&actions, moved_channel.get(), spawned_channel_fd);
-  ::posix_spawn_file_actions_adddup2(&actions, moved_arena.get(), spawned_arena_fd);
+  int target = spawned_channel_fd;
+  for (const auto& fd : moved) ::posix_spawn_file_actions_adddup2(&actions, fd.get(), target++);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  // Nothing but 0-4 reaches the worker, CLOEXEC or not.
-  ::posix_spawn_file_actions_addclosefrom_np(&actions, spawned_arena_fd + 1);
+  // Nothing but 0-2 and the descriptors given reaches the child, CLOEXEC or not.
+  ::posix_spawn_file_actions_addclosefrom_np(&actions, target);
 #endif
 
   const std::vector<std::string> args = own_command_line();
