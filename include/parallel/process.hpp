@@ -54,9 +54,9 @@ class process {
   /// Flushes the caller's output, forks, and runs f(args...) in the child. Throws
   /// parallel::error when the child cannot be made, and whatever copying f or args throws.
   template <class F, class... Args>
-  requires(!std::same_as<std::remove_cvref_t<F>, process>) &&
-      std::invocable<std::decay_t<F>, std::decay_t<Args>...> explicit process(F&& f,
-                                                                              Args&&... args) {
+  explicit process(F&& f, Args&&... args) requires(
+      !std::same_as<std::remove_cvref_t<F>, process> &&
+      std::invocable<std::decay_t<F>, std::decay_t<Args>...>) {
     std::tuple<std::decay_t<F>, std::decay_t<Args>...> task{std::forward<F>(f),
                                                             std::forward<Args>(args)...};
     const detail::os::pid_type parent = detail::os::current_pid();
@@ -189,9 +189,9 @@ class process {
   }
 
   /// Keeps the exit code of a status; false for -1 (still running).
-  bool record(int status) {
-    if (status == -1) return false;
-    exit_code_ = detail::os::exit_code_of(status);
+  bool record(int wait_status) {
+    if (wait_status == -1) return false;
+    exit_code_ = detail::os::exit_code_of(wait_status);
     return true;
   }
 

@@ -128,7 +128,7 @@ class process_pool_core {
   static os::pid_type start_worker(const pool_options& opts, int channel, ipc::arena& shared) {
     const os::pid_type parent = os::current_pid();
     std::fflush(nullptr);
-    const os::pid_type pid = os::fork_process();
+    const os::pid_type pid = os::fork_with_default_handlers();
     if (pid != 0) return pid;
     os::library_fds::close_all_except({channel});
     os::become_worker(parent);

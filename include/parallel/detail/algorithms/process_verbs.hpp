@@ -96,7 +96,7 @@ ipc::engine::starter fork_starter(Handle& handle) {
   return [&handle](int channel, ipc::arena& shared) -> os::pid_type {
     const os::pid_type parent = os::current_pid();
     std::fflush(nullptr);  // or the child would write the caller's buffered output again
-    const os::pid_type pid = os::fork_process();
+    const os::pid_type pid = os::fork_with_default_handlers();
     if (pid != 0) return pid;
     os::library_fds::close_all_except({channel});
     os::become_worker(parent);

@@ -14,8 +14,6 @@
 // when it fits there (the frame then carries an arena_descriptor).
 #pragma once
 
-#include <cxxabi.h>
-
 #include <array>
 #include <bit>
 #include <cstddef>
@@ -30,7 +28,6 @@
 #include <span>
 #include <string>
 #include <type_traits>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -50,14 +47,7 @@ inline constexpr std::uint32_t task_timed = 1u << 0;  // record when each item s
 inline constexpr std::size_t max_task_payload = std::size_t{1} << 40;
 
 /// The demangled name of the exception being handled ("std::out_of_range").
-inline std::string current_exception_type_name() {
-  const std::type_info* type = abi::__cxa_current_exception_type();
-  if (type == nullptr) return "unknown exception";
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name(
-      abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
-  return status == 0 && name ? std::string(name.get()) : std::string(type->name());
-}
+inline std::string current_exception_type_name() { return os::current_exception_type_name(); }
 
 inline std::string current_exception_message() {
   try {
