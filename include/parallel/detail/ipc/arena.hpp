@@ -41,7 +41,7 @@ class arena {
  public:
   static constexpr std::size_t control_bytes = 4096;
   /// Results of at least this many bytes go through the ring (when they fit).
-  static constexpr std::size_t ring_threshold = 32 * 1024;
+  static constexpr std::size_t ring_threshold = std::size_t{32} << 10;
 
   arena() = default;
   explicit arena(std::size_t ring_bytes)

@@ -83,7 +83,8 @@ class engine {
     std::function<int(os::pid_type)> reaper{};
   };
 
-  engine(config cfg, starter start) : cfg_(cfg), start_(std::move(start)), slots_(cfg.workers) {
+  engine(config cfg, starter start)
+      : cfg_(std::move(cfg)), start_(std::move(start)), slots_(cfg_.workers) {
     (void)anchor_location();  // computed once here, not again in every worker
     if (cfg_.keep_workers)
       for (auto& s : slots_) launch(s);

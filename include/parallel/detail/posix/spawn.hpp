@@ -72,6 +72,7 @@ inline pid_type spawn_self(std::initializer_list<int> fds, const std::string& ma
 
   const std::vector<std::string> args = own_command_line();
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
 
