@@ -247,6 +247,9 @@ class engine {
   void end_worker(slot& s) {
     if (s.stopping == stop_reason::none) receive(s, /*draining=*/true);
     if (s.pid < 0) return;
+    // Still running although its channel ended: it closed the channel itself.
+    const bool was_alive =
+        s.stopping == stop_reason::none && s.watch && !os::readable_now(s.watch.get());
     os::send_signal(s.pid, os::kill_signal);  // no-op when it is already gone
     int status = 0;
     try {
@@ -308,6 +311,10 @@ class engine {
         error = std::make_exception_ptr(
             parallel::error(s.stop_message + "; the worker process (pid " + std::to_string(pid) +
                             ") was stopped" + item + " and replaced"));
+      } else if (was_alive) {
+        error = std::make_exception_ptr(worker_died(
+            "parallel: worker process (pid " + std::to_string(pid) + ") closed its channel" + item +
+            " and kept running; it was stopped and replaced"));
       } else {
         error = std::make_exception_ptr(
             worker_died("parallel: worker process (pid " + std::to_string(pid) + ") " +

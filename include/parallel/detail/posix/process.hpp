@@ -546,6 +546,16 @@ inline int poll_fds(poll_entry* fds, std::size_t count, int timeout_ms) {
   }
 }
 
+/// True when `fd` is readable at this instant (a pidfd: the process has ended).
+inline bool readable_now(int fd) noexcept {
+  ::pollfd entry{fd, POLLIN, 0};
+  int n;
+  do {
+    n = ::poll(&entry, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  return n > 0 && (entry.revents & POLLIN) != 0;
+}
+
 /// A wake-up descriptor another thread can signal (eventfd): readable once signalled.
 class wakeup {
  public:
