@@ -19,6 +19,7 @@
 #include <optional>
 #include <ranges>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -240,6 +241,20 @@ class pool_runner final : public runner {
   process_pool_core& core_;
 };
 
+/// A C string argument of submit crosses as its characters, and reaches f as whichever of
+/// const char*, std::string or std::string_view it takes (a pointer alone could not cross).
+struct c_string_arg {
+  std::string text;
+  operator const char*() const noexcept { return text.c_str(); }  // NOLINT
+  operator const std::string&() const noexcept { return text; }   // NOLINT
+  operator std::string_view() const noexcept { return text; }     // NOLINT
+};
+
+template <class T>
+using shipped_arg_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
+                                             std::is_same_v<std::decay_t<T>, char*>,
+                                         c_string_arg, std::decay_t<T>>;
+
 /// A submitted call's future: completed by the pool's I/O thread.
 template <class R>
 struct process_future final : future_state<R>, ipc::job_sink {
@@ -428,6 +443,12 @@ requires(std::is_same_v<Start, start::spawn> ||
 
 }  // namespace detail
 
+template <>
+struct codec<detail::c_string_arg> {
+  static void encode(encoder& out, const detail::c_string_arg& arg) { out.write(arg.text); }
+  static detail::c_string_arg decode(decoder& in) { return {in.read<std::string>()}; }
+};
+
 /// Worker processes for reuse across calls (Python's Pool / ProcessPoolExecutor). Workers start
 /// with the pool and stay until it is destroyed; a worker that dies is replaced, and only the
 /// task it was running fails (parallel::worker_died).
@@ -492,7 +513,7 @@ class process_pool {
   template <class F, class... Args>
   auto submit(F&& f, Args&&... args) {
     using Fn = std::decay_t<F>;
-    using Tuple = std::tuple<std::decay_t<Args>...>;
+    using Tuple = std::tuple<detail::shipped_arg_t<Args>...>;
     using R = detail::submit_result_t<F, Args...>;
     static_assert(!std::is_void_v<R>, "parallel::process_pool::submit: f must return a value");
     detail::require_transferable<R>();

@@ -323,13 +323,13 @@ class process_imap_state final : public ipc::job_sink {
     return false;
   }
 
-  value_type& current() { return current_->results[position_]; }
+  value_type& current() { return current_->results[position_].value; }
 
   void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
     auto* c = reinterpret_cast<chunk*>(j.tag);
     const std::size_t bytes = in.remaining();
     c->results.reserve(static_cast<std::size_t>(k));
-    for (std::uint64_t i = 0; i < k; ++i) c->results.push_back(in.read<R>());
+    for (std::uint64_t i = 0; i < k; ++i) c->results.push_back(boxed{in.read<R>()});
     std::lock_guard lock(mutex_);
     if (k > 0) planner_.learn(k, ns, bytes);
   }
@@ -346,10 +346,15 @@ class process_imap_state final : public ipc::job_sink {
   }
 
  private:
+  // A result in a box of its own: std::vector<bool> could not hand out a bool&.
+  struct boxed {
+    R value;
+  };
+
   struct chunk {
     std::size_t first = 0;
     std::size_t count = 0;
-    std::vector<R> results;
+    std::vector<boxed> results;
     std::exception_ptr error;
     bool done = false;
   };

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -165,6 +166,24 @@ struct cannot_ship_callable {
                 "see the caller's memory");
 };
 
+/// A closure crosses as its bytes, which C++ cannot tell apart: an int capture and a reference
+/// capture may look the same to the type system. At run time they differ: a reference or a
+/// pointer is the address of mapped memory, which means nothing (or something stale) in a
+/// worker. Such a closure is refused here instead of running on the wrong memory.
+inline void refuse_addresses(const void* closure, std::size_t size) {
+  for (std::size_t at = 0; at + sizeof(std::uintptr_t) <= size; at += alignof(std::uintptr_t)) {
+    std::uintptr_t word;
+    std::memcpy(&word, static_cast<const std::byte*>(closure) + at, sizeof word);
+    if (os::is_mapped_address(word)) {
+      throw parallel::error(
+          "parallel: the function sent to a worker process captures an address (a capture by "
+          "reference, or a pointer): it would mean nothing in the worker. Capture values "
+          "([x] or [=]), pass the data as arguments, or use "
+          "parallel::processes<parallel::start::fork>, whose workers read the caller's memory");
+    }
+  }
+}
+
 template <class Fn>
 void encode_callable(encoder& out, const Fn& fn) {
   static_cast<void>(sizeof(cannot_ship_callable<Fn>));
@@ -174,6 +193,7 @@ void encode_callable(encoder& out, const Fn& fn) {
   } else if constexpr (transferable<Fn>) {
     out.write(fn);
   } else {
+    refuse_addresses(&fn, sizeof(Fn));
     out.write_bytes(&fn, sizeof(Fn));
   }
 }

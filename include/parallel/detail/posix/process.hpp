@@ -546,6 +546,14 @@ inline int poll_fds(poll_entry* fds, std::size_t count, int timeout_ms) {
   }
 }
 
+/// True when `address` lies in a page mapped into this process (code, data, heap, stacks).
+inline bool is_mapped_address(std::uintptr_t address) noexcept {
+  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  if (address < page) return false;
+  unsigned char resident = 0;
+  return ::mincore(reinterpret_cast<void*>(address / page * page), 1, &resident) == 0;
+}
+
 /// True when `fd` is readable at this instant (a pidfd: the process has ended).
 inline bool readable_now(int fd) noexcept {
   ::pollfd entry{fd, POLLIN, 0};
