@@ -202,7 +202,10 @@ class process_map_call final : public ipc::job_sink {
           run_.post(std::move(j));
           chunk = planner_.next(n_ - next_);
         }
-        run_.wait(lock, changed_);
+        // Woken when the jobs in flight run low, at the end, or at a failure (not per job:
+        // at chunksize 1 that would be two context switches per task).
+        wake_below_ = next_ < n_ ? planner_.jobs_ahead(chunk) / 2 : 0;
+        if (outstanding_ > wake_below_) run_.wait(lock, changed_);
         if (opts_.progress && done_ != reported && !error_) {
           reported = done_;
           lock.unlock();
@@ -210,8 +213,8 @@ class process_map_call final : public ipc::job_sink {
           lock.lock();
         }
       }
-    } catch (...) {
-      lock.unlock();
+    } catch (...) {  // a progress callback, or posting, threw
+      if (lock.owns_lock()) lock.unlock();
       run_.cancel(this);
       throw;
     }
@@ -242,7 +245,7 @@ class process_map_call final : public ipc::job_sink {
     // the condition variable.
     std::lock_guard lock(mutex_);
     --outstanding_;
-    changed_.notify_one();
+    if (outstanding_ <= wake_below_ || error_ || opts_.progress) changed_.notify_one();
   }
 
  private:
@@ -255,6 +258,7 @@ class process_map_call final : public ipc::job_sink {
   std::condition_variable changed_;
   std::size_t next_ = 0;
   std::size_t outstanding_ = 0;
+  std::size_t wake_below_ = 0;  // the caller wants to hear when outstanding_ drops to this
   std::size_t done_ = 0;
   std::exception_ptr error_;
 };

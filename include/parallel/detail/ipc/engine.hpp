@@ -216,6 +216,7 @@ class engine {
     std::uint64_t generation = 0;  // bumped at each launch: poll results of a former worker
     bool greeted = false;
     std::uint64_t launched_ns = 0;
+    std::size_t results_parsed = 0;  // result headers read whose frames are not handled yet
     std::string startup_error;
     stop_reason stopping = stop_reason::none;
     std::string stop_message;
@@ -233,6 +234,11 @@ class engine {
     os::set_nonblocking(s.channel.get(), true);
     s.watch = os::library_fd(os::process_watch(s.pid));
     s.reader = std::make_unique<frame_reader>(max_task_payload);
+    // A result header is checked as soon as it arrives, before its payload: a result for a task
+    // the worker was not given fails now, not after the bytes it announces (which may never
+    // come).
+    s.results_parsed = 0;
+    s.reader->check_headers([&s](const frame_header& h) { check_header(s, h); });
     ++s.generation;
     s.out.clear();
     s.out_sent = 0;
@@ -248,8 +254,9 @@ class engine {
     if (s.stopping == stop_reason::none) receive(s, /*draining=*/true);
     if (s.pid < 0) return;
     // Still running although its channel ended: it closed the channel itself.
-    const bool was_alive =
-        s.stopping == stop_reason::none && s.watch && !os::readable_now(s.watch.get());
+    // (A dying process closes its descriptors before it can be waited for: give it a moment.)
+    const bool was_alive = s.stopping == stop_reason::none && s.watch &&
+                           !os::readable_within(s.watch.get(), 200);
     os::send_signal(s.pid, os::kill_signal);  // no-op when it is already gone
     int status = 0;
     try {
@@ -433,6 +440,9 @@ class engine {
       }
       s.reader->feed(std::span(incoming_.data(), static_cast<std::size_t>(n)));
       if (!handle_frames(s)) return;
+      // A short read means the socket is drained for now (poll says when more comes); saves a
+      // read that would only say EAGAIN. Draining a dead worker reads on to the end.
+      if (!draining && static_cast<std::size_t>(n) < incoming_.size()) break;
     }
   }
 
@@ -445,7 +455,7 @@ class engine {
         f = s.reader->next();
         if (!f) return true;
         handle(s, *f);
-      } catch (const parallel::error& e) {
+      } catch (const std::exception& e) {
         stop_worker(s, stop_reason::protocol, e.what());
         return false;
       }
@@ -483,6 +493,7 @@ class engine {
     }
     std::unique_ptr<job> j = std::move(s.in_flight.front());
     s.in_flight.pop_front();
+    --s.results_parsed;
 
     try {
       settle(s, f, *j);
@@ -506,6 +517,18 @@ class engine {
     }
   }
 
+  // Results come in the order the tasks were sent; headers parsed ahead of the frames handled
+  // so far belong to the jobs after those.
+  static void check_header(slot& s, const frame_header& h) {
+    if (h.type != frame_type::result) return;
+    const std::size_t position = s.results_parsed;
+    if (position >= s.in_flight.size() || s.in_flight[position]->id != h.task_id) {
+      wire::protocol_error("a worker sent the result of task " + std::to_string(h.task_id) +
+                           ", which it was not running");
+    }
+    ++s.results_parsed;
+  }
+
   // A result frame for job j: results to the sink, then its failure, if any.
   void settle(slot& s, const frame& f, job& j) {
     std::span<const std::byte> bytes = f.payload;
@@ -527,7 +550,17 @@ class engine {
       if (where) s.shared->release(*where);
       return;
     }
-    sink->results(j, in, k, took);
+    try {
+      sink->results(j, in, k, took);
+    } catch (...) {
+      // A result that fails to decode (a codec threw) fails its own job; the frames around it
+      // are intact, so the worker and the other jobs go on.
+      if (where) s.shared->release(*where);
+      j.sink = nullptr;
+      sink->failed(j, std::current_exception());
+      sink->done(j);
+      return;
+    }
     std::exception_ptr error;
     const auto failed = in.read<std::uint8_t>();
     if (failed == 1) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -37,6 +38,10 @@ class frame_reader {
 
   explicit frame_reader(std::size_t max_payload = default_max_payload)
       : max_payload_(max_payload) {}
+
+  /// Runs `check` on each header as soon as it is complete, before its payload is read; an
+  /// exception from it is a protocol violation of the stream at that frame.
+  void check_headers(std::function<void(const frame_header&)> check) { check_ = std::move(check); }
 
   void feed(std::span<const std::byte> bytes) {
     while (!bytes.empty() && !failed_) {
@@ -100,6 +105,7 @@ class frame_reader {
     frame_header header;
     try {
       header = decode_header(header_, max_payload_);
+      if (check_) check_(header);
     } catch (const parallel::error& e) {
       failed_ = true;
       error_ = std::string(e.what()) + " (frame at byte " + std::to_string(frame_offset_) +
@@ -148,6 +154,7 @@ class frame_reader {
   }
 
   std::size_t max_payload_;
+  std::function<void(const frame_header&)> check_;
   header_bytes header_{};
   std::size_t header_filled_ = 0;  // nonzero from the first byte of a frame to its last
   bool in_payload_ = false;

@@ -327,10 +327,10 @@ template <class Handle>
       } else {
         append_frame(out, frame_type::result, frame_flags::none, next->task_id, payload);
       }
-      if (out.size() >= (std::size_t{256} << 10)) {
-        if (!os::write_all(channel, out.data(), out.size())) break;
-        out.clear();
-      }
+      // Each result goes out at once: holding it back to batch it with the next one would make
+      // it wait for that task, however long it runs.
+      if (!os::write_all(channel, out.data(), out.size())) break;
+      out.clear();
     }
     if (!out.empty()) os::write_all(channel, out.data(), out.size());
   } catch (const std::exception& e) {

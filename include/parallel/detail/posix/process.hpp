@@ -538,12 +538,13 @@ using poll_entry = ::pollfd;
 inline constexpr short poll_in = POLLIN;
 inline constexpr short poll_out = POLLOUT;
 inline constexpr short poll_hangup = POLLHUP | POLLERR | POLLNVAL;
+/// A signal ends the wait early (returns 0): the caller re-checks its deadlines, so signals
+/// arriving faster than a timeout cannot postpone it forever.
 inline int poll_fds(poll_entry* fds, std::size_t count, int timeout_ms) {
-  for (;;) {
-    const int n = ::poll(fds, static_cast<nfds_t>(count), timeout_ms);
-    if (n >= 0) return n;
-    if (errno != EINTR) throw_errno("poll");
-  }
+  const int n = ::poll(fds, static_cast<nfds_t>(count), timeout_ms);
+  if (n >= 0) return n;
+  if (errno == EINTR) return 0;
+  throw_errno("poll");
 }
 
 /// True when `address` lies in a page mapped into this process (code, data, heap, stacks).
@@ -554,12 +555,12 @@ inline bool is_mapped_address(std::uintptr_t address) noexcept {
   return ::mincore(reinterpret_cast<void*>(address / page * page), 1, &resident) == 0;
 }
 
-/// True when `fd` is readable at this instant (a pidfd: the process has ended).
-inline bool readable_now(int fd) noexcept {
+/// True when `fd` becomes readable within `timeout_ms` (a pidfd: the process has ended).
+inline bool readable_within(int fd, int timeout_ms) noexcept {
   ::pollfd entry{fd, POLLIN, 0};
   int n;
   do {
-    n = ::poll(&entry, 1, 0);
+    n = ::poll(&entry, 1, timeout_ms);
   } while (n < 0 && errno == EINTR);
   return n > 0 && (entry.revents & POLLIN) != 0;
 }
