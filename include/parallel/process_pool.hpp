@@ -94,11 +94,12 @@ class process_pool_core {
 
   std::size_t size() const noexcept { return workers_; }
 
-  void post(std::unique_ptr<ipc::job> j) {
+  void post(std::vector<std::unique_ptr<ipc::job>>& batch) {
     {
       std::lock_guard lock(mutex_);
-      inbox_.push_back(std::move(j));
+      for (auto& j : batch) inbox_.push_back(std::move(j));
     }
+    batch.clear();
     wake_.signal();
   }
 
@@ -229,7 +230,7 @@ class pool_runner final : public runner {
  public:
   explicit pool_runner(process_pool_core& core, std::shared_ptr<process_pool_core> owned = nullptr)
       : owned_(std::move(owned)), core_(core) {}
-  void post(std::unique_ptr<ipc::job> j) override { core_.post(std::move(j)); }
+  void post(std::vector<std::unique_ptr<ipc::job>>& batch) override { core_.post(batch); }
   void cancel(ipc::job_sink* sink) override { core_.cancel(sink); }
   void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) override {
     changed.wait(lock);
@@ -530,7 +531,9 @@ class process_pool {
     }
     auto* state = new detail::process_future<R>();
     j->sink = state;
-    core_->post(std::move(j));
+    std::vector<std::unique_ptr<detail::ipc::job>> one;
+    one.push_back(std::move(j));
+    core_->post(one);
     return detail::future_access::make<R>(state);
   }
 

@@ -54,7 +54,8 @@ inline void refuse_in_spawned_child() {
 /// How a call reaches its engine.
 class runner {
  public:
-  virtual void post(std::unique_ptr<ipc::job> j) = 0;
+  /// Hands over every job of `batch` (which is left empty): one wake-up of the engine for all.
+  virtual void post(std::vector<std::unique_ptr<ipc::job>>& batch) = 0;
   /// Drops the sink's queued jobs and forgets those in flight; on return the engine will not
   /// call the sink again.
   virtual void cancel(ipc::job_sink* sink) = 0;
@@ -71,7 +72,10 @@ class runner {
 class inline_runner final : public runner {
  public:
   explicit inline_runner(ipc::engine& e) : engine_(e) {}
-  void post(std::unique_ptr<ipc::job> j) override { engine_.post(std::move(j)); }
+  void post(std::vector<std::unique_ptr<ipc::job>>& batch) override {
+    for (auto& j : batch) engine_.post(std::move(j));
+    batch.clear();
+  }
   void cancel(ipc::job_sink* sink) override { engine_.cancel(sink); }
   void wait(std::unique_lock<std::mutex>& lock, std::condition_variable&) override {
     lock.unlock();
@@ -191,6 +195,7 @@ class process_map_call final : public ipc::job_sink {
     try {
       while (!error_ && (next_ < n_ || outstanding_ > 0)) {
         std::size_t chunk = planner_.next(n_ - next_);
+        batch_.clear();
         while (next_ < n_ && outstanding_ < planner_.jobs_ahead(chunk)) {
           const std::size_t count = std::min(chunk, n_ - next_);
           auto j = make_job(next_, count, opts_, prefix);
@@ -199,9 +204,10 @@ class process_map_call final : public ipc::job_sink {
           fill(body, next_, count);
           next_ += count;
           ++outstanding_;
-          run_.post(std::move(j));
+          batch_.push_back(std::move(j));
           chunk = planner_.next(n_ - next_);
         }
+        if (!batch_.empty()) run_.post(batch_);
         // Woken when the jobs in flight run low, at the end, or at a failure (not per job:
         // at chunksize 1 that would be two context switches per task).
         wake_below_ = next_ < n_ ? planner_.jobs_ahead(chunk) / 2 : 0;
@@ -257,6 +263,7 @@ class process_map_call final : public ipc::job_sink {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::size_t next_ = 0;
+  std::vector<std::unique_ptr<ipc::job>> batch_;
   std::size_t outstanding_ = 0;
   std::size_t wake_below_ = 0;  // the caller wants to hear when outstanding_ drops to this
   std::size_t done_ = 0;
@@ -385,6 +392,11 @@ class process_imap_state final : public ipc::job_sink {
   }
 
   void refill() {
+    take_input();
+    if (!batch_.empty()) run_.post(batch_);
+  }
+
+  void take_input() {
     while (!input_done_ && !failed_seen()) {
       std::size_t size = planner_.next(total_ == 0 ? chunk_planner::unknown : total_ - read_);
       const std::size_t limit = window_limit(size);
@@ -412,7 +424,7 @@ class process_imap_state final : public ipc::job_sink {
       read_ += count;
       in_flight_ += count;
       window_.push_back(std::move(c));
-      run_.post(std::move(j));
+      batch_.push_back(std::move(j));
     }
   }
 
@@ -458,6 +470,7 @@ class process_imap_state final : public ipc::job_sink {
   bool input_done_ = false;
   bool finished_ = false;
   std::deque<std::unique_ptr<chunk>> window_;
+  std::vector<std::unique_ptr<ipc::job>> batch_;
   std::unique_ptr<chunk> current_;
   std::size_t position_ = 0;
   std::mutex mutex_;
