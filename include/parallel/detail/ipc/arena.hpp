@@ -74,11 +74,16 @@ class arena {
     std::uint64_t head = c.ring_head.load(std::memory_order_relaxed);
     const std::uint64_t tail = c.ring_tail.load(std::memory_order_acquire);
     const std::uint64_t offset = head % ring_bytes_;
-    // Back to the start when the caller has consumed everything (so the ring's pages that are
-    // in use stay few and warm), or when the bytes would not fit before the end.
-    if (offset != 0 && (head == tail || offset + bytes.size() > ring_bytes_))
-      head += ring_bytes_ - offset;
-    if (head + bytes.size() - tail > ring_bytes_) return std::nullopt;
+    if (head == tail) {
+      // The caller has consumed everything: start again at the beginning, so the ring's pages
+      // in use stay few and warm. The whole ring is free.
+      if (offset != 0) head += ring_bytes_ - offset;
+    } else {
+      // Unconsumed bytes are in [tail, head). Bytes that would not fit before the end go to the
+      // start; the skipped end counts as used until the caller passes it.
+      if (offset + bytes.size() > ring_bytes_) head += ring_bytes_ - offset;
+      if (head + bytes.size() - tail > ring_bytes_) return std::nullopt;
+    }
     std::memcpy(ring() + head % ring_bytes_, bytes.data(), bytes.size());
     c.ring_head.store(head + bytes.size(), std::memory_order_release);
     return arena_descriptor{head, bytes.size()};
