@@ -1,0 +1,330 @@
+// What the fault tests share: a page of shared memory that tasks in worker processes write and
+// the test reads (when a worker died, which pids ran, how often an initializer ran), tasks that
+// die in each of the ways a process can, the runners that let one check cover both fork modes,
+// and views of this process from /proc (open descriptors, children).
+//
+// The shared page must exist before a pool forks its workers: every test calls reset_board()
+// first, which maps it on first use; a pool made afterwards inherits the mapping.
+#pragma once
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <parallel/parallel.hpp>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../catch.hpp"
+
+namespace fault_support {
+
+// --- time and the shared page -----------------------------------------------------------------
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
+inline std::uint64_t now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+/// For messages (Catch2 v2 and v3 name their substring matcher differently).
+inline bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+inline double ms_since(std::uint64_t start_ns) {
+  return static_cast<double>(now_ns() - start_ns) / 1e6;
+}
+
+inline void sleep_ms(long ms) {
+  timespec ts{ms / 1000, (ms % 1000) * 1'000'000};
+  while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/// Written by tasks in worker processes, read by the test.
+struct board {
+  std::atomic<std::uint64_t> died_ns{0};  // when a task was about to die
+  std::atomic<int> died_pid{0};           // the worker it died in
+  std::atomic<int> initializer_runs{0};
+  std::atomic<int> task_runs{0};
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+inline board& shared_board() {
+  static board* const page = [] {
+    void* at = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (at == MAP_FAILED) std::abort();
+    return new (at) board();
+  }();
+  return *page;
+}
+
+/// Maps the page (in the test process, before any pool exists) and clears it.
+inline board& reset_board() {
+  board& b = shared_board();
+  b.died_ns = 0;
+  b.died_pid = 0;
+  b.initializer_runs = 0;
+  b.task_runs = 0;
+  return b;
+}
+
+// --- dying ---------------------------------------------------------------------------------------
+
+enum class death { sigkill, sigsegv, abort_call, exit_3 };
+
+inline const char* name_of(death how) {
+  switch (how) {
+    case death::sigkill:
+      return "raise(SIGKILL)";
+    case death::sigsegv:
+      return "raise(SIGSEGV)";
+    case death::abort_call:
+      return "abort()";
+    case death::exit_3:
+      return "_exit(3)";
+  }
+  return "?";
+}
+
+/// What worker_died's message must say about each death.
+inline const char* expected_cause(death how) {
+  switch (how) {
+    case death::sigkill:
+      return "SIGKILL";
+    case death::sigsegv:
+      return "SIGSEGV";
+    case death::abort_call:
+      return "SIGABRT";
+    case death::exit_3:
+      return "exited with code 3";
+  }
+  return "?";
+}
+
+/// Records the time and pid, then ends this worker process. The worker inherited the test
+/// framework's handlers for SIGSEGV and SIGABRT (it is a fork of the test): they go back to
+/// the default first, so that the death is the plain signal and Catch does not print a report
+/// from inside the worker.
+[[noreturn]] inline void die(death how) {
+  board& b = shared_board();
+  b.died_pid = static_cast<int>(::getpid());
+  b.died_ns = now_ns();
+  switch (how) {
+    case death::sigkill:
+      ::raise(SIGKILL);
+      break;
+    case death::sigsegv:
+      ::signal(SIGSEGV, SIG_DFL);
+      ::raise(SIGSEGV);
+      break;
+    case death::abort_call:
+      ::signal(SIGABRT, SIG_DFL);
+      std::abort();
+    case death::exit_3:
+      ::_exit(3);
+  }
+  ::_exit(99);  // not reached
+}
+
+/// True once `pid` is no child of this process any more (the library reaped it).
+inline bool reaped(int pid) {
+  int status = 0;
+  return ::waitpid(pid, &status, WNOHANG) == -1 && errno == ECHILD;
+}
+
+// --- the two fork modes behind one interface
+// ------------------------------------------------------
+
+/// processes<start::fork>{.workers = n}: workers forked at each call.
+struct per_call {
+  int workers = 2;
+
+  template <class F, class Range>
+  auto map(F&& f, Range&& items, const parallel::options& opts = {}) {
+    return parallel::map(parallel::processes<parallel::start::fork>{.workers = workers},
+                         std::forward<F>(f), std::forward<Range>(items), opts);
+  }
+  template <class F, class Range>
+  auto imap(F&& f, Range&& items, const parallel::options& opts = {}) {
+    return parallel::imap(parallel::processes<parallel::start::fork>{.workers = workers},
+                          std::forward<F>(f), std::forward<Range>(items), opts);
+  }
+  template <class F, class Range>
+  auto imap_unordered(F&& f, Range&& items, const parallel::options& opts = {}) {
+    return parallel::imap_unordered(parallel::processes<parallel::start::fork>{.workers = workers},
+                                    std::forward<F>(f), std::forward<Range>(items), opts);
+  }
+};
+
+using fork_pool = parallel::process_pool<parallel::start::fork>;
+
+/// Runs check(runner) for processes<start::fork>{.workers = 2} and for a process_pool of 2
+/// workers made for the check (after reset_board, so its workers see the shared page).
+template <class Check>
+void for_each_fork_mode(Check check) {
+  {
+    INFO("fork mode: processes<start::fork>{.workers = 2}, workers forked per call");
+    reset_board();
+    per_call runner{2};
+    check(runner);
+  }
+  {
+    INFO("fork mode: process_pool<start::fork>{{.workers = 2}}");
+    reset_board();
+    fork_pool pool{{.workers = 2}};
+    check(pool);
+  }
+}
+
+inline std::vector<int> squares(int n) {
+  std::vector<int> out;
+  for (int i = 0; i < n; ++i) out.push_back(i * i);
+  return out;
+}
+
+inline std::vector<int> numbers(int n) {
+  std::vector<int> out;
+  for (int i = 0; i < n; ++i) out.push_back(i);
+  return out;
+}
+
+// --- this process, seen from /proc
+// -----------------------------------------------------------------
+
+/// The descriptors open in this process (without the one used to list them).
+inline std::set<int> open_fds() {
+  std::set<int> out;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return out;
+  const int own = ::dirfd(dir);
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    const int fd = std::atoi(entry->d_name);
+    if (fd != own) out.insert(fd);
+  }
+  ::closedir(dir);
+  return out;
+}
+
+/// What a descriptor refers to: "socket:[123]", "anon_inode:[eventfd]", "/memfd:... (deleted)".
+inline std::string fd_target(int fd) {
+  char link[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  char target[512];
+  const ssize_t n = ::readlink(link, target, sizeof target - 1);
+  if (n < 0) return "?";
+  return std::string(target, static_cast<std::size_t>(n));
+}
+
+inline bool is_cloexec(int fd) {
+  const int flags = ::fcntl(fd, F_GETFD);
+  return flags >= 0 && (flags & FD_CLOEXEC) != 0;
+}
+
+/// The pids of this process's children (alive or zombie), sorted, from every thread's children
+/// list: a pool's workers are children of the pool's I/O thread.
+inline std::vector<int> children() {
+  std::vector<int> out;
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return out;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream in(std::string("/proc/self/task/") + entry->d_name + "/children");
+    for (int pid = 0; in >> pid;) out.push_back(pid);
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// The state letter of /proc/<pid>/stat ('R', 'S', 'Z', ...), or 0 when there is no such
+/// process.
+inline char process_state(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return 0;
+  const std::size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
+  return stat[close + 2];
+}
+
+// --- inside a worker: its channel ---------------------------------------------------------------
+
+/// The AF_UNIX sockets open in this process. In a worker of these tests that is the library's
+/// channel to its caller and nothing else (the test process itself opens no socket).
+inline std::vector<int> unix_sockets() {
+  std::vector<int> out;
+  for (int fd : open_fds()) {
+    int domain = 0;
+    socklen_t size = sizeof domain;
+    if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &size) == 0 && domain == AF_UNIX)
+      out.push_back(fd);
+  }
+  return out;
+}
+
+inline void write_fully(int fd, const void* data, std::size_t size) {
+  const auto* at = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, at, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    at += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+/// What the worker's descriptors are, counted by kind (a trivially copyable aggregate: it
+/// crosses back as its bytes).
+struct fd_census {
+  int sockets = 0;
+  int memfds = 0;
+  int eventfds = 0;
+  int pidfds = 0;
+  int not_cloexec_library = 0;  // sockets, memfds, eventfds, pidfds without FD_CLOEXEC
+  int pid = 0;
+};
+
+inline fd_census take_census() {
+  fd_census c;
+  c.pid = static_cast<int>(::getpid());
+  for (int fd : open_fds()) {
+    const std::string target = fd_target(fd);
+    bool library_kind = true;
+    if (target.rfind("socket:", 0) == 0)
+      ++c.sockets;
+    else if (target.find("memfd:") != std::string::npos)
+      ++c.memfds;
+    else if (target == "anon_inode:[eventfd]")
+      ++c.eventfds;
+    else if (target == "anon_inode:[pidfd]")
+      ++c.pidfds;
+    else
+      library_kind = false;
+    if (library_kind && !is_cloexec(fd)) ++c.not_cloexec_library;
+  }
+  return c;
+}
+
+}  // namespace fault_support

@@ -1,0 +1,179 @@
+// A process_pool's workers over their life: the initializer runs once in each worker (and in
+// each replacement), never in the caller; an initializer that throws, or a worker that dies
+// before its handshake, makes the pool's calls fail with parallel::spawn_error naming the
+// cause, without a hang or a restart storm; max_tasks_per_child recycles workers and every
+// result stays right; retired workers are reaped.
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <parallel/parallel.hpp>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../catch.hpp"
+#include "../test_support.hpp"
+#include "fault_support.hpp"
+
+#if !defined(_WIN32)
+
+namespace {
+
+using namespace fault_support;
+using namespace std::chrono_literals;
+using test_support::watchdog;
+
+int initialized_here = 0;  // in each worker: how often the initializer ran in this process
+
+void counting_initializer() {
+  ++initialized_here;
+  shared_board().initializer_runs.fetch_add(1);
+}
+
+void throwing_initializer() { throw std::runtime_error("no database connection"); }
+void throwing_int_initializer() { throw 7; }
+void exiting_initializer() { ::_exit(5); }
+
+/// What a task saw in its worker (crosses back as its bytes).
+struct sighting {
+  int pid;
+  int initialized;
+  int value;
+};
+
+sighting look(int x) {
+  sleep_ms(5);
+  return {static_cast<int>(::getpid()), initialized_here, x * x};
+}
+
+int square(int x) { return x * x; }
+
+}  // namespace
+
+TEST_CASE("faults: the pool's initializer runs once in each worker, never in the caller",
+          "[faults][process_pool]") {
+  watchdog guard{"faults: initializer once per worker", 60s};
+  board& b = reset_board();
+  fork_pool pool{{.workers = 2, .initializer = counting_initializer}};
+  const std::vector<sighting> seen = pool.map(look, numbers(40), {.chunksize = 1});
+  std::set<int> pids;
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    INFO("item " << i << " ran in pid " << seen[i].pid);
+    CHECK(seen[i].initialized == 1);
+    CHECK(seen[i].value == static_cast<int>(i * i));
+    pids.insert(seen[i].pid);
+  }
+  CHECK(pids.size() <= 2);
+  CHECK(b.initializer_runs.load() == 2);
+  CHECK(initialized_here == 0);
+  // A submitted call sees the initialized worker too.
+  CHECK(pool.submit(look, 3).get().initialized == 1);
+}
+
+TEST_CASE("faults: a replaced worker runs the initializer too", "[faults][process_pool]") {
+  watchdog guard{"faults: initializer in a replacement", 60s};
+  board& b = reset_board();
+  fork_pool pool{{.workers = 2, .initializer = counting_initializer}};
+  CHECK_THROWS_AS(pool.submit([](int) -> int { die(death::sigkill); }, 0).get(),
+                  parallel::worker_died);
+  const std::vector<sighting> seen = pool.map(look, numbers(20), {.chunksize = 1});
+  for (const sighting& s : seen) CHECK(s.initialized == 1);
+  CHECK(b.initializer_runs.load() == 3);
+}
+
+TEST_CASE("faults: an initializer that throws makes the pool's calls raise spawn_error",
+          "[faults][process_pool]") {
+  watchdog guard{"faults: initializer throws", 60s};
+  struct failing {
+    void (*initializer)();
+    const char* says[2];
+  };
+  const failing cases[] = {
+      {throwing_initializer, {"std::runtime_error", "no database connection"}},
+      {throwing_int_initializer, {"int", "initializer"}},
+      {exiting_initializer, {"exited with code 5", "handshake"}},
+  };
+  for (const failing& c : cases) {
+    INFO("initializer expected to fail with: " << c.says[0]);
+    reset_board();
+    const std::vector<int> children_before = children();
+    const std::uint64_t start = now_ns();
+    // The error may come from the constructor or from the first call: both are the pool's.
+    std::string map_error;
+    std::string submit_error;
+    std::string second_error;
+    try {
+      fork_pool pool{{.workers = 2, .initializer = c.initializer}};
+      try {
+        (void)pool.map(square, numbers(10));
+      } catch (const parallel::spawn_error& e) {
+        map_error = e.what();
+      }
+      try {
+        (void)pool.submit(square, 3).get();
+      } catch (const parallel::spawn_error& e) {
+        submit_error = e.what();
+      }
+      try {
+        (void)pool.map(square, numbers(10));
+      } catch (const parallel::spawn_error& e) {
+        second_error = e.what();
+      }
+    } catch (const parallel::spawn_error& e) {
+      map_error = submit_error = second_error = e.what();
+    }
+    const double took_ms = ms_since(start);
+    INFO("map: " << map_error);
+    INFO("submit: " << submit_error);
+    INFO("second map: " << second_error);
+    INFO("all three failed within " << took_ms << " ms");
+    CHECK(contains(map_error, c.says[0]));
+    CHECK(contains(map_error, c.says[1]));
+    CHECK(contains(submit_error, c.says[0]));
+    CHECK(contains(second_error, c.says[0]));
+    CHECK(took_ms < 5000);
+    // The failed workers are reaped once the pool is gone.
+    CHECK(children() == children_before);
+  }
+}
+
+TEST_CASE("faults: max_tasks_per_child = 2 recycles workers and every result stays right",
+          "[faults][process_pool]") {
+  watchdog guard{"faults: max_tasks_per_child", 60s};
+  board& b = reset_board();
+  const std::size_t children_before = children().size();
+  fork_pool pool{{.workers = 2, .max_tasks_per_child = 2, .initializer = counting_initializer}};
+  const std::vector<sighting> seen = pool.map(look, numbers(20), {.chunksize = 1});
+  std::map<int, int> tasks_per_pid;
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    INFO("item " << i << " ran in pid " << seen[i].pid);
+    CHECK(seen[i].value == static_cast<int>(i * i));
+    CHECK(seen[i].initialized == 1);
+    ++tasks_per_pid[seen[i].pid];
+  }
+  INFO(tasks_per_pid.size() << " distinct workers ran 20 tasks");
+  CHECK(tasks_per_pid.size() >= 10);  // at most 2 tasks each
+  for (const auto& [pid, tasks] : tasks_per_pid) {
+    INFO("pid " << pid);
+    CHECK(tasks <= 2);
+  }
+  CHECK(b.initializer_runs.load() >= static_cast<int>(tasks_per_pid.size()));
+
+  // submit: each call is a task.
+  std::vector<parallel::future<sighting>> futures;
+  for (int i = 0; i < 10; ++i) futures.push_back(pool.submit(look, i));
+  std::map<int, int> calls_per_pid;
+  for (int i = 0; i < 10; ++i) {
+    const sighting s = futures[static_cast<std::size_t>(i)].get();
+    CHECK(s.value == i * i);
+    ++calls_per_pid[s.pid];
+  }
+  for (const auto& [pid, calls] : calls_per_pid) CHECK(calls <= 2);
+  // Automatic chunks: tasks are chunks, the results are still every item's.
+  CHECK(pool.map(square, numbers(1000)) == squares(1000));
+  // Retired workers were reaped: no zombie, only the pool's live workers are children.
+  CHECK(children().size() <= children_before + pool.size());
+}
+
+#endif  // !_WIN32
