@@ -225,12 +225,11 @@ TEST_CASE("process_pool: a closure capturing by reference is refused, never run 
   fork_pool pool{{.workers = 1}};
   values = {10, 20, 30};  // same buffer, changed after the workers were forked
   const auto read = [&values](int i) { return values[static_cast<std::size_t>(i)]; };
-  REQUIRE_THROWS_WITH(pool.map(read, numbers(3)),
-                      Catch::Matchers::Contains("captures an address"));
+  REQUIRE_THROWS_WITH(pool.map(read, numbers(3)), Catch::Matchers::Contains("captures an address"));
   const int* first = values.data();
   REQUIRE_THROWS_AS(pool.submit([first](int i) { return first[i]; }, 0), parallel::error);
   // Values captured by copy cross, and the pool is still fine.
-  const int offset = 5;
+  int offset = 5;  // not const: a const int would not need capturing
   REQUIRE(pool.map([offset](int i) { return i + offset; }, numbers(3)) ==
           std::vector<int>{5, 6, 7});
 }

@@ -39,7 +39,7 @@ void check_verbs() {
   std::vector<int> expected;
   for (int x : xs) expected.push_back(x * x);
   REQUIRE(parallel::map(parallel::processes<Start>{.workers = 2}, square, xs) == expected);
-  const int offset = 5;
+  int offset = 5;  // not const: a const int would not need capturing
   REQUIRE(parallel::map(
               parallel::processes<Start>{.workers = 2}, [offset](int x) { return x + offset; },
               xs)[10] == 15);

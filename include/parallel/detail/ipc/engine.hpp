@@ -255,8 +255,8 @@ class engine {
     if (s.pid < 0) return;
     // Still running although its channel ended: it closed the channel itself.
     // (A dying process closes its descriptors before it can be waited for: give it a moment.)
-    const bool was_alive = s.stopping == stop_reason::none && s.watch &&
-                           !os::readable_within(s.watch.get(), 200);
+    const bool was_alive =
+        s.stopping == stop_reason::none && s.watch && !os::readable_within(s.watch.get(), 200);
     os::send_signal(s.pid, os::kill_signal);  // no-op when it is already gone
     int status = 0;
     try {
