@@ -142,10 +142,11 @@ TEST_CASE("faults: the timeout is per item: a long chunk of short items does not
 TEST_CASE("faults: the timeout starts when an item starts, not when it is queued",
           "[faults][processes][process_pool]") {
   watchdog guard{"faults: timeout starts with the item", 120s};
-  // One worker, four items of 150 ms sent one by one with a timeout of 200 ms: an item queued
-  // in the worker behind another waits 150 ms before it starts, then runs 150 ms.
+  // One worker, four items of 150 ms sent one by one with a timeout of 250 ms: an item queued
+  // in the worker behind another waits 150 ms before it starts, then runs 150 ms (300 ms after
+  // it was sent; 100 ms under the timeout after it started).
   const std::vector<int> items = numbers(4);
-  const parallel::options opts{.chunksize = 1, .timeout = 200ms};
+  const parallel::options opts{.chunksize = 1, .timeout = 250ms};
   {
     INFO("processes<start::fork>{.workers = 1}");
     reset_board();
