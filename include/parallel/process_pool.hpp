@@ -134,16 +134,7 @@ class process_pool_core {
     if (pid != 0) return pid;
     os::library_fds::close_all_except({channel});
     os::become_worker(parent);
-    if (opts.initializer != nullptr) {
-      try {
-        opts.initializer();
-      } catch (...) {
-        ipc::refuse_to_start(channel, "parallel: the pool's initializer raised " +
-                                          ipc::current_exception_type_name() + ": " +
-                                          ipc::current_exception_message());
-      }
-    }
-    ipc::worker_main(channel, shared, &ipc::run_shipped);
+    ipc::worker_main(channel, shared, &ipc::run_shipped, opts.initializer);
   }
 
   void loop() {
@@ -154,12 +145,11 @@ class process_pool_core {
       ipc::engine::config cfg{.workers = workers_,
                               .max_tasks_per_child = opts.max_tasks_per_child,
                               .keep_workers = true};
-      if (how == method::spawn) {
-        cfg.handshake_timeout = std::chrono::seconds(5);
-        cfg.startup_hint = spawn_hint;
-      }
+      // Up to the hello a worker runs library code only (the initializer comes after it):
+      // 5 s is ample, and a worker stuck before it is stopped instead of waited for.
+      cfg.handshake_timeout = std::chrono::seconds(5);
+      if (how == method::spawn) cfg.startup_hint = spawn_hint;
       if (how == method::forkserver) {
-        cfg.handshake_timeout = std::chrono::seconds(5);
         cfg.startup_hint = spawn_hint;  // the server is a spawned process too
         cfg.reaper = [](os::pid_type pid) {
           return ipc::forkserver_client::instance().wait_status(pid);
@@ -202,10 +192,21 @@ class process_pool_core {
         }
         if (stopping_ && engine->outstanding() == 0) break;
       }
+      std::string failure;
+      bool spawn_failure = false;
       try {
         if (engine->pump(-1, wake_.fd())) wake_.drain();
-      } catch (...) {
-        engine->fail_pending(std::current_exception());
+      } catch (const spawn_error& e) {
+        failure = e.what();
+        spawn_failure = true;
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+      if (!failure.empty()) {  // a worker could not be started: the jobs waiting for one fail
+        engine->fail_pending([&]() -> std::exception_ptr {
+          if (spawn_failure) return std::make_exception_ptr(spawn_error(failure));
+          return std::make_exception_ptr(parallel::error(failure));
+        });
       }
     }
   }
@@ -386,18 +387,12 @@ auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opt
     const auto ring = static_cast<std::size_t>(std::stoull(fields[2]));
     os::become_worker(parent);
     ipc::arena shared(ipc::arena::adopt_t{}, os::spawned_arena_fd, ring);
+    void (*initializer)() = nullptr;
     if (fields[3] != "-") {
       const ipc::code_location init{fields[4], std::stoull(fields[3])};
-      const auto initializer = reinterpret_cast<void (*)()>(const_cast<void*>(ipc::resolve(init)));
-      try {
-        initializer();
-      } catch (...) {
-        ipc::refuse_to_start(os::spawned_channel_fd, "parallel: the pool's initializer raised " +
-                                                         ipc::current_exception_type_name() + ": " +
-                                                         ipc::current_exception_message());
-      }
+      initializer = reinterpret_cast<void (*)()>(const_cast<void*>(ipc::resolve(init)));
     }
-    ipc::worker_main(os::spawned_channel_fd, shared, &ipc::run_shipped);
+    ipc::worker_main(os::spawned_channel_fd, shared, &ipc::run_shipped, initializer);
   } catch (const std::exception& e) {
     fail(e.what());
   }

@@ -501,7 +501,8 @@ struct forked_imap_context {
 
   forked_imap_context(F fn, std::size_t workers)
       : f(std::move(fn)),
-        eng(ipc::engine::config{.workers = workers}, fork_starter(handle)),
+        eng(ipc::engine::config{.workers = workers, .handshake_timeout = std::chrono::seconds(5)},
+            fork_starter(handle)),
         run(eng) {}
 
   F f;
@@ -532,7 +533,8 @@ struct backend<processes<start::fork>> {
                 return std::invoke(f, input[static_cast<std::size_t>(i)]);
               });
     };
-    ipc::engine eng(ipc::engine::config{.workers = std::min(resolve_workers(p.workers), n)},
+    ipc::engine eng(ipc::engine::config{.workers = std::min(resolve_workers(p.workers), n),
+                                        .handshake_timeout = std::chrono::seconds(5)},
                     fork_starter(handle));
     inline_runner run(eng);
     process_map_call<R> call(run, n, opts);

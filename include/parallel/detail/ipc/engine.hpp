@@ -135,11 +135,12 @@ class engine {
   }
   std::size_t pending() const noexcept { return pending_.size(); }
 
-  /// Fails every job not yet sent (the engine could not start a worker for them).
-  void fail_pending(const std::exception_ptr& error) {
+  /// Fails every job not yet sent (the engine could not start a worker for them), each with
+  /// an exception of its own from `make`.
+  void fail_pending(const std::function<std::exception_ptr()>& make) {
     std::deque<std::unique_ptr<job>> waiting = std::move(pending_);
     pending_.clear();
-    fail_all(std::move(waiting), error);
+    fail_all(std::move(waiting), make);
   }
 
   /// Nanoseconds a job took in its worker, on average lately (0 before the first result).
@@ -214,7 +215,8 @@ class engine {
     std::deque<std::unique_ptr<job>> in_flight;
     std::uint64_t sent = 0;        // tasks sent to this worker
     std::uint64_t generation = 0;  // bumped at each launch: poll results of a former worker
-    bool greeted = false;
+    bool greeted = false;          // ready for tasks (its initializer, if any, has run)
+    bool alive = false;            // said hello at all
     std::uint64_t launched_ns = 0;
     std::size_t results_parsed = 0;  // result headers read whose frames are not handled yet
     std::string startup_error;
@@ -244,6 +246,7 @@ class engine {
     s.out_sent = 0;
     s.sent = 0;
     s.greeted = false;
+    s.alive = false;
     s.launched_ns = os::monotonic_ns();
     s.startup_error.clear();
     s.stopping = stop_reason::none;
@@ -285,10 +288,11 @@ class engine {
                          : os::describe_status(status) + " before its handshake") +
                     (cfg_.startup_hint.empty() ? "; see its standard error" : cfg_.startup_hint)
               : s.startup_error;
-      fail_all(std::move(jobs), std::make_exception_ptr(spawn_error(why)));
+      const auto make = [&why] { return std::make_exception_ptr(spawn_error(why)); };
+      fail_all(std::move(jobs), make);
       std::deque<std::unique_ptr<job>> waiting = std::move(pending_);
       pending_.clear();
-      fail_all(std::move(waiting), std::make_exception_ptr(spawn_error(why)));
+      fail_all(std::move(waiting), make);
       return;
     }
 
@@ -327,7 +331,7 @@ class engine {
             worker_died("parallel: worker process (pid " + std::to_string(pid) + ") " +
                         os::describe_status(status) + item + "; it was replaced"));
       }
-      settle_failed(*culprit, error);
+      settle_failed(*culprit, std::move(error));
     }
     for (auto it = again.rbegin(); it != again.rend(); ++it) {
       if ((*it)->sink != nullptr) pending_.push_front(std::move(*it));
@@ -340,15 +344,18 @@ class engine {
     return os::wait_for(pid, true);
   }
 
-  void fail_all(std::deque<std::unique_ptr<job>> jobs, const std::exception_ptr& error) {
-    for (auto& j : jobs) settle_failed(*j, error);
+  // Each job gets an exception object of its own, and the engine keeps no reference to it:
+  // once done() wakes the caller, the caller alone owns (and frees) what it caught.
+  void fail_all(std::deque<std::unique_ptr<job>> jobs,
+                const std::function<std::exception_ptr()>& make) {
+    for (auto& j : jobs) settle_failed(*j, make());
   }
 
-  void settle_failed(job& j, const std::exception_ptr& error) {
+  void settle_failed(job& j, std::exception_ptr error) {
     if (j.sink == nullptr) return;
     job_sink* sink = j.sink;
     j.sink = nullptr;
-    sink->failed(j, error);
+    sink->failed(j, std::move(error));
     sink->done(j);
   }
 
@@ -467,6 +474,7 @@ class engine {
       decoder in(f.payload);
       (void)in.read<std::uint64_t>();
       const code_location theirs = decode_location(in);
+      const bool ready = in.read<std::uint8_t>() != 0;
       if (!(theirs == anchor_location())) {
         s.startup_error =
             "parallel: a worker process runs a different executable than its caller (handshake: "
@@ -475,12 +483,16 @@ class engine {
         stop_worker(s, stop_reason::protocol, s.startup_error);
         return;
       }
-      s.greeted = true;
+      s.alive = true;     // the handshake timer stops: it answered
+      s.greeted = ready;  // with an initializer, ready once that has run
       return;
     }
-    if (f.type == frame_type::error && !s.greeted) {
+    if (f.type == frame_type::error) {
+      // The worker cannot start (its initializer threw, after the hello): it ends next, and its
+      // jobs fail with this message rather than going to another worker that would fail alike.
       decoder in(f.payload);
       s.startup_error = in.read<std::string>();
+      s.greeted = false;
       return;
     }
     if (f.type != frame_type::result) {
@@ -495,11 +507,18 @@ class engine {
     s.in_flight.pop_front();
     --s.results_parsed;
 
+    std::string failure;
     try {
       settle(s, f, *j);
+    } catch (const std::exception& e) {
+      failure = e.what();
     } catch (...) {
-      settle_failed(*j, std::current_exception());  // its results cannot be trusted
-      throw;
+      failure = "parallel: protocol error: a result could not be read";
+    }
+    if (!failure.empty()) {
+      // Its results cannot be trusted; the worker is stopped by the caller of handle().
+      settle_failed(*j, std::make_exception_ptr(parallel::error(failure)));
+      throw parallel::error(failure);
     }
     if (retiring(s) && s.in_flight.empty()) {
       // max_tasks_per_child: this worker has done its share; a fresh one takes its place.
@@ -550,14 +569,18 @@ class engine {
       if (where) s.shared->release(*where);
       return;
     }
+    std::exception_ptr decode_error;
     try {
       sink->results(j, in, k, took);
     } catch (...) {
+      decode_error = std::current_exception();
+    }
+    if (decode_error) {
       // A result that fails to decode (a codec threw) fails its own job; the frames around it
       // are intact, so the worker and the other jobs go on.
       if (where) s.shared->release(*where);
       j.sink = nullptr;
-      sink->failed(j, std::current_exception());
+      sink->failed(j, std::move(decode_error));
       sink->done(j);
       return;
     }
@@ -577,7 +600,7 @@ class engine {
       wire::protocol_error("a worker's result payload has trailing or unknown bytes");
     }
     if (where) s.shared->release(*where);
-    if (error) sink->failed(j, error);
+    if (error) sink->failed(j, std::move(error));
     j.sink = nullptr;
     sink->done(j);
   }
@@ -588,7 +611,7 @@ class engine {
     const std::uint64_t now = os::monotonic_ns();
     for (auto& s : slots_) {
       if (s.pid < 0 || s.stopping != stop_reason::none) continue;
-      if (!s.greeted && cfg_.handshake_timeout.count() > 0 &&
+      if (!s.alive && cfg_.handshake_timeout.count() > 0 &&
           now - s.launched_ns >
               static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * 1'000'000u) {
         stop_worker(s, stop_reason::timeout, {});
@@ -614,7 +637,7 @@ class engine {
     const std::uint64_t now = os::monotonic_ns();
     for (const auto& s : slots_) {
       if (s.pid < 0 || s.stopping != stop_reason::none) continue;
-      if (!s.greeted && cfg_.handshake_timeout.count() > 0) {
+      if (!s.alive && cfg_.handshake_timeout.count() > 0) {
         const std::uint64_t end =
             s.launched_ns + static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * 1'000'000u;
         best = std::min<int>(best, static_cast<int>(end > now ? (end - now) / 1'000'000u + 1 : 0));

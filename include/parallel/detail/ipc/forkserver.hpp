@@ -102,18 +102,16 @@ struct reply {
       os::become_worker(self);
       const int channel = fds[0].release();
       arena shared(arena::adopt_t{}, fds[1].release(), req.ring_bytes);
+      void (*initializer)() = nullptr;
       if (req.has_init != 0) {
         try {
-          const auto initializer = reinterpret_cast<void (*)()>(
+          initializer = reinterpret_cast<void (*)()>(
               const_cast<void*>(resolve(code_location{module, req.init_offset})));
-          initializer();
-        } catch (...) {
-          refuse_to_start(channel, "parallel: the pool's initializer raised " +
-                                       current_exception_type_name() + ": " +
-                                       current_exception_message());
+        } catch (const std::exception& e) {
+          refuse_to_start(channel, e.what());
         }
       }
-      worker_main(channel, shared, &run_shipped);
+      worker_main(channel, shared, &run_shipped, initializer);
     }
     const reply r = pid > 0 ? reply{forked, 0, pid} : reply{fork_failed, errno, -1};
     if (!os::send_message(control, &r, sizeof r, nullptr, 0)) os::exit_now(0);

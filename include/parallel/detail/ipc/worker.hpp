@@ -271,8 +271,11 @@ inline void run_shipped(const task_header& task, decoder& body, chunk_output& ou
 
 /// Runs a worker until the caller closes the channel (or asks it to shut down), then ends the
 /// process. `handle(header, body, out)` does one task. Never returns.
+/// `initializer` (a pool's) runs after the hello is sent, so the handshake never waits for user
+/// code; if it throws, the caller hears why in an error frame and the worker ends.
 template <class Handle>
-[[noreturn]] void worker_main(int channel, arena& shared, Handle&& handle) {
+[[noreturn]] void worker_main(int channel, arena& shared, Handle&& handle,
+                              void (*initializer)() = nullptr) {
   control_block& control = shared.control();
   std::vector<std::byte> out;      // frames waiting to be written
   std::vector<std::byte> payload;  // the result being built
@@ -283,10 +286,28 @@ template <class Handle>
   std::uint64_t seq = 0;
   int exit_code = 0;
 
-  encoder hello;
-  hello.write(static_cast<std::uint64_t>(os::current_pid()));
-  encode_location(hello, anchor_location());
-  append_frame(out, frame_type::hello, frame_flags::none, 0, hello.bytes());
+  // hello: pid, the anchor's location, and whether the worker is ready for tasks. With an
+  // initializer a first hello says "alive" before it runs and a second "ready" after it.
+  const auto say_hello = [&](bool ready) {
+    encoder hello;
+    hello.write(static_cast<std::uint64_t>(os::current_pid()));
+    encode_location(hello, anchor_location());
+    hello.write(static_cast<std::uint8_t>(ready ? 1 : 0));
+    append_frame(out, frame_type::hello, frame_flags::none, 0, hello.bytes());
+  };
+  if (initializer != nullptr) {
+    say_hello(false);
+    if (!os::write_all(channel, out.data(), out.size())) os::exit_now(0);
+    out.clear();
+    try {
+      initializer();
+    } catch (...) {
+      refuse_to_start(channel, "parallel: the pool's initializer raised " +
+                                   current_exception_type_name() + ": " +
+                                   current_exception_message());
+    }
+  }
+  say_hello(true);
 
   try {
     for (;;) {
