@@ -220,8 +220,9 @@ template <class Verbs, class T, class F>
 void check_crossing(Verbs& verbs, const std::vector<T>& inputs, F f) {
   const auto expected = plain_loop(f, inputs);
   REQUIRE(verbs.map(f, inputs) == expected);
+  // (map over a std::list is covered with ints elsewhere; each extra verb per type costs
+  // seconds of compile time in every CI build)
   const std::list<T> listed(inputs.begin(), inputs.end());
-  REQUIRE(verbs.map(f, listed) == expected);
   REQUIRE(collect(verbs.imap(f, listed)) == expected);
   const auto unordered = collect(verbs.imap_unordered(f, listed));
   REQUIRE(unordered.size() == expected.size());
