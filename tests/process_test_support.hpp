@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #if __has_include(<cereal/cereal.hpp>)
 #include <cereal/types/string.hpp>
@@ -120,49 +121,7 @@ std::vector<T> sorted(std::vector<T> v) {
   return v;
 }
 
-/// A single-pass input range yielding 0, 1, 2, ... (forever when limit < 0) that counts the
-/// items read from it. Copies of an iterator share the position, as a generator's do.
-class counting_input {
- public:
-  explicit counting_input(int limit = -1) : limit_{limit} {}
-
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = int;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(counting_input* owner) : owner_{owner} {}
-    int operator*() const {
-      owner_->reads_.store(std::max(owner_->reads_.load(), owner_->current_ + 1));
-      return owner_->current_;
-    }
-    iterator& operator++() {
-      ++owner_->current_;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
-
-   private:
-    bool at_end() const { return owner_->limit_ >= 0 && owner_->current_ >= owner_->limit_; }
-    counting_input* owner_ = nullptr;
-  };
-
-  iterator begin() { return iterator{this}; }
-  std::default_sentinel_t end() { return {}; }
-  /// Items dereferenced so far (the highest position read, plus one).
-  int reads() const { return reads_.load(); }
-  /// How far the input was advanced.
-  int position() const { return current_; }
-
- private:
-  int limit_;
-  int current_ = 0;
-  std::atomic<int> reads_{0};
-};
-static_assert(std::ranges::input_range<counting_input>);
-static_assert(!std::ranges::forward_range<counting_input>);
+using test_support::counting_input;
 
 // --- /proc ------------------------------------------------------------------------------------
 

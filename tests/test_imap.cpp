@@ -24,6 +24,7 @@
 
 namespace {
 
+using test_support::counting_input;
 using test_support::for_each_policy;
 using test_support::no_default;
 
@@ -38,49 +39,6 @@ std::vector<int> numbers(int n) {
   for (int i = 0; i < n; ++i) out.push_back(i);
   return out;
 }
-
-/// A single-pass input range yielding 0, 1, 2, ... (forever when limit < 0) that counts how
-/// many items were read. The library may read it from any thread, so the count is atomic.
-class counting_input {
- public:
-  explicit counting_input(int limit = -1) : limit_{limit} {}
-
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = int;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(counting_input* owner) : owner_{owner} {}
-    int operator*() const {
-      // Only the thread reading the input writes the count; the test thread only loads it.
-      owner_->reads_.store(std::max(owner_->reads_.load(), owner_->current_ + 1));
-      return owner_->current_;
-    }
-    iterator& operator++() {
-      ++owner_->current_;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
-
-   private:
-    bool at_end() const { return owner_->limit_ >= 0 && owner_->current_ >= owner_->limit_; }
-    counting_input* owner_ = nullptr;
-  };
-
-  iterator begin() { return iterator{this}; }
-  std::default_sentinel_t end() { return {}; }
-  /// Number of distinct items dereferenced so far.
-  int reads() const { return reads_.load(); }
-
- private:
-  int limit_;
-  int current_ = 0;
-  std::atomic<int> reads_{0};
-};
-static_assert(std::ranges::input_range<counting_input>);
-static_assert(!std::ranges::forward_range<counting_input>);
 
 struct item_failed {
   int index;
