@@ -43,6 +43,8 @@ void check_verbs() {
   REQUIRE(parallel::map(
               parallel::processes<Start>{.workers = 2}, [offset](int x) { return x + offset; },
               xs)[10] == 15);
+  const auto add_offset = [offset](int x) { return x + offset; };  // a const closure crosses too
+  REQUIRE(parallel::map(parallel::processes<Start>{.workers = 2}, add_offset, xs)[10] == 15);
   const std::vector<std::tuple<int, std::string>> pairs{{1, "a"}, {2, "bc"}};
   REQUIRE(parallel::starmap(
               parallel::processes<Start>{},

@@ -1,7 +1,7 @@
-// What several test files share: a watchdog that turns a deadlock into a failing test, whether
-// ThreadSanitizer is on (it cannot follow threads started in a child of fork()), a generator-like
-// input range, a result type without a default constructor, and the policies every verb is
-// checked under.
+// What several test files share: a watchdog that turns a deadlock into a failing test that says
+// where every thread stood, whether ThreadSanitizer is on (it cannot follow threads started in a
+// child of fork()), a generator-like input range, a result type without a default constructor,
+// and the policies every verb is checked under.
 #pragma once
 
 #include <algorithm>
@@ -18,24 +18,101 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
+
+#if !defined(_WIN32)
+#include <dirent.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 namespace test_support {
 
 using namespace std::chrono_literals;
 
+#if !defined(_WIN32)
+/// The test program's standard error as it was at start, kept on a descriptor of its own: a
+/// test that redirects fd 2 into a file still gets the watchdog's report on the real stderr.
+inline int report_fd() {
+  static const int fd = [] {
+    const int copy = ::fcntl(2, F_DUPFD_CLOEXEC, 64);
+    return copy < 0 ? 2 : copy;
+  }();
+  return fd;
+}
+inline const int report_fd_at_start = report_fd();
+
+/// Writes where this process and its child processes stand: each one's state and kernel wait
+/// channel, and every thread's stack (gdb, when installed). A hang in CI then says where.
+inline void report_hang() {
+  std::vector<long> pids{static_cast<long>(::getpid())};
+  if (DIR* tasks = ::opendir("/proc/self/task")) {
+    while (const dirent* entry = ::readdir(tasks)) {
+      if (entry->d_name[0] == '.') continue;
+      const std::string path = std::string("/proc/self/task/") + entry->d_name + "/children";
+      if (FILE* file = std::fopen(path.c_str(), "r")) {
+        long pid = 0;
+        while (std::fscanf(file, "%ld", &pid) == 1) pids.push_back(pid);
+        std::fclose(file);
+      }
+    }
+    ::closedir(tasks);
+  }
+  for (const long pid : pids) {
+    const std::string id = std::to_string(pid);
+    const std::string command =
+        "echo '--- process " + id + (pid == pids.front() ? " (the test)" : " (its child)") +
+        ": state, wait channel, stacks'; cut -d' ' -f1-3 /proc/" + id + "/stat; cat /proc/" + id +
+        "/wchan; echo; timeout 60 gdb -p " + id +
+        " -batch -nx -ex 'thread apply all bt' 2>&1 | grep -e '^#' -e '^Thread'";
+    posix_spawn_file_actions_t actions;
+    ::posix_spawn_file_actions_init(&actions);
+    ::posix_spawn_file_actions_adddup2(&actions, report_fd(), 1);
+    ::posix_spawn_file_actions_adddup2(&actions, report_fd(), 2);
+    char sh[] = "/bin/sh";
+    char dash_c[] = "-c";
+    std::string text = command;
+    char* argv[] = {sh, dash_c, text.data(), nullptr};
+    ::pid_t child = -1;
+    if (::posix_spawn(&child, sh, &actions, nullptr, argv, environ) == 0) {
+      int status = 0;
+      ::waitpid(child, &status, 0);
+    }
+    ::posix_spawn_file_actions_destroy(&actions);
+  }
+}
+#endif
+
 /// Aborts the test program with a message if the enclosing scope has not ended in time:
-/// a deadlock fails loudly instead of hanging ctest.
+/// a deadlock fails loudly instead of hanging ctest, and says where each thread of the test
+/// and of its worker processes stood (report_hang).
 class watchdog {
  public:
   explicit watchdog(std::string what, std::chrono::seconds limit = 20s)
       : thread_{[this, what = std::move(what), limit] {
           std::unique_lock lock{mutex_};
+          started_ = true;
+          started_cv_.notify_one();
           if (!done_cv_.wait_for(lock, limit, [this] { return done_; })) {
-            std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s (deadlock?)\n",
-                         what.c_str(), static_cast<long long>(limit.count()));
+            const std::string message = "watchdog: '" + what + "' did not finish within " +
+                                        std::to_string(limit.count()) + " s (deadlock?)\n";
+#if !defined(_WIN32)
+            (void)::write(report_fd(), message.data(), message.size());
+            report_hang();
+#else
+            std::fputs(message.c_str(), stderr);
+#endif
             std::abort();
           }
-        }} {}
+        }} {
+    // The test forks next: wait until this thread sleeps. A thread still starting up may hold
+    // the sanitizers' allocator lock, and a child forked then deadlocks on it (neither GCC 12's
+    // TSan nor Clang 16's ASan runtime takes that lock around fork()).
+    std::unique_lock lock{mutex_};
+    started_cv_.wait(lock, [this] { return started_; });
+  }
   watchdog(const watchdog&) = delete;
   watchdog& operator=(const watchdog&) = delete;
   ~watchdog() {
@@ -50,6 +127,8 @@ class watchdog {
  private:
   std::mutex mutex_;
   std::condition_variable done_cv_;
+  std::condition_variable started_cv_;
+  bool started_ = false;
   bool done_ = false;
   std::thread thread_;
 };

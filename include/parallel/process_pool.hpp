@@ -403,7 +403,10 @@ auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opt
 template <class F>
 struct unwrap_apply {
   static constexpr bool apply = false;
-  static F& get(F& f) { return f; }
+  template <class G>  // F, or const F
+  static G& get(G& f) {
+    return f;
+  }
 };
 template <class G>
 struct unwrap_apply<apply_each<G&>> {
