@@ -274,7 +274,8 @@ def targets(results):
 PYTHON = "/usr/bin/python3"  # Debian's: it has python3-joblib; the python3 on PATH may not
 PEERS_SCRIPT = Path(__file__).resolve().parent / "peers" / "process_peers.py"
 PROCESS_PREFIX = "process_"  # bench_process_map's workloads are process_<name>/<variant>
-PYTHON_PEERS = ("py_pool_fork", "py_process_pool_executor", "py_joblib")
+PYTHON_PEERS = ("py_pool_fork", "py_process_pool_executor", "py_joblib", "py_pool_spawn",
+                "py_pool_forkserver")
 
 # (name, what runs on 2 workers unless said, unit, the C++ counter holding the value; None: the
 # time)
@@ -285,6 +286,17 @@ PROCESS_WORKLOADS = [
     ("sleep_10ms", "100 x 10 ms sleep, 4 workers", "ms", None),
     ("results_1mib", "200 results of 1 MiB", "GB/s", "GB_per_s"),
     ("startup", "start 2 + 1 task + shut down", "ms", None),
+    ("roundtrip", "1000 tasks one at a time", "us/task", "us_per_task"),
+]
+# Issue 4: the start methods side by side, for the workloads that run with each of them.
+START_WORKLOADS = ("startup", "roundtrip")
+START_COLUMNS = [
+    ("process_pool<fork>", "process_pool_fork"), ("process_pool<spawn>", "process_pool_spawn"),
+    ("process_pool<forkserver>", "process_pool_forkserver"),
+    ("processes<spawn> per call", "processes_spawn"),
+    ("processes<forkserver> per call", "processes_forkserver"),
+    ("Pool(fork)", "py_pool_fork"), ("Pool(spawn)", "py_pool_spawn"),
+    ("Pool(forkserver)", "py_pool_forkserver"),
 ]
 # (column, its key: a variant of bench_process_map or a peer of process_peers.py)
 PROCESS_COLUMNS = [
@@ -415,6 +427,53 @@ def process_table(results, records):
     return (header, rows) if rows else None
 
 
+def start_method_table(results, records):
+    """Header and rows of the start-method table (issue 4); None when nothing was measured."""
+    units = {w: (unit, counter) for w, _, unit, counter in PROCESS_WORKLOADS}
+    header = ["workload", "unit"] + [label for label, _ in START_COLUMNS]
+    rows = []
+    for workload, what, unit, counter in PROCESS_WORKLOADS:
+        if workload not in START_WORKLOADS:
+            continue
+        cells = [process_figure(results, records, workload, *units[workload], key)
+                 for _, key in START_COLUMNS]
+        if all(c is None for c in cells):
+            continue
+        rows.append([what, unit] + [fmt_figure(c, unit) for c in cells])
+    return (header, rows) if rows else None
+
+
+def start_method_targets(results, records):
+    """Issue 4's benchmark targets."""
+    checks = []
+
+    def check(name, needed, condition, detail):
+        if any(x is None or isinstance(x, str) for x in needed):
+            checks.append((name, "n/a", "not measured in this run"))
+        else:
+            checks.append((name, "met" if condition() else "MISSED", detail()))
+
+    units = {w: (unit, counter) for w, _, unit, counter in PROCESS_WORKLOADS}
+    fig = lambda workload, key: process_figure(results, records, workload, *units[workload], key)
+    spawn, py_spawn = fig("startup", "process_pool_spawn"), fig("startup", "py_pool_spawn")
+    check("startup: process_pool<spawn> of 2 workers + one task + shutdown <= 20 ms", [spawn],
+          lambda: spawn.value <= 20, lambda: f"{spawn.value:.3g} ms")
+    check("startup: process_pool<spawn> >= 5x faster than Python's Pool(spawn)",
+          [spawn, py_spawn], lambda: py_spawn.value >= 5 * spawn.value,
+          lambda: f"{py_spawn.value / spawn.value:.1f}x ({spawn.value:.3g} vs "
+                  f"{py_spawn.value:.3g} ms)")
+    server = fig("startup", "process_pool_forkserver")
+    check("startup: process_pool<forkserver> <= 3 ms once the server runs", [server],
+          lambda: server.value <= 3, lambda: f"{server.value:.3g} ms")
+    fork = fig("roundtrip", "process_pool_fork")
+    for variant in ("process_pool_spawn", "process_pool_forkserver"):
+        f = fig("roundtrip", variant)
+        check(f"roundtrip: {variant} the same as process_pool<fork> (within 25%)", [f, fork],
+              lambda: f.value <= 1.25 * fork.value,
+              lambda: f"{f.value:.3g} vs {fork.value:.3g} us/task")
+    return checks
+
+
 def process_targets(results, records):
     """Issue 3's targets, as targets() does issue 2's."""
     checks = []
@@ -479,18 +538,34 @@ def report_processes(results, records, note, markdown):
         print(line)
     markdown += [*(code(line) for line in explanation), ""]
 
-    checks = process_targets(results, records)
-    if all(status == "n/a" for _, status, _ in checks):
-        return checks
-    print("\n== issue 3 targets ==")
-    markdown += ["## Issue 3 targets", "", "| target | status | measured |", "|---|---|---|"]
-    for name, status, detail in checks:
-        print(f"  [{status:>6}] {name}: {detail}")
-        markdown.append(f"| {name} | {status} | {detail} |")
-    met = sum(1 for _, status, _ in checks if status == "met")
-    measured = sum(1 for _, status, _ in checks if status != "n/a")
-    print(f"  {met} of {measured} measured targets met")
-    markdown.append("")
+    starts = start_method_table(results, records)
+    if starts is not None:
+        print("\n== start methods (issue 4): fork, spawn, forkserver ==")
+        markdown += ["## Start methods (issue 4)", ""]
+        header, rows = starts
+        print(render_text(header, rows))
+        markdown += [render_markdown([code(h) for h in header], rows), ""]
+        line = ("The forkserver figures are with its server already running (the warm-up "
+                "started it); Python's forkserver likewise keeps its server between pools.")
+        print(line)
+        markdown += [line, ""]
+
+    checks = []
+    for title, found in (("issue 3", process_targets(results, records)),
+                         ("issue 4", start_method_targets(results, records))):
+        checks += found
+        if all(status == "n/a" for _, status, _ in found):
+            continue
+        print(f"\n== {title} targets ==")
+        markdown += [f"## {title.capitalize()} targets", "", "| target | status | measured |",
+                     "|---|---|---|"]
+        for name, status, detail in found:
+            print(f"  [{status:>6}] {name}: {detail}")
+            markdown.append(f"| {name} | {status} | {detail} |")
+        met = sum(1 for _, status, _ in found if status == "met")
+        measured = sum(1 for _, status, _ in found if status != "n/a")
+        print(f"  {met} of {measured} measured targets met")
+        markdown.append("")
     return checks
 
 

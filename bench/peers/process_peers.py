@@ -18,6 +18,9 @@ Workloads (the same as bench/process_map.cpp's):
   sleep_10ms       100 items of a 10 ms sleep on 4 workers                   ms (ideal 250)
   results_1mib     200 results of 1 MiB (bytes filled from i), 2 workers     GB/s of results
   startup          a pool of 2 workers + one task + shutdown                 ms
+  roundtrip        1000 tasks one at a time on a warm pool of 2 (apply)      us per task
+startup and roundtrip also run Pool with the 'spawn' and 'forkserver' contexts (issue 4; joblib
+has no one-task call on a warm pool, so it is not in roundtrip).
 --quick: 3 repetitions instead of 5 and a quarter of the no-op tasks (5000 and 250000), about
 40 s in all on 2 cores; the no-op figures are per task and per item, so they stay comparable.
 
@@ -136,6 +139,20 @@ class PoolFork:
         self.pool.join()
 
 
+class PoolSpawn(PoolFork):
+    name = "py_pool_spawn"
+
+    def __init__(self, workers):
+        self.pool = multiprocessing.get_context("spawn").Pool(workers)
+
+
+class PoolForkserver(PoolFork):
+    name = "py_pool_forkserver"
+
+    def __init__(self, workers):
+        self.pool = multiprocessing.get_context("forkserver").Pool(workers)
+
+
 class ProcessPoolExecutorFork:
     name = "py_process_pool_executor"
 
@@ -178,6 +195,9 @@ class Joblib:
 
 
 PARALLEL_PEERS = [PoolFork, ProcessPoolExecutorFork, Joblib]
+# The other start methods run in `startup` and `roundtrip` only (issue 4).
+START_METHOD_PEERS = [PoolSpawn, PoolForkserver]
+ROUNDTRIP_TASKS = 1000
 
 # --- the workloads ----------------------------------------------------------------------------
 
@@ -278,6 +298,32 @@ def run_startup(peers, repetitions):
                     times[cls.name], workers=2) for cls in peers]
 
 
+def run_roundtrip(peers, repetitions):
+    """ROUNDTRIP_TASKS tasks one at a time on a warm pool of 2 (apply / submit().result()): the
+    latency of one call, in microseconds per task."""
+    instances = [cls(2) for cls in peers]
+    times = {p.name: [] for p in instances}
+    try:
+        for p in instances:
+            p.submit_one(noop, 0)  # workers started and warm
+        for round_ in range(repetitions + 1):
+            random.shuffle(instances)
+            for p in instances:
+                start = time.perf_counter()
+                total = sum(p.submit_one(noop, i) for i in range(ROUNDTRIP_TASKS))
+                seconds = time.perf_counter() - start
+                if total != ROUNDTRIP_TASKS * (ROUNDTRIP_TASKS - 1) // 2:
+                    raise RuntimeError(f"{p.name} returned wrong results for roundtrip")
+                if round_:
+                    times[p.name].append(seconds)
+    finally:
+        for p in instances:
+            p.close()
+    return [summary(cls.name, "roundtrip", "us/task",
+                    [s / ROUNDTRIP_TASKS * 1e6 for s in times[cls.name]], times[cls.name],
+                    workers=2, n=ROUNDTRIP_TASKS) for cls in peers]
+
+
 def machine():
     model = ""
     try:
@@ -308,16 +354,24 @@ def main():
 
     loops = calibrate()
     selected = lambda name: not args.only or re.search(args.only, name)
-    peers = [cls for cls in PARALLEL_PEERS if not args.peers or re.search(args.peers, cls.name)]
+    wanted = lambda cls: not args.peers or re.search(args.peers, cls.name)
+    peers = [cls for cls in PARALLEL_PEERS if wanted(cls)]
+    # joblib has no call of one task on a warm pool: each Parallel() call is a batch.
+    start_peers = [cls for cls in PARALLEL_PEERS + START_METHOD_PEERS
+                   if wanted(cls) and cls is not Joblib]
     records = []
     started = time.monotonic()
     for w in workloads(loops, args.quick):
         if selected(w.name):
             log(f"process_peers: {w.name} ...")
             records += run_workload(w, peers, repetitions)
-    if selected("startup") and peers:
+    startup_peers = [cls for cls in PARALLEL_PEERS + START_METHOD_PEERS if wanted(cls)]
+    if selected("startup") and startup_peers:
         log("process_peers: startup ...")
-        records += run_startup(peers, repetitions)
+        records += run_startup(startup_peers, repetitions)
+    if selected("roundtrip") and start_peers:
+        log("process_peers: roundtrip ...")
+        records += run_roundtrip(start_peers, repetitions)
     log(f"process_peers: done in {time.monotonic() - started:.1f} s")
 
     json.dump({"machine": machine(), "python": platform.python_version(),

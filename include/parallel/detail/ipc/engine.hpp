@@ -590,12 +590,17 @@ class engine {
       const auto index = in.read<std::uint64_t>();
       std::string type = in.read<std::string>();
       std::string what = in.read<std::string>();
-      error = std::make_exception_ptr(
-          remote_error("parallel: " +
-                           (index == remote_error::no_index ? std::string("a task")
-                                                            : "item " + std::to_string(index)) +
-                           " raised " + type + (what.empty() ? std::string() : ": " + what),
-                       type, static_cast<std::size_t>(index)));
+      // The worker could not find the task's code (identity.hpp's resolve): a start-up
+      // problem of the pool, not an exception of the task.
+      if (type == "parallel::spawn_error")
+        error = std::make_exception_ptr(spawn_error(what));
+      else
+        error = std::make_exception_ptr(
+            remote_error("parallel: " +
+                             (index == remote_error::no_index ? std::string("a task")
+                                                              : "item " + std::to_string(index)) +
+                             " raised " + type + (what.empty() ? std::string() : ": " + what),
+                         type, static_cast<std::size_t>(index)));
     } else if (failed != 0 || !in.done()) {
       wire::protocol_error("a worker's result payload has trailing or unknown bytes");
     }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "../../codec.hpp"
+#include "../../errors.hpp"
 #include "../posix/modules.hpp"
 #include "frame.hpp"
 
@@ -46,9 +47,18 @@ inline code_location locate(const void* address) {
 }
 
 /// The address of the code at `where` in this process, checked to lie inside an executable
-/// segment of that module: a location from a corrupted frame is an error, never a jump.
+/// segment of that module: a location from a corrupted frame is an error, never a jump. Code in
+/// a shared library this process has not loaded (the caller opened it with dlopen after this
+/// worker started) is a parallel::spawn_error that says so; the caller gets it as is.
 inline const void* resolve(const code_location& where) {
   const void* address = os::address_in_module(where.module, where.offset);
+  if (address == nullptr && !where.module.empty() && !os::module_loaded(where.module)) {
+    throw parallel::spawn_error(
+        "parallel: the task's code is in the shared library '" + where.module +
+        "', which the worker process has not loaded (it was opened with dlopen after the "
+        "workers started?); link the program with it, or load it before starting the pool "
+        "(fork workers started after the dlopen have it)");
+  }
   if (address == nullptr) {
     wire::protocol_error("no code at offset " + wire::hex(where.offset) + " of module '" +
                          (where.module.empty() ? std::string("<main executable>") : where.module) +

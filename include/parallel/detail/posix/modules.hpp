@@ -46,6 +46,7 @@ struct find_by_name {
   const std::string* path;
   std::uint64_t offset;
   bool first = true;
+  bool module_found = false;
   const void* result = nullptr;
 };
 
@@ -55,6 +56,7 @@ inline int by_name(dl_phdr_info* info, std::size_t, void* data) noexcept {
   query->first = false;
   const char* name = info->dlpi_name != nullptr ? info->dlpi_name : "";
   if (query->path->empty() ? !is_main : std::strcmp(name, query->path->c_str()) != 0) return 0;
+  query->module_found = true;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& segment = info->dlpi_phdr[i];
     if (segment.p_type != PT_LOAD || (segment.p_flags & PF_X) == 0) continue;
@@ -81,6 +83,13 @@ inline const void* address_in_module(const std::string& path, std::uint64_t offs
   modules::find_by_name query{&path, offset};
   dl_iterate_phdr(&modules::by_name, &query);
   return query.result;
+}
+
+/// Whether module `path` ("" = main executable) is loaded in this process.
+inline bool module_loaded(const std::string& path) noexcept {
+  modules::find_by_name query{&path, 0};
+  dl_iterate_phdr(&modules::by_name, &query);
+  return query.module_found;
 }
 
 }  // namespace parallel::detail::os
