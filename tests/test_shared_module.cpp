@@ -6,12 +6,12 @@
 
 #include <dlfcn.h>
 
-#include <catch2/catch.hpp>
 #include <numeric>
 #include <parallel/parallel.hpp>
 #include <string>
 #include <vector>
 
+#include "catch.hpp"
 #include "shared_module/module.hpp"
 #include "test_support.hpp"
 

@@ -146,6 +146,22 @@ constexpr bool under_thread_sanitizer =
     false;
 #endif
 
+constexpr bool under_address_sanitizer =
+#if defined(__SANITIZE_ADDRESS__)
+    true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    true;
+#else
+    false;
+#endif
+#else
+    false;
+#endif
+
+/// A sanitizer's runtime is in this program: processes start slower, memory figures are its.
+constexpr bool under_sanitizer = under_thread_sanitizer || under_address_sanitizer;
+
 /// A single-pass input range yielding 0, 1, 2, ... (forever when limit < 0) that counts the
 /// items read from it. Copies of an iterator share the position, as a generator's do. The
 /// library may read it from any thread, so the count is atomic.

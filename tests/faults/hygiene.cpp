@@ -43,48 +43,6 @@ int square_or_hang(int x) {
   return x * x;
 }
 
-std::string describe_fds(const std::set<int>& fds) {
-  std::string out;
-  for (int fd : fds) out += std::to_string(fd) + " -> " + fd_target(fd) + "\n";
-  return out;
-}
-
-std::set<int> minus(const std::set<int>& a, const std::set<int>& b) {
-  std::set<int> out;
-  for (int x : a)
-    if (b.count(x) == 0) out.insert(x);
-  return out;
-}
-
-/// Checks that this process holds the same descriptors and children as before.
-class leak_check {
- public:
-  leak_check() : fds_(open_fds()), children_(sorted_children()) {}
-  void verify() const {
-    const std::set<int> now = open_fds();
-    INFO("descriptors left open:\n" << describe_fds(minus(now, fds_)));
-    INFO("descriptors closed:\n" << describe_fds(minus(fds_, now)));
-    CHECK(now == fds_);
-    const std::set<int> kids = sorted_children();
-    INFO(kids.size() << " children now, " << children_.size() << " before");
-    CHECK(kids == children_);
-    if (children_.empty()) {
-      int status = 0;
-      const int got = ::waitpid(-1, &status, WNOHANG);
-      CHECK((got == -1 && errno == ECHILD));
-    }
-  }
-
- private:
-  static std::set<int> sorted_children() {
-    const std::vector<int> kids = children();
-    return {kids.begin(), kids.end()};
-  }
-
-  std::set<int> fds_;
-  std::set<int> children_;
-};
-
 }  // namespace
 
 TEST_CASE("faults: 100 pool lifecycles leave no zombie and no descriptor behind",
