@@ -75,6 +75,13 @@ class rgb {
   std::uint8_t r_, g_, b_;
 };
 
+/// A user codec that writes nothing: fine alone, refused as a container's element (its count
+/// could not be checked against the bytes left).
+struct silent {
+  std::string note;  // not trivially copyable: only the codec below makes it cross
+  bool operator==(const silent&) const = default;
+};
+
 /// Records the largest single allocation, to prove a forged length allocates nothing.
 struct allocations {
   static inline std::size_t largest = 0;
@@ -112,6 +119,11 @@ struct codec<money> {
 };
 template <>
 struct codec<rgb> : bitwise_codec<rgb> {};
+template <>
+struct codec<silent> {
+  static void encode(encoder&, const silent&) {}
+  static silent decode(decoder&) { return {}; }
+};
 }  // namespace parallel
 
 namespace {
@@ -413,6 +425,33 @@ TEST_CASE("codec: a forged length is refused before anything is allocated", "[co
   const std::vector<std::byte> inner = length_prefix(huge);
   bytes.insert(bytes.end(), inner.begin(), inner.end());
   REQUIRE_THAT(error_of<std::vector<std::string>>(bytes), Catch::Matchers::Contains("claims"));
+}
+
+// Found by tests/fuzz/fuzz_codec (tests/fuzz/regressions/codec-zero-size-elements-*): values
+// that encoded to no bytes at all made a container's count unchecked (10^9 elements from
+// 128 KiB) and made the decoder refuse the encoder's own output.
+TEST_CASE("codec: values with nothing to say still take a byte, so every count stays bounded",
+          "[codec]") {
+  using ms = std::monostate;
+  check_round_trip(std::vector<std::vector<ms>>{{ms{}, ms{}}, {}, {ms{}}});
+  check_round_trip(std::vector<std::tuple<>>(3));
+  check_round_trip(std::vector<std::array<int, 0>>(2));
+  check_round_trip(std::map<int, ms>{{1, ms{}}, {2, ms{}}});
+  check_round_trip(std::set<std::tuple<>>{std::tuple<>{}});
+  check_round_trip(std::pair<ms, ms>{});
+  every_truncation_throws(std::vector<std::vector<ms>>{{ms{}, ms{}}, {ms{}}});
+  // A count the bytes left cannot pay for is refused, as for any other element.
+  REQUIRE_FALSE(error_of<std::vector<ms>>(length_prefix(1'000'000'000)).empty());
+  REQUIRE_FALSE(error_of<std::vector<std::vector<ms>>>(length_prefix(64)).empty());
+  // A user codec that writes nothing crosses alone, and is a clear error inside a container.
+  check_round_trip(silent{});
+  parallel::encoder out;
+  try {
+    out.write(std::vector<silent>(3));
+    FAIL("a vector of elements that take no bytes was encoded");
+  } catch (const parallel::error& e) {
+    CHECK(std::string_view{e.what()}.find("takes no bytes") != std::string_view::npos);
+  }
 }
 
 TEST_CASE("codec: a bad variant index or flag byte is a protocol error", "[codec]") {

@@ -5,10 +5,14 @@
 // header on its own (a header is valid when encode_header() of its fields gives its very bytes
 // back) and requires decode_header() to agree. Anything else aborts: a crash, a sanitizer
 // report, an exception other than parallel::error, a frame whose type, task id, flags or payload
-// (size or bytes) differ from its bytes in the stream, or that does not re-encode to them.
+// (size or bytes) differ from its bytes in the stream, or that does not re-encode to them. Each
+// payload is also read as an arena descriptor (decode_arena_descriptor), against an arena whose
+// size is the frame's task id.
 //
 // Input layout (make_corpus.cpp writes seeds in it):
-//   byte 0       bits 0-4: k, the number of piece sizes that follow
+//   byte 0       bits 0-3: k, the number of piece sizes that follow
+//                bit 4: the header checksums are recomputed first, frame after frame, so that
+//                       mutations of the other fields reach the checks behind the checksum
 //                bit 5: a check_headers() callback refuses shutdown frames whose task id is a
 //                       multiple of 3
 //                bit 6: a payload limit of 64 bytes instead of 1 MiB
@@ -50,10 +54,6 @@ void require(bool ok, const char* what,
 
 bool same_bytes(std::span<const std::byte> a, std::span<const std::byte> b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
-}
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
 struct options {
@@ -149,6 +149,20 @@ expectation parse_whole(std::span<const std::byte> stream, const options& opts) 
   }
 }
 
+/// Rewrites the checksum of each header, following the lengths the headers give, as a forger
+/// who knows the format would. Without it, a mutated type, flag or length is almost always
+/// refused as a checksum mismatch first.
+void repair_checksums(std::span<std::byte> stream) {
+  std::size_t at = 0;
+  while (stream.size() - at >= ipc::header_size) {
+    const auto header = stream.subspan(at).first<ipc::header_size>();
+    ipc::wire::store<std::uint32_t>(header.data() + 12, ipc::wire::header_checksum(header));
+    const auto length = ipc::wire::load<std::uint64_t>(header.data() + 24);
+    if (length > stream.size() - at - ipc::header_size) return;
+    at += ipc::header_size + static_cast<std::size_t>(length);
+  }
+}
+
 // --- the reader, fed in pieces, checked against the reference ----------------------------------
 
 class checked_reader {
@@ -202,7 +216,8 @@ class checked_reader {
       threw = true;
       require(std::string_view{e.what()}.starts_with(error_prefix),
               "finish() threw an error that is not a protocol error");
-      require(ends_with(e.what(), frame_suffix()), "finish()'s error names the wrong offset");
+      require(std::string_view{e.what()}.ends_with(frame_suffix()),
+              "finish()'s error names the wrong offset");
       if (expected_.end == ending::truncated) {
         const std::string have =
             "truncated frame: " + std::to_string(stream_.size() - expected_.end_offset) + " of ";
@@ -264,7 +279,8 @@ class checked_reader {
       require(fed_ >= expected_.end_offset + ipc::header_size,
               "next() reported a violation before the bad header had arrived");
     }
-    require(ends_with(e.what(), frame_suffix()), "the violation names the wrong offset");
+    require(std::string_view{e.what()}.ends_with(frame_suffix()),
+            "the violation names the wrong offset");
   }
 
   void check_frame(const ipc::frame& frame) {
@@ -283,6 +299,8 @@ class checked_reader {
                 frame.payload.size() == ipc::arena_descriptor_size,
             "an arena frame whose payload is not a descriptor");
 
+    check_arena_descriptor(frame);
+
     // Re-encoded, in both of the encoder's forms, it is its bytes in the stream.
     const auto original = stream_.subspan(want.offset, ipc::header_size + length);
     require(same_bytes(ipc::encode_frame(frame.type, frame.flags, frame.task_id, frame.payload),
@@ -292,6 +310,32 @@ class checked_reader {
         ipc::encode_header(frame.type, frame.flags, frame.task_id, frame.payload.size());
     require(same_bytes(header, original.first(ipc::header_size)),
             "encode_header does not reproduce the header's bytes");
+  }
+
+  /// Every payload, read as an arena descriptor for an arena of task-id bytes (any size the input
+  /// asks for): accepted exactly when it is 16 bytes and the range lies inside, and then it
+  /// re-encodes to itself.
+  static void check_arena_descriptor(const ipc::frame& frame) {
+    const std::uint64_t arena_size = frame.task_id;
+    bool inside = frame.payload.size() == ipc::arena_descriptor_size;
+    if (inside) {
+      const auto offset = ipc::wire::load<std::uint64_t>(frame.payload.data());
+      const auto length = ipc::wire::load<std::uint64_t>(frame.payload.data() + 8);
+      inside = offset <= arena_size && length <= arena_size - offset;
+    }
+    std::optional<ipc::arena_descriptor> where;
+    try {
+      where = ipc::decode_arena_descriptor(frame.payload, arena_size);
+    } catch (const parallel::error& e) {
+      require(std::string_view{e.what()}.starts_with(error_prefix),
+              "decode_arena_descriptor threw an error that is not a protocol error");
+    }
+    require(where.has_value() == inside, inside ? "a descriptor inside the arena was refused"
+                                                : "a descriptor outside the arena was accepted");
+    if (where) {
+      require(same_bytes(ipc::encode_arena_descriptor(*where), frame.payload),
+              "an arena descriptor does not re-encode to its bytes");
+    }
   }
 
   std::span<const std::byte> stream_;
@@ -308,7 +352,7 @@ class checked_reader {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::uint8_t control = data[0];
-  const std::size_t piece_count = std::min<std::size_t>(control & 0x1Fu, size - 1);
+  const std::size_t piece_count = std::min<std::size_t>(control & 0x0Fu, size - 1);
   options opts;
   opts.refuse_some_shutdowns = (control & 0x20u) != 0;
   opts.max_payload = (control & 0x40u) != 0 ? small_limit : large_limit;
@@ -319,7 +363,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t length = size - 1 - piece_count;
   const std::unique_ptr<std::byte[]> buffer(new std::byte[length]);
   if (length != 0) std::memcpy(buffer.get(), data + 1 + piece_count, length);
-  const std::span<const std::byte> stream(buffer.get(), length);
+  const std::span<std::byte> stream(buffer.get(), length);
+  if ((control & 0x10u) != 0) repair_checksums(stream);
 
   checked_reader reader(stream, opts);
   std::size_t at = 0;

@@ -4,8 +4,8 @@
 //
 //   c++ -std=c++20 -Iinclude tests/fuzz/make_corpus.cpp -o /tmp/make_corpus &&
 //     /tmp/make_corpus tests/fuzz/corpus
-//   cmake --build build --target fuzz_make_corpus && build/tests/fuzz/fuzz_make_corpus
-//   tests/fuzz/corpus
+//   cmake --build build --target fuzz_make_corpus &&
+//     build/tests/fuzz/fuzz_make_corpus tests/fuzz/corpus
 //
 // Files are overwritten by name; one that is no longer written here must be deleted by hand.
 // The output is the same on every run (no randomness, no time), so the checked-in files only
@@ -61,6 +61,7 @@ bytes text(std::string_view s) {
 
 // --- fuzz_frame: control byte, piece sizes, stream ----------------------------------------------
 
+constexpr std::uint8_t repair_checksums = 0x10;
 constexpr std::uint8_t refuse_some_shutdowns = 0x20;
 constexpr std::uint8_t small_limit = 0x40;  // 64 bytes
 constexpr std::uint8_t finish_before_draining = 0x80;
@@ -72,6 +73,7 @@ std::uint8_t piece(unsigned size, bool drain) {
 
 bytes frame_seed(std::uint8_t flags, std::initializer_list<std::uint8_t> pieces,
                  const bytes& stream) {
+  if (pieces.size() > 15) throw std::logic_error("make_corpus: at most 15 piece sizes");
   bytes out;
   out.push_back(std::byte(static_cast<std::uint8_t>(flags | pieces.size())));
   for (std::uint8_t p : pieces) out.push_back(std::byte(p));
@@ -116,8 +118,8 @@ void write_frame_seeds(const fs::path& dir) {
   {
     bytes s;
     const auto descriptor = ipc::encode_arena_descriptor({.offset = 4096, .length = 100});
-    append(s, frame_type::result, 7, bytes(descriptor.begin(), descriptor.end()),
-           ipc::frame_flags::payload_in_arena);
+    append(s, frame_type::result, /* fuzz_frame: the arena size */ 8192,
+           bytes(descriptor.begin(), descriptor.end()), ipc::frame_flags::payload_in_arena);
     write_file(dir / "arena_descriptor", frame_seed(0, {piece(16, false), piece(0, true)}, s));
   }
   {
@@ -139,6 +141,22 @@ void write_frame_seeds(const fs::path& dir) {
     append(s, frame_type::result, 8, bytes(64, std::byte{0x11}));  // at the limit: accepted
     append(s, frame_type::result, 9, bytes(65, std::byte{0x22}));  // over it: refused
     write_file(dir / "over_small_limit", frame_seed(small_limit, {}, s));
+  }
+  {
+    // Fields no encoder writes, behind checksums that fuzz_frame recomputes (they are left
+    // stale here): an unknown type, then an arena frame whose payload is not a descriptor.
+    bytes s;
+    append(s, frame_type::task, 10, text("ok"));
+    bytes forged;
+    append(forged, frame_type::task, 11, {});
+    ipc::wire::store<std::uint16_t>(forged.data() + 6, ipc::last_frame_type + 1);
+    s.insert(s.end(), forged.begin(), forged.end());
+    write_file(dir / "unknown_type_repaired", frame_seed(repair_checksums, {}, s));
+
+    s.clear();
+    append(s, frame_type::result, 12, text("17 bytes of stuff"));
+    ipc::wire::store<std::uint32_t>(s.data() + 8, 1);  // payload_in_arena
+    write_file(dir / "arena_length_repaired", frame_seed(repair_checksums, {piece(8, true)}, s));
   }
   {
     bytes s;

@@ -57,6 +57,27 @@ std::size_t reserve_hint(std::size_t count, std::size_t bytes_left) noexcept {
   return std::min(count, bytes_left / sizeof(T) + 1);
 }
 
+/// A value whose encoding would be empty (std::monostate, std::tuple<>, std::array<T, 0>) is one
+/// 0 byte instead: a container's count is checked against the bytes left (decoder::read_size),
+/// which bounds nothing if its elements take no bytes.
+inline void write_placeholder(encoder& out) {
+  const std::uint8_t zero = 0;
+  out.write_bytes(&zero, 1);
+}
+
+/// For an element type whose codec does not promise a size (min_size 0: a user codec), a
+/// container checks that each element took at least one byte, on both sides.
+template <class T>
+void require_progress(std::size_t before, std::size_t after) {
+  if constexpr (min_size<T>() == 0) {
+    if (before == after) {
+      protocol_error("an element of type " + std::string(type_name<T>()) +
+                     " in a container takes no bytes; its codec must write at least one (and "
+                     "should say so with min_size)");
+    }
+  }
+}
+
 [[noreturn]] inline void bad_flag(std::uint8_t flag, std::string_view what) {
   protocol_error(std::string(what) + " has flag byte " + std::to_string(flag) + " (not 0 or 1)");
 }
@@ -68,6 +89,10 @@ inline bool read_flag(decoder& in, std::string_view what) {
   return flag == 1;
 }
 
+inline void read_placeholder(decoder& in, std::string_view what) {
+  if (read_flag(in, what)) bad_flag(1, what);
+}
+
 /// set, multiset, unordered_set: a count, then the keys.
 template <class Set>
 struct set_codec {
@@ -75,7 +100,11 @@ struct set_codec {
 
   static void encode(encoder& out, const Set& set) {
     out.write_size(set.size());
-    for (const auto& key : set) out.write(key);
+    for (const auto& key : set) {
+      const std::size_t before = out.bytes().size();
+      out.write(key);
+      require_progress<typename Set::key_type>(before, out.bytes().size());
+    }
   }
   static Set decode(decoder& in) {
     using key = typename Set::key_type;
@@ -84,7 +113,12 @@ struct set_codec {
     if constexpr (requires { set.reserve(count); }) {
       set.reserve(reserve_hint<key>(count, in.remaining()));
     }
-    for (std::size_t i = 0; i < count; ++i) set.insert(set.end(), in.read<key>());
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t before = in.remaining();
+      key k = in.read<key>();
+      require_progress<key>(before, in.remaining());
+      set.insert(set.end(), std::move(k));
+    }
     return set;
   }
 };
@@ -97,8 +131,14 @@ struct map_codec {
   static void encode(encoder& out, const Map& map) {
     out.write_size(map.size());
     for (const auto& [key, value] : map) {
+      const std::size_t before = out.bytes().size();
       out.write(key);
       out.write(value);
+      if constexpr (detail::min_size<typename Map::key_type>() +
+                        detail::min_size<typename Map::mapped_type>() ==
+                    0) {
+        require_progress<typename Map::mapped_type>(before, out.bytes().size());
+      }
     }
   }
   static Map decode(decoder& in) {
@@ -112,8 +152,13 @@ struct map_codec {
       map.reserve(reserve_hint<typename Map::value_type>(count, in.remaining()));
     }
     for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t before = in.remaining();
       key k = in.read<key>();  // in this order: a function's arguments have none
-      map.emplace_hint(map.end(), std::move(k), in.read<mapped>());
+      mapped v = in.read<mapped>();
+      if constexpr (detail::min_size<key>() + detail::min_size<mapped>() == 0) {
+        require_progress<mapped>(before, in.remaining());
+      }
+      map.emplace_hint(map.end(), std::move(k), std::move(v));
     }
     return map;
   }
@@ -133,9 +178,12 @@ struct codec<bool> {
 
 template <>
 struct codec<std::monostate> {
-  static constexpr std::size_t min_size = 0;
-  static void encode(encoder&, std::monostate) {}
-  static std::monostate decode(decoder&) { return {}; }
+  static constexpr std::size_t min_size = 1;
+  static void encode(encoder& out, std::monostate) { detail::write_placeholder(out); }
+  static std::monostate decode(decoder& in) {
+    detail::read_placeholder(in, "std::monostate");
+    return {};
+  }
 };
 
 template <class C, class Traits, class Alloc>
@@ -174,7 +222,11 @@ struct codec<std::vector<T, Alloc>> {
     if constexpr (bulk) {
       out.write_bytes(v.data(), v.size() * sizeof(T));
     } else {
-      for (const auto& x : v) out.write(static_cast<const T&>(x));
+      for (const auto& x : v) {
+        const std::size_t before = out.bytes().size();
+        out.write(static_cast<const T&>(x));
+        detail::require_progress<T>(before, out.bytes().size());
+      }
     }
   }
   static vector decode(decoder& in) {
@@ -195,7 +247,11 @@ struct codec<std::vector<T, Alloc>> {
       const std::size_t size = in.read_size(detail::min_size<T>(), name);
       vector v;
       v.reserve(detail::reserve_hint<T>(size, in.remaining()));
-      for (std::size_t i = 0; i < size; ++i) v.push_back(in.read<T>());
+      for (std::size_t i = 0; i < size; ++i) {
+        const std::size_t before = in.remaining();
+        v.push_back(in.read<T>());
+        detail::require_progress<T>(before, in.remaining());
+      }
       return v;
     }
   }
@@ -205,19 +261,24 @@ template <class T, std::size_t N>
 requires transferable<T>
 struct codec<std::array<T, N>> {
   using array = std::array<T, N>;
-  static constexpr std::size_t min_size = N * detail::min_size<T>();
+  static constexpr std::size_t min_size = N == 0 ? 1 : N * detail::min_size<T>();
   static constexpr bool bulk =
       detail::crosses_as_bytes<T> && std::default_initializable<T> && !std::is_same_v<T, bool>;
 
   static void encode(encoder& out, const array& a) {
-    if constexpr (bulk) {
+    if constexpr (N == 0) {
+      detail::write_placeholder(out);
+    } else if constexpr (bulk) {
       out.write_bytes(a.data(), N * sizeof(T));
     } else {
       for (const T& x : a) out.write(x);
     }
   }
   static array decode(decoder& in) {
-    if constexpr (bulk) {
+    if constexpr (N == 0) {
+      detail::read_placeholder(in, detail::type_name<array>());
+      return {};
+    } else if constexpr (bulk) {
       array a;
       in.read_bytes(a.data(), N * sizeof(T), detail::type_name<array>());
       return a;
@@ -243,11 +304,14 @@ struct codec<std::pair<A, B>> {
 
 template <class... Ts>
 requires(transferable<Ts>&&...) struct codec<std::tuple<Ts...>> {
-  static constexpr std::size_t min_size = (std::size_t{0} + ... + detail::min_size<Ts>());
+  static constexpr std::size_t min_size =
+      sizeof...(Ts) == 0 ? 1 : (std::size_t{0} + ... + detail::min_size<Ts>());
   static void encode(encoder& out, const std::tuple<Ts...>& t) {
+    if constexpr (sizeof...(Ts) == 0) detail::write_placeholder(out);
     std::apply([&](const Ts&... xs) { (out.write(xs), ...); }, t);
   }
   static std::tuple<Ts...> decode([[maybe_unused]] decoder& in) {
+    if constexpr (sizeof...(Ts) == 0) detail::read_placeholder(in, "std::tuple<>");
     return std::tuple<Ts...>{in.read<Ts>()...};
   }
 };
