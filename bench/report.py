@@ -443,8 +443,9 @@ def start_method_table(results, records):
     return (header, rows) if rows else None
 
 
-def start_method_targets(results, records):
-    """Issue 4's benchmark targets."""
+def process_checker(results, records):
+    """(checks, check, fig): the list the targets go in, check(name, figures needed, condition,
+    detail) adding one, and fig(workload, column key) the figure of a cell."""
     checks = []
 
     def check(name, needed, condition, detail):
@@ -455,6 +456,12 @@ def start_method_targets(results, records):
 
     units = {w: (unit, counter) for w, _, unit, counter in PROCESS_WORKLOADS}
     fig = lambda workload, key: process_figure(results, records, workload, *units[workload], key)
+    return checks, check, fig
+
+
+def start_method_targets(results, records):
+    """Issue 4's benchmark targets."""
+    checks, check, fig = process_checker(results, records)
     spawn, py_spawn = fig("startup", "process_pool_spawn"), fig("startup", "py_pool_spawn")
     check("startup: process_pool<spawn> of 2 workers + one task + shutdown <= 20 ms", [spawn],
           lambda: spawn.value <= 20, lambda: f"{spawn.value:.3g} ms")
@@ -476,16 +483,7 @@ def start_method_targets(results, records):
 
 def process_targets(results, records):
     """Issue 3's targets, as targets() does issue 2's."""
-    checks = []
-
-    def check(name, needed, condition, detail):
-        if any(x is None or isinstance(x, str) for x in needed):
-            checks.append((name, "n/a", "not measured in this run"))
-        else:
-            checks.append((name, "met" if condition() else "MISSED", detail()))
-
-    units = {w: (unit, counter) for w, _, unit, counter in PROCESS_WORKLOADS}
-    fig = lambda workload, key: process_figure(results, records, workload, *units[workload], key)
+    checks, check, fig = process_checker(results, records)
     pool = fig("results_1mib", "py_pool_fork")
     for variant in ("process_pool_fork", "processes_fork"):
         f = fig("noop_chunk1", variant)
