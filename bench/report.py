@@ -554,17 +554,22 @@ def report_processes(results, records, note, markdown):
         checks += found
         if all(status == "n/a" for _, status, _ in found):
             continue
-        print(f"\n== {title} targets ==")
-        markdown += [f"## {title.capitalize()} targets", "", "| target | status | measured |",
-                     "|---|---|---|"]
-        for name, status, detail in found:
-            print(f"  [{status:>6}] {name}: {detail}")
-            markdown.append(f"| {name} | {status} | {detail} |")
-        met = sum(1 for _, status, _ in found if status == "met")
-        measured = sum(1 for _, status, _ in found if status != "n/a")
-        print(f"  {met} of {measured} measured targets met")
-        markdown.append("")
+        report_targets(title, found, markdown)
     return checks
+
+
+def report_targets(title, checks, markdown):
+    """Prints an issue's target checks and appends them to markdown as a table."""
+    print(f"\n== {title} targets ==")
+    markdown += [f"## {title[0].upper()}{title[1:]} targets", "", "| target | status | measured |",
+                 "|---|---|---|"]
+    for name, status, detail in checks:
+        print(f"  [{status:>6}] {name}: {detail}")
+        markdown.append(f"| {name} | {status} | {detail} |")
+    met = sum(1 for _, status, _ in checks if status == "met")
+    measured = sum(1 for _, status, _ in checks if status != "n/a")
+    print(f"  {met} of {measured} measured targets met")
+    markdown.append("")
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -649,15 +654,7 @@ def main():
         markdown += [f"## {workload}", "", render_markdown(header, rows), ""]
 
     checks = targets(results)
-    print("\n== issue 2 targets ==")
-    markdown += ["## Issue 2 targets", "", "| target | status | measured |", "|---|---|---|"]
-    for name, status, detail in checks:
-        print(f"  [{status:>6}] {name}: {detail}")
-        markdown.append(f"| {name} | {status} | {detail} |")
-    met = sum(1 for _, status, _ in checks if status == "met")
-    measured = sum(1 for _, status, _ in checks if status != "n/a")
-    print(f"  {met} of {measured} measured targets met")
-    markdown.append("")
+    report_targets("issue 2", checks, markdown)
     report_processes(results, records, peers_note, markdown)
     for name, error in failures:
         print(f"FAILED: {name}: {error}")
