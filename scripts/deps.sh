@@ -5,9 +5,9 @@
 # What every build needs: g++ and clang (16: clang 14, Debian 12's default, cannot compile
 # libstdc++ 12's <ranges> views, llvm/llvm-project#44178) with its sanitizer runtimes, CMake +
 # Ninja, Catch2 (v2 on Debian 12), Google Benchmark, oneTBB (a benchmark peer; libstdc++'s
-# std::execution::par needs it).
+# std::execution::par needs it), Open MPI (the parallel::mpi target and its mpirun tests).
 PARALLEL_BUILD_PACKAGES=(g++ clang-16 libclang-rt-16-dev cmake ninja-build catch2 libbenchmark-dev
-                         libtbb-dev libcereal-dev)
+                         libtbb-dev libcereal-dev libopenmpi-dev openmpi-bin)
 # The lint steps of scripts/test: clang-format (Debian 12's, 14, as developers run it) and
 # clang-tidy 16 (it must parse what clang 16 compiles).
 PARALLEL_LINT_PACKAGES=(clang-format clang-tidy-16)

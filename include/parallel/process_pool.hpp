@@ -304,8 +304,10 @@ body_prefix shipped_prefix(const Fn& fn) {
   return prefix;
 }
 
+/// map / starmap on workers that run shipped tasks (a process pool's, or MPI ranks): each job
+/// carries the trampoline, f and its items.
 template <bool Apply, class F, class Range>
-auto pool_map(process_pool_core& core, F& f, Range& items, const options& opts) {
+auto pool_map(runner& run, F& f, Range& items, const options& opts) {
   using Fn = std::decay_t<F>;
   using V = pool_item_t<Range>;
   using R = typename pool_call<Fn, V, Apply>::result;
@@ -319,7 +321,6 @@ auto pool_map(process_pool_core& core, F& f, Range& items, const options& opts) 
     return std::vector<R>{};
   }
   const body_prefix prefix = shipped_prefix<Fn, V, Apply>(f);
-  pool_runner run(core);
   process_map_call<R> call(run, n, opts);
   return call.run(prefix, [&](encoder& body, std::size_t first, std::size_t count) {
     for (std::size_t i = first; i < first + count; ++i) {
@@ -329,9 +330,9 @@ auto pool_map(process_pool_core& core, F& f, Range& items, const options& opts) 
   });
 }
 
-template <bool Ordered, bool Apply, class F, class Range>
-auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opts,
-               std::shared_ptr<process_pool_core> owned = nullptr) {
+/// imap / imap_unordered on workers that run shipped tasks; the view owns `run`.
+template <bool Ordered, bool Apply, class Runner, class F, class Range>
+auto pool_imap(std::unique_ptr<Runner> run, F&& f, Range&& items, const options& opts) {
   using View = held_range<Range>;
   using Fn = std::decay_t<F>;
   using V = pool_item_t<View>;
@@ -340,14 +341,40 @@ auto pool_imap(process_pool_core& core, F&& f, Range&& items, const options& opt
   static_assert(!std::is_void_v<R>, "parallel::imap: f must return a value for each item");
   require_transferable<V>();
   require_transferable<R>();
-  auto run = std::make_unique<pool_runner>(core, std::move(owned));
   runner& r = *run;
   std::unique_ptr<void, void (*)(void*)> keep(run.release(),
-                                              [](void* p) { delete static_cast<pool_runner*>(p); });
+                                              [](void* p) { delete static_cast<Runner*>(p); });
   typename state::filler fill = &ship_items<View, V>;
   return imap_view<state>(std::make_unique<state>(r, View(std::forward<Range>(items)), opts,
                                                   shipped_prefix<Fn, V, Apply>(f), std::move(fill),
                                                   std::move(keep)));
+}
+
+/// submit on workers that run shipped tasks: one job of one call, its outcome in a future.
+template <class F, class... Args>
+auto pool_submit(runner& run, F&& f, Args&&... args) {
+  using Fn = std::decay_t<F>;
+  using Tuple = std::tuple<shipped_arg_t<Args>...>;
+  using R = submit_result_t<F, Args...>;
+  static_assert(!std::is_void_v<R>, "parallel: submit: f must return a value");
+  require_transferable<R>();
+  require_transferable<Tuple>();
+  auto j = std::make_unique<ipc::job>();
+  j->first = remote_error::no_index;
+  j->count = 1;
+  {
+    encoder out(j->payload);
+    ipc::write_task_header(out, j->first, 1, 0);
+    const body_prefix prefix = shipped_prefix<Fn, Tuple, true>(f);
+    out.write_bytes(prefix.data(), prefix.size());
+    out.write(Tuple(std::forward<Args>(args)...));
+  }
+  auto* state = new process_future<R>();
+  j->sink = state;
+  std::vector<std::unique_ptr<ipc::job>> one;
+  one.push_back(std::move(j));
+  run.post(one);
+  return future_access::make<R>(state);
 }
 
 /// A spawned worker's life, from spawn_main: parse the marker, join the caller's arena, run
@@ -427,7 +454,8 @@ requires(std::is_same_v<Start, start::spawn> ||
   static auto map(const processes<Start>& p, F& f, Range& items, const options& opts) {
     using unwrap = unwrap_apply<std::remove_cvref_t<F>>;
     process_pool_core core(pool_options{.workers = p.workers}, how);
-    return pool_map<unwrap::apply>(core, unwrap::get(f), items, opts);
+    pool_runner run(core);
+    return pool_map<unwrap::apply>(run, unwrap::get(f), items, opts);
   }
 
   template <bool Ordered, class F, class Range>
@@ -435,8 +463,8 @@ requires(std::is_same_v<Start, start::spawn> ||
     // The view owns the pool: it ends after the view's last job.
     auto core = std::make_shared<process_pool_core>(pool_options{.workers = p.workers}, how);
     process_pool_core& ref = *core;
-    return pool_imap<Ordered, false>(ref, std::forward<F>(f), std::forward<Range>(items), opts,
-                                     std::move(core));
+    return pool_imap<Ordered, false>(std::make_unique<pool_runner>(ref, std::move(core)),
+                                     std::forward<F>(f), std::forward<Range>(items), opts);
   }
 };
 
@@ -487,52 +515,34 @@ class process_pool {
 
   template <class F, std::ranges::input_range Range>
   auto map(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_map<false>(*core_, f, items, opts);
+    detail::pool_runner run(*core_);
+    return detail::pool_map<false>(run, f, items, opts);
   }
 
   template <class F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_map<true>(*core_, f, items, opts);
+    detail::pool_runner run(*core_);
+    return detail::pool_map<true>(run, f, items, opts);
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_imap<true, false>(*core_, std::forward<F>(f), std::forward<Range>(items),
-                                          opts);
+    return detail::pool_imap<true, false>(std::make_unique<detail::pool_runner>(*core_),
+                                          std::forward<F>(f), std::forward<Range>(items), opts);
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_imap<false, false>(*core_, std::forward<F>(f), std::forward<Range>(items),
-                                           opts);
+    return detail::pool_imap<false, false>(std::make_unique<detail::pool_runner>(*core_),
+                                           std::forward<F>(f), std::forward<Range>(items), opts);
   }
 
   /// Runs f(args...) in a worker (Python's apply_async / executor.submit). If that worker dies,
   /// only this future fails (parallel::worker_died); the others complete.
   template <class F, class... Args>
   auto submit(F&& f, Args&&... args) {
-    using Fn = std::decay_t<F>;
-    using Tuple = std::tuple<detail::shipped_arg_t<Args>...>;
-    using R = detail::submit_result_t<F, Args...>;
-    static_assert(!std::is_void_v<R>, "parallel::process_pool::submit: f must return a value");
-    detail::require_transferable<R>();
-    detail::require_transferable<Tuple>();
-    auto j = std::make_unique<detail::ipc::job>();
-    j->first = remote_error::no_index;
-    j->count = 1;
-    {
-      encoder out(j->payload);
-      detail::ipc::write_task_header(out, j->first, 1, 0);
-      const detail::body_prefix prefix = detail::shipped_prefix<Fn, Tuple, true>(f);
-      out.write_bytes(prefix.data(), prefix.size());
-      out.write(Tuple(std::forward<Args>(args)...));
-    }
-    auto* state = new detail::process_future<R>();
-    j->sink = state;
-    std::vector<std::unique_ptr<detail::ipc::job>> one;
-    one.push_back(std::move(j));
-    core_->post(one);
-    return detail::future_access::make<R>(state);
+    detail::pool_runner run(*core_);
+    return detail::pool_submit(run, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
  private:

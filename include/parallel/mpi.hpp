@@ -1,0 +1,268 @@
+// parallel::mpi and parallel::mpi_pool: the verbs across the ranks of an MPI job (opt-in: link
+// the CMake target parallel::mpi, which brings MPI::MPI_CXX; the core library never needs MPI).
+//
+//     int main(int argc, char** argv) {
+//       parallel::mpi_main(argc, argv);  // ranks other than 0 serve tasks here and never return
+//       auto squares = parallel::map(parallel::mpi{}, square, xs);  // rank 0 drives
+//     }
+//
+// Every rank runs the same executable, so f crosses as on a process pool: a function, a
+// lambda without captures, or a lambda capturing numbers by value; items, arguments and results
+// through parallel::codec. Rank 0 runs the program; the other ranks run its tasks, scheduled
+// dynamically (the least busy rank takes the next chunk, two chunks in flight per rank).
+#pragma once
+
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <ranges>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "detail/mpi/cluster.hpp"
+#include "detail/mpi/mpi_api.hpp"
+#include "detail/mpi/transport.hpp"
+#include "errors.hpp"
+#include "future.hpp"
+#include "map.hpp"
+#include "policy.hpp"
+#include "process_pool.hpp"
+
+namespace parallel {
+
+/// Runs the verb on the ranks of the MPI job (rank 0 drives, the others compute). `workers`:
+/// 0 = every rank but 0, n > 0 = ranks 1..n. With a single rank, rank 0 runs the tasks itself.
+///
+///     auto squares = parallel::map(parallel::mpi{}, square, xs);
+struct mpi {
+  int workers = 0;
+};
+
+namespace detail {
+
+template <>
+struct is_policy<mpi> : std::true_type {};
+
+namespace ranks {
+
+/// Rank 0's cluster, made on first use; ended (and MPI finalized) when the program ends.
+struct rank0 {
+  std::mutex mutex;
+  std::unique_ptr<cluster> ranks;
+  bool finished = false;
+};
+
+inline rank0& home() {
+  // Never destroyed: the exit handler of mpi_main ends it, after every static destructor that
+  // might still use it has run.
+  static rank0* h = new rank0;
+  return *h;
+}
+
+inline cluster& get_cluster() {
+  const runtime& rt = state();
+  if (!rt.started) {
+    throw parallel::error(
+        "parallel::mpi: MPI is not set up for the library: make parallel::mpi_main(argc, argv) "
+        "the first statement of main (every rank runs main; on ranks other than 0 it serves "
+        "tasks and never returns)");
+  }
+  if (rt.serving) {
+    throw parallel::error(
+        "parallel::mpi: a task running on MPI rank " + std::to_string(rt.rank) +
+        " cannot start MPI calls itself (only rank 0 drives); use parallel::threads{} inside a "
+        "task");
+  }
+  rank0& h = home();
+  std::lock_guard lock(h.mutex);
+  if (h.finished) throw parallel::error("parallel::mpi: MPI was already finalized");
+  if (!h.ranks) h.ranks = std::make_unique<cluster>(rt.size);
+  return *h.ranks;
+}
+
+/// At the end of rank 0's program: the I/O thread finishes, every rank hears stop, and MPI is
+/// finalized (or, when a rank is stuck in a task that overran its timeout, the job is ended
+/// with MPI_Abort: MPI_Finalize would wait for that rank for ever).
+inline void finish_rank0() {
+  rank0& h = home();
+  std::unique_ptr<cluster> ending;
+  {
+    std::lock_guard lock(h.mutex);
+    if (h.finished) return;
+    h.finished = true;
+    ending = std::move(h.ranks);
+  }
+  std::fflush(nullptr);
+  std::vector<int> stuck;
+  std::vector<int> to_stop;
+  if (ending) {
+    stuck = ending->stuck_ranks();
+    to_stop = ending->ranks_to_stop();
+    ending.reset();  // joins the I/O thread
+  } else {
+    for (int r = 1; r < state().size; ++r) to_stop.push_back(r);
+  }
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized != 0) return;  // the program finalized MPI itself: nothing can be sent now
+  for (int r : to_stop) MPI_Send(nullptr, 0, MPI_BYTE, r, tag_stop, state().comm);
+  if (!stuck.empty()) {
+    std::string list;
+    for (int r : stuck) list += (list.empty() ? "" : ", ") + std::to_string(r);
+    std::fprintf(stderr,
+                 "parallel: MPI rank(s) %s still run a task that overran its timeout; ending the "
+                 "job with MPI_Abort (MPI_Finalize would wait for them for ever)\n",
+                 list.c_str());
+    std::fflush(nullptr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Comm_free(&state().comm);
+  MPI_Finalize();
+}
+
+/// Runs verbs on the cluster for one call or one mpi_pool.
+class mpi_runner final : public runner {
+ public:
+  mpi_runner(cluster& c, std::size_t limit) : cluster_(c), limit_(limit) {}
+  void post(std::vector<std::unique_ptr<ipc::job>>& batch) override {
+    cluster_.post(batch, limit_);
+  }
+  void cancel(ipc::job_sink* sink) override { cluster_.cancel(sink); }
+  void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) override {
+    changed.wait(lock);
+  }
+  std::size_t workers() const override {
+    const std::size_t all = cluster_.ranks();
+    return limit_ == 0 ? all : std::min(all, limit_);
+  }
+
+ private:
+  cluster& cluster_;
+  std::size_t limit_;
+};
+
+inline std::size_t rank_limit(int workers) {
+  return workers > 0 ? static_cast<std::size_t>(workers) : 0;
+}
+
+}  // namespace ranks
+
+template <>
+struct backend<mpi> {
+  template <class F, class Range>
+  static auto map(const mpi& p, F& f, Range& items, const options& opts) {
+    using unwrap = unwrap_apply<std::remove_cvref_t<F>>;
+    ranks::mpi_runner run(ranks::get_cluster(), ranks::rank_limit(p.workers));
+    return pool_map<unwrap::apply>(run, unwrap::get(f), items, opts);
+  }
+
+  template <bool Ordered, class F, class Range>
+  static auto imap(const mpi& p, F&& f, Range&& items, const options& opts) {
+    return pool_imap<Ordered, false>(
+        std::make_unique<ranks::mpi_runner>(ranks::get_cluster(), ranks::rank_limit(p.workers)),
+        std::forward<F>(f), std::forward<Range>(items), opts);
+  }
+};
+
+}  // namespace detail
+
+/// The first statement of main in a program that runs verbs on MPI ranks (the twin of
+/// spawn_main). It initializes MPI (MPI_THREAD_MULTIPLE when the library provides it, at least
+/// MPI_THREAD_SERIALIZED; MPI initialized by the program before is used as it is). On rank 0 it
+/// returns at once, and MPI is finalized when the program ends (do not call MPI_Finalize
+/// yourself). On every other rank it serves tasks until rank 0's program ends, then finalizes
+/// MPI and ends the process with status 0: it never returns there.
+///
+///     int main(int argc, char** argv) {
+///       parallel::mpi_main(argc, argv);
+///       ...
+///     }
+inline void mpi_main(int argc, char** argv) {
+  detail::ranks::runtime& rt = detail::ranks::state();
+  if (rt.started) return;
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  int provided = MPI_THREAD_SINGLE;
+  if (initialized == 0) {
+    detail::ranks::check(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided),
+                         "MPI_Init_thread");
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &rt.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &rt.size);
+  if (rt.rank == 0 && rt.size > 1 && provided < MPI_THREAD_SERIALIZED) {
+    std::fprintf(stderr,
+                 "parallel::mpi_main: this MPI library provides thread level %d; rank 0 needs "
+                 "MPI_THREAD_SERIALIZED or more (its I/O thread makes the MPI calls)\n",
+                 provided);
+    MPI_Abort(MPI_COMM_WORLD, 70);
+  }
+  // The library's messages travel on a communicator of its own, which returns errors instead
+  // of aborting the job, so that a failure reaches the caller as an exception.
+  detail::ranks::check(MPI_Comm_dup(MPI_COMM_WORLD, &rt.comm), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(rt.comm, MPI_ERRORS_RETURN);
+  rt.started = true;
+  if (rt.rank != 0) detail::ranks::serve();
+  std::atexit(&detail::ranks::finish_rank0);
+}
+
+/// The ranks of the MPI job as a pool object, with the verbs of process_pool (and submit).
+/// All mpi_pool objects and parallel::mpi{} calls share the same ranks.
+///
+///     parallel::mpi_pool pool;
+///     parallel::future<double> r = pool.submit(slow_pow, 3, 2);
+class mpi_pool {
+ public:
+  explicit mpi_pool(const mpi& policy = {})
+      : cluster_(&detail::ranks::get_cluster()),
+        limit_(detail::ranks::rank_limit(policy.workers)) {}
+
+  /// Ranks that run tasks.
+  std::size_t size() const noexcept {
+    return detail::ranks::mpi_runner(*cluster_, limit_).workers();
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto map(F&& f, Range&& items, const options& opts = {}) {
+    detail::ranks::mpi_runner run(*cluster_, limit_);
+    return detail::pool_map<false>(run, f, items, opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto starmap(F&& f, Range&& items, const options& opts = {}) {
+    detail::ranks::mpi_runner run(*cluster_, limit_);
+    return detail::pool_map<true>(run, f, items, opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto imap(F&& f, Range&& items, const options& opts = {}) {
+    return detail::pool_imap<true, false>(
+        std::make_unique<detail::ranks::mpi_runner>(*cluster_, limit_), std::forward<F>(f),
+        std::forward<Range>(items), opts);
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
+    return detail::pool_imap<false, false>(
+        std::make_unique<detail::ranks::mpi_runner>(*cluster_, limit_), std::forward<F>(f),
+        std::forward<Range>(items), opts);
+  }
+
+  /// Runs f(args...) on a rank; its result (or its exception, as remote_error) in the future.
+  template <class F, class... Args>
+  auto submit(F&& f, Args&&... args) {
+    detail::ranks::mpi_runner run(*cluster_, limit_);
+    return detail::pool_submit(run, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+ private:
+  detail::ranks::cluster* cluster_;
+  std::size_t limit_;
+};
+
+}  // namespace parallel
