@@ -82,9 +82,10 @@ int main(int argc, char** argv) {
     std::vector<int> expected;
     for (int x : x_values) expected.push_back(x + 15);
     checks.equal(sums, expected, "imap(mpi{}, function_to_parallelize, params) in order");
-    std::cout << "ranks that ran tasks: " << used.size() << '\n';
-    checks.that(used.size() == static_cast<std::size_t>(ranks > 1 ? ranks - 1 : 1),
-                "every serving rank ran some of the nine tasks");
+    // Usually every serving rank ran some; a rank still starting up when the tasks went out
+    // may have run none (scheduling is dynamic), so this is shown, not checked.
+    std::cout << "ranks that ran tasks: " << used.size() << " of " << (ranks > 1 ? ranks - 1 : 1)
+              << '\n';
     checks.that(ranks == 1 || !used.contains(0), "rank 0 only drives when other ranks serve");
   }
   return checks.exit_code();

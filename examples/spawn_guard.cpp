@@ -36,11 +36,10 @@
 // (the last three from the worker, whose order against "Waiting" is up to the scheduler). A
 // program that forgets spawn_main gets parallel::spawn_error naming it, in the parent within 5 s,
 // never a recursion; tests/spawn_guard/ checks that. With start::fork nothing runs twice.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <parallel/parallel.hpp>
+#include <random>
 #include <thread>
 
 namespace {
@@ -49,6 +48,9 @@ constexpr auto one_second = std::chrono::milliseconds(100);  // the tutorial's s
 
 /// Set by the global constructor below, in every process that runs it.
 bool top_level_ran = false;
+
+/// Drawn anew in every process: tells this process from a worker on every platform.
+const unsigned this_process = std::random_device{}() | 1u;
 
 /// The module's top-level statement: a global object constructed before main.
 struct top_level_print {
@@ -59,14 +61,14 @@ struct top_level_print {
   }
 } const announce;
 
-/// Prints as the tutorial's mp_func, and tells the caller where it ran: the worker's pid, or
-/// minus it when this process had not run the top-level print.
-int mp_func() {
+/// Prints as the tutorial's mp_func, and tells the caller where it ran: the process's token,
+/// or 0 when that process had not run the top-level print.
+unsigned mp_func() {
   std::printf("Starting mp_func\n");
   std::this_thread::sleep_for(one_second);
   std::printf("Finishing mp_func\n");
   std::fflush(stdout);
-  return top_level_ran ? static_cast<int>(::getpid()) : -static_cast<int>(::getpid());
+  return top_level_ran ? this_process : 0u;
 }
 
 }  // namespace
@@ -75,17 +77,17 @@ int main(int argc, char* argv[]) {
   parallel::spawn_main(argc, argv);  // if __name__ == '__main__':
 
   parallel::process_pool<parallel::start::spawn> pool{{.workers = 1}};  // mp.Process(target=...)
-  parallel::future<int> done = pool.submit(mp_func);                    // p.start()
+  parallel::future<unsigned> done = pool.submit(mp_func);               // p.start()
   std::printf("Waiting for mp_func to end\n");
   std::fflush(stdout);
-  const int worker = done.get();  // p.join()
+  const unsigned worker = done.get();  // p.join()
 
   // Checks: mp_func ran in another process, which had run the top-level print itself.
-  if (worker < 0 || worker == static_cast<int>(::getpid())) {
+  if (worker == 0 || worker == this_process) {
     std::fprintf(stderr,
-                 "spawn_guard: mp_func ran in pid %d, expected a spawned worker that "
-                 "ran the top-level print\n",
-                 worker);
+                 "spawn_guard: mp_func ran %s, expected a spawned worker that ran the top-level "
+                 "print\n",
+                 worker == 0 ? "where the top-level print had not run" : "in this process");
     return 1;
   }
   return 0;

@@ -15,7 +15,10 @@ PARALLEL_LINT_PACKAGES=(clang-format clang-tidy-16)
 # Python peers of the process workloads (bench/peers/process_peers.py); multiprocess is the
 # dill-based Pool the seed tutorials reach for when lambdas will not pickle. (OpenMP for g++ is
 # libgomp, part of g++.)
-PARALLEL_BENCH_PACKAGES=(python3 python3-joblib python3-multiprocess)
+PARALLEL_BENCH_PACKAGES=(python3 python3-joblib python3-multiprocess python3-matplotlib)
+# The mingw build of scripts/test: Windows executables cross-built with mingw-w64 (the -posix
+# variant: with win32 threads std::thread does not compile) and run under Wine, headless.
+PARALLEL_WINDOWS_PACKAGES=(g++-mingw-w64-x86-64-posix wine64)
 
 # parallel_ensure_packages PACKAGE...
 # Installs the packages that dpkg does not list as installed. As root: apt-get update + install.

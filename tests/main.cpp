@@ -3,15 +3,11 @@
 // main() begins with parallel::spawn_main: the tests of start::spawn and start::forkserver run
 // this executable again as their workers.
 #define CATCH_CONFIG_RUNNER  // v2: this translation unit defines the runner; main() is below
-#if !defined(_WIN32)
 #include <parallel/process_pool.hpp>
-#endif
 
 #include "catch.hpp"
 
 int main(int argc, char* argv[]) {
-#if !defined(_WIN32)
   parallel::spawn_main(argc, argv);
-#endif
   return Catch::Session().run(argc, argv);
 }

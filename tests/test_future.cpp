@@ -94,7 +94,8 @@ TEST_CASE("future: wait_for reports timeout while the task is blocked, then read
   REQUIRE_FALSE(fut.is_ready());  // get() empties the future
 }
 
-TEST_CASE("future: valid() is true until get(), false after; wait() keeps it valid", "[future]") {
+TEST_CASE("future: valid() is true until get(), false after, and wait() keeps it valid",
+          "[future]") {
   watchdog guard{"future: valid"};
   parallel::thread_pool pool{1};
   auto fut = pool.submit(add, 2, 3);

@@ -69,7 +69,7 @@ TEST_CASE("policy: worker counts resolve to thread_pool::size()", "[policy]") {
   REQUIRE(parallel::thread_pool{-1000}.size() == 1);
 }
 
-TEST_CASE("policy: threads{} means all cores; sequential{} is an empty tag", "[policy]") {
+TEST_CASE("policy: threads{} means all cores, and sequential{} is an empty tag", "[policy]") {
   REQUIRE(parallel::threads{}.workers == 0);
   constexpr parallel::threads two{.workers = 2};
   static_assert(two.workers == 2);

@@ -193,7 +193,7 @@ TEST_CASE("process: f that throws exits 1 and says what it raised on stderr", "[
   CHECK(err2.read_all() == "parallel::process: task raised int\n");
 }
 
-TEST_CASE("process: kill() and terminate() end the child; exit_code() is minus the signal",
+TEST_CASE("process: kill() and terminate() end the child, and exit_code() is minus the signal",
           "[process]") {
   watchdog guard{"kill and terminate"};
   parallel::process killed{sleep_forever};
@@ -267,7 +267,7 @@ TEST_CASE("process: abort() in f is exit code -SIGABRT", "[process]") {
   CHECK(p.exit_code() == -SIGABRT);
 }
 
-TEST_CASE("process: is_alive() while f runs, not after; join() is idempotent", "[process]") {
+TEST_CASE("process: is_alive() while f runs, not after, and join() is idempotent", "[process]") {
   watchdog guard{"is_alive and join"};
   test_pipe gate;
   parallel::process p{[&gate] { gate.wait_in_child(); }};
@@ -324,7 +324,7 @@ TEST_CASE("process: the destructor joins", "[process]") {
   CHECK(out.read_available() == "done");
 }
 
-TEST_CASE("process: a process moves; the moved-from one holds nothing", "[process]") {
+TEST_CASE("process: a process moves, and the moved-from one holds nothing", "[process]") {
   watchdog guard{"move"};
   parallel::process a{[] { ::_exit(6); }};
   const int pid = a.pid();

@@ -7,9 +7,7 @@
 #include "future.hpp"
 #include "map.hpp"
 #include "policy.hpp"
-#if !defined(_WIN32)
-#include "process_pool.hpp"
-#endif
 #include "process.hpp"
+#include "process_pool.hpp"
 #include "progress.hpp"
 #include "thread_pool.hpp"

@@ -38,6 +38,17 @@ using platform_default = fork;
 #endif
 }  // namespace start
 
+namespace detail {
+/// Whether this platform has the start method: Windows has no fork(), so spawn alone.
+template <class Start>
+inline constexpr bool start_available =
+#if defined(_WIN32)
+    std::is_same_v<Start, start::spawn>;
+#else
+    true;
+#endif
+}  // namespace detail
+
 /// Runs the verb in worker processes started with `Start`: `workers` as for threads. With
 /// start::fork the workers are forked at the call and read the inputs (and whatever f refers
 /// to) in place, copy-on-write; only indices go out and results come back.
@@ -45,6 +56,11 @@ using platform_default = fork;
 ///     auto squares = parallel::map(parallel::processes<parallel::start::fork>{}, square, xs);
 template <class Start = start::platform_default>
 struct processes {
+  static_assert(detail::start_available<Start>,
+                "parallel::processes<Start>: this platform has no fork(), so start::fork and "
+                "start::forkserver are POSIX only; on Windows use parallel::processes<> (which is "
+                "start::spawn there) and make parallel::spawn_main(argc, argv) the first "
+                "statement of main");
   int workers = 0;
 };
 

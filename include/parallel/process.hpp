@@ -16,8 +16,6 @@
 // nothing in the child but run f, so only f can meet them.
 #pragma once
 
-#if !defined(_WIN32)  // Windows gets a spawn-based process later; until then it has no process.
-
 #include <chrono>
 #include <concepts>
 #include <cstdio>
@@ -30,7 +28,12 @@
 #include <type_traits>
 #include <utility>
 
-#include "detail/posix/process.hpp"
+#include "detail/process_platform.hpp"
+#if defined(_WIN32)
+#include "detail/win32/process_start.hpp"
+#else
+#include "detail/posix/process_start.hpp"
+#endif
 #include "errors.hpp"
 
 namespace parallel {
@@ -57,12 +60,7 @@ class process {
   explicit process(F&& f, Args&&... args) requires(
       !std::same_as<std::remove_cvref_t<F>, process> &&
       std::invocable<std::decay_t<F>, std::decay_t<Args>...>) {
-    std::tuple<std::decay_t<F>, std::decay_t<Args>...> task{std::forward<F>(f),
-                                                            std::forward<Args>(args)...};
-    const detail::os::pid_type parent = detail::os::current_pid();
-    flush_output();
-    pid_ = detail::os::fork_with_default_handlers();
-    if (pid_ == 0) run_child(task, parent);
+    pid_ = detail::start_process(std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   process(const process&) = delete;
@@ -125,45 +123,6 @@ class process {
   void kill() noexcept { send(detail::os::kill_signal); }
 
  private:
-  static void flush_output() noexcept {
-    std::cout.flush();
-    std::clog.flush();
-    std::cerr.flush();
-    (void)std::fflush(nullptr);
-  }
-
-  /// The child's whole life: f, then _exit(). Never returns into the caller's code.
-  template <class Task>
-  [[noreturn]] static void run_child(Task& task, detail::os::pid_type parent) noexcept {
-    detail::os::die_with_parent(parent);
-    int code = 0;
-    try {
-      std::apply([](auto& fn, auto&... args) { std::invoke(std::move(fn), std::move(args)...); },
-                 task);
-    } catch (...) {
-      report_task_exception();
-      code = 1;
-    }
-    flush_output();
-    detail::os::exit_now(code);
-  }
-
-  /// Python prints the traceback of an exception that ends a Process; this is its one line.
-  static void report_task_exception() noexcept {
-    try {
-      const std::string type = detail::os::current_exception_type_name();
-      try {
-        throw;
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "parallel::process: task raised %s: %s\n", type.c_str(), e.what());
-      } catch (...) {
-        std::fprintf(stderr, "parallel::process: task raised %s\n", type.c_str());
-      }
-    } catch (...) {
-      std::fputs("parallel::process: task raised an exception\n", stderr);
-    }
-  }
-
   /// The status of the child, or -1 while it runs (block false).
   int status(bool block) const {
     try {
@@ -215,5 +174,3 @@ class process {
 };
 
 }  // namespace parallel
-
-#endif  // !defined(_WIN32)

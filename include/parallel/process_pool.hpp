@@ -4,11 +4,6 @@
 // captures and its arguments; results come back through the codec.
 #pragma once
 
-#if defined(_WIN32)
-#error \
-    "parallel: process_pool is not available on Windows yet (spawn over CreateProcess is planned)"
-#endif
-
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -29,10 +24,10 @@
 #include "codec.hpp"
 #include "detail/algorithms/process_verbs.hpp"
 #include "detail/ipc/engine.hpp"
-#include "detail/ipc/forkserver.hpp"
+#include "detail/ipc/spawn_start.hpp"
+#include "detail/ipc/start_plan.hpp"
 #include "detail/ipc/worker.hpp"
-#include "detail/posix/process.hpp"
-#include "detail/posix/spawn.hpp"
+#include "detail/process_platform.hpp"
 #include "detail/scheduler/default_pools.hpp"
 #include "errors.hpp"
 #include "future.hpp"
@@ -56,18 +51,12 @@ struct pool_options {
 
 namespace detail {
 
-/// The pool's engine and the thread that drives it. Workers are forked by that thread, which
+/// The pool's engine and the thread that drives it. Workers are started by that thread, which
 /// lives as long as the pool: Linux ties PR_SET_PDEATHSIG to the thread that forked.
-inline constexpr const char* spawn_hint =
-    "; a spawned worker runs this executable again: make parallel::spawn_main(argc, argv) the "
-    "first statement of main (the twin of Python's `if __name__ == '__main__':` guard)";
-
 class process_pool_core {
  public:
-  enum class method { fork, spawn, forkserver };
-
-  explicit process_pool_core(const pool_options& opts, method how = method::fork)
-      : workers_(resolve_workers(opts.workers)), opts_(opts), method_(how) {
+  process_pool_core(const pool_options& opts, start_plan plan)
+      : workers_(resolve_workers(opts.workers)), opts_(opts), plan_(std::move(plan)) {
     refuse_in_spawned_child();
     io_ = std::thread([this] { loop(); });
     std::unique_lock lock(mutex_);
@@ -113,60 +102,18 @@ class process_pool_core {
   }
 
  private:
-  // start::spawn: this executable again; spawn_main in its main() makes it a worker.
-  static os::pid_type spawn_worker(const pool_options& opts, int channel, ipc::arena& shared) {
-    std::string marker =
-        "1:" + std::to_string(os::current_pid()) + ":" + std::to_string(shared.ring_size()) + ":";
-    if (opts.initializer != nullptr) {
-      const ipc::code_location init = ipc::locate(reinterpret_cast<const void*>(opts.initializer));
-      marker += std::to_string(init.offset) + ":" + init.module;
-    } else {
-      marker += "-:";
-    }
-    return os::spawn_self({channel, shared.fd()}, marker);
-  }
-
-  // start::fork: the initializer, then tasks until the channel closes.
-  static os::pid_type start_worker(const pool_options& opts, int channel, ipc::arena& shared) {
-    const os::pid_type parent = os::current_pid();
-    std::fflush(nullptr);
-    const os::pid_type pid = os::fork_with_default_handlers();
-    if (pid != 0) return pid;
-    os::library_fds::close_all_except({channel});
-    os::become_worker(parent);
-    ipc::worker_main(channel, shared, &ipc::run_shipped, opts.initializer);
-  }
-
   void loop() {
     std::optional<ipc::engine> engine;
     try {
-      const pool_options opts = opts_;
-      const method how = method_;
       ipc::engine::config cfg{.workers = workers_,
-                              .max_tasks_per_child = opts.max_tasks_per_child,
+                              .max_tasks_per_child = opts_.max_tasks_per_child,
                               .keep_workers = true};
       // Up to the hello a worker runs library code only (the initializer comes after it):
       // 5 s is ample, and a worker stuck before it is stopped instead of waited for.
       cfg.handshake_timeout = std::chrono::seconds(5);
-      if (how == method::spawn) cfg.startup_hint = spawn_hint;
-      if (how == method::forkserver) {
-        cfg.startup_hint = spawn_hint;  // the server is a spawned process too
-        cfg.reaper = [](os::pid_type pid) {
-          return ipc::forkserver_client::instance().wait_status(pid);
-        };
-      }
-      engine.emplace(std::move(cfg), [opts, how](int channel, ipc::arena& shared) {
-        switch (how) {
-          case method::spawn:
-            return spawn_worker(opts, channel, shared);
-          case method::forkserver:
-            return ipc::forkserver_client::instance().start_worker(channel, shared,
-                                                                   opts.initializer);
-          case method::fork:
-            break;
-        }
-        return start_worker(opts, channel, shared);
-      });
+      cfg.startup_hint = plan_.startup_hint;
+      cfg.reaper = plan_.reaper;
+      engine.emplace(std::move(cfg), plan_.start);
     } catch (...) {
       std::lock_guard lock(mutex_);
       startup_error_ = std::current_exception();
@@ -195,7 +142,7 @@ class process_pool_core {
       std::string failure;
       bool spawn_failure = false;
       try {
-        if (engine->pump(-1, wake_.fd())) wake_.drain();
+        if (engine->pump(-1, &wake_)) wake_.drain();
       } catch (const spawn_error& e) {
         failure = e.what();
         spawn_failure = true;
@@ -213,7 +160,7 @@ class process_pool_core {
 
   std::size_t workers_;
   pool_options opts_;
-  method method_;
+  start_plan plan_;
   std::mutex mutex_;
   std::condition_variable changed_;
   bool ready_ = false;
@@ -377,55 +324,6 @@ auto pool_submit(runner& run, F&& f, Args&&... args) {
   return future_access::make<R>(state);
 }
 
-/// A spawned worker's life, from spawn_main: parse the marker, join the caller's arena, run
-/// the pool's initializer, serve tasks. Never returns.
-[[noreturn]] inline void run_spawned_worker(const std::string& marker) {
-  os::clear_worker_marker();
-  const auto fail = [](const std::string& why) {
-    std::fprintf(stderr, "parallel: spawned worker cannot start: %s\n", why.c_str());
-    std::fflush(nullptr);
-    os::exit_now(70);
-  };
-  // "1:<parent pid>:<ring bytes>:<initializer offset or ->:<initializer module>", or
-  // "fs:1:<parent pid>" for the forkserver.
-  std::vector<std::string> fields;
-  std::size_t from = 0;
-  for (int i = 0; i < 4; ++i) {
-    const std::size_t colon = marker.find(':', from);
-    if (colon == std::string::npos) {
-      if (i == 2) break;  // the forkserver's marker has three fields
-      fail("malformed marker '" + marker + "'");
-    }
-    fields.push_back(marker.substr(from, colon - from));
-    from = colon + 1;
-  }
-  fields.push_back(marker.substr(from));
-  if (fields[0] == "fs") {
-    // "fs:1:<parent pid>": this process is the forkserver.
-    try {
-      ipc::run_forkserver(static_cast<os::pid_type>(std::stol(fields[2])));
-    } catch (const std::exception& e) {
-      fail(e.what());
-    }
-  }
-  if (fields[0] != "1") fail("marker of another version: '" + marker + "'");
-  try {
-    const auto parent = static_cast<os::pid_type>(std::stol(fields[1]));
-    const auto ring = static_cast<std::size_t>(std::stoull(fields[2]));
-    os::become_worker(parent);
-    ipc::arena shared(ipc::arena::adopt_t{}, os::spawned_arena_fd, ring);
-    void (*initializer)() = nullptr;
-    if (fields[3] != "-") {
-      const ipc::code_location init{fields[4], std::stoull(fields[3])};
-      initializer = reinterpret_cast<void (*)()>(const_cast<void*>(ipc::resolve(init)));
-    }
-    ipc::worker_main(os::spawned_channel_fd, shared, &ipc::run_shipped, initializer);
-  } catch (const std::exception& e) {
-    fail(e.what());
-  }
-  os::exit_now(70);
-}
-
 /// starmap reaches a backend as apply_each<G&>; on a pool, G is what crosses.
 template <class F>
 struct unwrap_apply {
@@ -446,14 +344,10 @@ struct unwrap_apply<apply_each<G&>> {
 template <class Start>
 requires(std::is_same_v<Start, start::spawn> ||
          std::is_same_v<Start, start::forkserver>) struct backend<processes<Start>> {
-  static constexpr auto how = std::is_same_v<Start, start::spawn>
-                                  ? process_pool_core::method::spawn
-                                  : process_pool_core::method::forkserver;
-
   template <class F, class Range>
   static auto map(const processes<Start>& p, F& f, Range& items, const options& opts) {
     using unwrap = unwrap_apply<std::remove_cvref_t<F>>;
-    process_pool_core core(pool_options{.workers = p.workers}, how);
+    process_pool_core core(pool_options{.workers = p.workers}, start_method<Start>::plan(nullptr));
     pool_runner run(core);
     return pool_map<unwrap::apply>(run, unwrap::get(f), items, opts);
   }
@@ -461,7 +355,8 @@ requires(std::is_same_v<Start, start::spawn> ||
   template <bool Ordered, class F, class Range>
   static auto imap(const processes<Start>& p, F&& f, Range&& items, const options& opts) {
     // The view owns the pool: it ends after the view's last job.
-    auto core = std::make_shared<process_pool_core>(pool_options{.workers = p.workers}, how);
+    auto core = std::make_shared<process_pool_core>(pool_options{.workers = p.workers},
+                                                    start_method<Start>::plan(nullptr));
     process_pool_core& ref = *core;
     return pool_imap<Ordered, false>(std::make_unique<pool_runner>(ref, std::move(core)),
                                      std::forward<F>(f), std::forward<Range>(items), opts);
@@ -494,16 +389,18 @@ class process_pool {
                     std::is_same_v<Start, start::forkserver>,
                 "parallel::process_pool: Start must be start::fork, start::spawn or "
                 "start::forkserver");
-  static constexpr auto how =
-      std::is_same_v<Start, start::spawn>        ? detail::process_pool_core::method::spawn
-      : std::is_same_v<Start, start::forkserver> ? detail::process_pool_core::method::forkserver
-                                                 : detail::process_pool_core::method::fork;
+  static_assert(detail::start_available<Start>,
+                "parallel::process_pool<Start>: this platform has no fork(), so start::fork and "
+                "start::forkserver are POSIX only; on Windows use parallel::process_pool<> (which "
+                "is start::spawn there) and make parallel::spawn_main(argc, argv) the first "
+                "statement of main");
 
  public:
   using options_type = pool_options;
 
   explicit process_pool(const pool_options& opts = {})
-      : core_(std::make_unique<detail::process_pool_core>(opts, how)) {}
+      : core_(std::make_unique<detail::process_pool_core>(
+            opts, detail::start_method<Start>::plan(opts.initializer))) {}
 
   process_pool(process_pool&&) noexcept = default;
   process_pool& operator=(process_pool&&) noexcept = default;

@@ -1,7 +1,8 @@
-// What the fault tests share: a page of shared memory that tasks in worker processes write and
+// What the fault tests share: a page of shared memory that tasks in forked workers write and
 // the test reads (when a worker died, which pids ran, how often an initializer ran), tasks that
-// die in each of the ways a process can, the runners that let one check cover both fork modes,
-// and views of this process from /proc (open descriptors, children).
+// die in each of the ways a process can, the runners that let one check cover every start method
+// per call and on a pool, and views of this process from /proc (open descriptors, children,
+// every process below it). helper_process.hpp runs this test program again as a helper.
 //
 // The shared page must exist before a pool forks its workers: every test calls reset_board()
 // first, which maps it on first use; a pool made afterwards inherits the mapping.
@@ -29,6 +30,7 @@
 #include <parallel/parallel.hpp>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -153,48 +155,79 @@ inline bool reaped(int pid) {
   return ::waitpid(pid, &status, WNOHANG) == -1 && errno == ECHILD;
 }
 
-// --- the two fork modes behind one interface
-// ------------------------------------------------------
+// --- the start methods and the two modes of each, behind one interface -------------------------
 
-/// processes<start::fork>{.workers = n}: workers forked at each call.
-struct per_call {
+template <class Start>
+constexpr const char* method_name() {
+  if constexpr (std::is_same_v<Start, parallel::start::fork>)
+    return "start::fork";
+  else if constexpr (std::is_same_v<Start, parallel::start::spawn>)
+    return "start::spawn";
+  else
+    return "start::forkserver";
+}
+
+/// processes<Start>{.workers = n}: workers started for each call (forked per call, or a pool of
+/// spawned or forkserver workers for the call).
+template <class Start>
+struct per_call_of {
   int workers = 2;
 
   template <class F, class Range>
   auto map(F&& f, Range&& items, const parallel::options& opts = {}) {
-    return parallel::map(parallel::processes<parallel::start::fork>{.workers = workers},
-                         std::forward<F>(f), std::forward<Range>(items), opts);
+    return parallel::map(parallel::processes<Start>{.workers = workers}, std::forward<F>(f),
+                         std::forward<Range>(items), opts);
   }
   template <class F, class Range>
   auto imap(F&& f, Range&& items, const parallel::options& opts = {}) {
-    return parallel::imap(parallel::processes<parallel::start::fork>{.workers = workers},
-                          std::forward<F>(f), std::forward<Range>(items), opts);
+    return parallel::imap(parallel::processes<Start>{.workers = workers}, std::forward<F>(f),
+                          std::forward<Range>(items), opts);
   }
   template <class F, class Range>
   auto imap_unordered(F&& f, Range&& items, const parallel::options& opts = {}) {
-    return parallel::imap_unordered(parallel::processes<parallel::start::fork>{.workers = workers},
+    return parallel::imap_unordered(parallel::processes<Start>{.workers = workers},
                                     std::forward<F>(f), std::forward<Range>(items), opts);
   }
 };
 
-using fork_pool = parallel::process_pool<parallel::start::fork>;
+using per_call = per_call_of<parallel::start::fork>;
 
-/// Runs check(runner) for processes<start::fork>{.workers = 2} and for a process_pool of 2
-/// workers made for the check (after reset_board, so its workers see the shared page).
-template <class Check>
-void for_each_fork_mode(Check check) {
+template <class Start>
+using pool_of = parallel::process_pool<Start>;
+using fork_pool = pool_of<parallel::start::fork>;
+
+/// start::forkserver starts its server (a child of this process that stays, with a descriptor
+/// here) on first use: tests that compare descriptors and children with a baseline take it after
+/// this.
+template <class Start>
+void warm_up() {
+  if constexpr (std::is_same_v<Start, parallel::start::forkserver>) {
+    const pool_of<Start> pool{{.workers = 1}};
+  }
+}
+
+/// Runs check(runner) for processes<Start>{.workers = 2} and for a process_pool<Start> of 2
+/// workers made for the check (after reset_board, so that forked workers see the shared page).
+template <class Start, class Check>
+void for_each_mode(Check check) {
   {
-    INFO("fork mode: processes<start::fork>{.workers = 2}, workers forked per call");
+    INFO(method_name<Start>() << ": processes<Start>{.workers = 2}, workers started per call");
     reset_board();
-    per_call runner{2};
+    per_call_of<Start> runner{2};
     check(runner);
   }
   {
-    INFO("fork mode: process_pool<start::fork>{{.workers = 2}}");
+    INFO(method_name<Start>() << ": process_pool<Start>{{.workers = 2}}");
     reset_board();
-    fork_pool pool{{.workers = 2}};
+    pool_of<Start> pool{{.workers = 2}};
     check(pool);
   }
+}
+
+/// The two fork modes: processes<start::fork>{.workers = 2} and a process_pool<start::fork>.
+template <class Check>
+void for_each_fork_mode(Check check) {
+  for_each_mode<parallel::start::fork>(check);
 }
 
 inline std::vector<int> squares(int n) {
@@ -242,21 +275,44 @@ inline bool is_cloexec(int fd) {
   return flags >= 0 && (flags & FD_CLOEXEC) != 0;
 }
 
-/// The pids of this process's children (alive or zombie), sorted, from every thread's children
-/// list: a pool's workers are children of the pool's I/O thread.
-inline std::vector<int> children() {
+/// The pids of the children (alive or zombie) of process `pid` ("self": this process), sorted,
+/// from every thread's children list: a pool's workers are children of the pool's I/O thread.
+inline std::vector<int> children_of(const std::string& pid) {
   std::vector<int> out;
-  DIR* dir = ::opendir("/proc/self/task");
+  const std::string tasks = "/proc/" + pid + "/task";
+  DIR* dir = ::opendir(tasks.c_str());
   if (dir == nullptr) return out;
   while (const dirent* entry = ::readdir(dir)) {
     if (entry->d_name[0] == '.') continue;
-    std::ifstream in(std::string("/proc/self/task/") + entry->d_name + "/children");
-    for (int pid = 0; in >> pid;) out.push_back(pid);
+    std::ifstream in(tasks + "/" + entry->d_name + "/children");
+    for (int child = 0; in >> child;) out.push_back(child);
   }
   ::closedir(dir);
   std::sort(out.begin(), out.end());
   return out;
 }
+
+inline std::vector<int> children_of(int pid) { return children_of(std::to_string(pid)); }
+
+/// The pids of this process's children (alive or zombie), sorted.
+inline std::vector<int> children() { return children_of("self"); }
+
+/// Every process below `pid` (children, theirs, ...), sorted: with start::forkserver, the
+/// workers are children of the server, itself a child of this process.
+inline std::vector<int> descendants_of(int pid) {
+  std::vector<int> out;
+  std::vector<int> next = children_of(pid);
+  while (!next.empty()) {
+    const int at = next.back();
+    next.pop_back();
+    out.push_back(at);
+    for (int child : children_of(at)) next.push_back(child);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+inline std::vector<int> descendants() { return descendants_of(static_cast<int>(::getpid())); }
 
 /// The state letter of /proc/<pid>/stat ('R', 'S', 'Z', ...), or 0 when there is no such
 /// process.
@@ -267,6 +323,16 @@ inline char process_state(int pid) {
   const std::size_t close = stat.rfind(')');
   if (close == std::string::npos || close + 2 >= stat.size()) return 0;
   return stat[close + 2];
+}
+
+/// True when `pid` is a zombie and stays one for a second: nobody reaps it.
+inline bool lingering_zombie(int pid) {
+  const std::uint64_t start = now_ns();
+  while (process_state(pid) == 'Z') {
+    if (ms_since(start) > 1000) return true;
+    sleep_ms(1);
+  }
+  return false;
 }
 
 // --- inside a worker: its channel ---------------------------------------------------------------
@@ -342,18 +408,26 @@ inline std::set<int> minus(const std::set<int>& a, const std::set<int>& b) {
   return out;
 }
 
-/// Checks that this process holds the same descriptors and children as before.
+/// Checks that this process holds the same descriptors, children and further descendants (a
+/// forkserver's workers) as before, and that none of them is a zombie.
 class leak_check {
  public:
-  leak_check() : fds_(open_fds()), children_(sorted_children()) {}
+  leak_check() : fds_(open_fds()), children_(as_set(children())), below_(as_set(descendants())) {}
   void verify() const {
     const std::set<int> now = open_fds();
     INFO("descriptors left open:\n" << describe_fds(minus(now, fds_)));
     INFO("descriptors closed:\n" << describe_fds(minus(fds_, now)));
     CHECK(now == fds_);
-    const std::set<int> kids = sorted_children();
+    const std::set<int> kids = as_set(children());
     INFO(kids.size() << " children now, " << children_.size() << " before");
     CHECK(kids == children_);
+    const std::set<int> below = as_set(descendants());
+    INFO(below.size() << " descendants now, " << below_.size() << " before");
+    CHECK(below == below_);
+    for (int pid : below) {
+      INFO("descendant " << pid);
+      CHECK(process_state(pid) != 'Z');
+    }
     if (children_.empty()) {
       int status = 0;
       const int got = ::waitpid(-1, &status, WNOHANG);
@@ -362,13 +436,11 @@ class leak_check {
   }
 
  private:
-  static std::set<int> sorted_children() {
-    const std::vector<int> kids = children();
-    return {kids.begin(), kids.end()};
-  }
+  static std::set<int> as_set(const std::vector<int>& pids) { return {pids.begin(), pids.end()}; }
 
   std::set<int> fds_;
   std::set<int> children_;
+  std::set<int> below_;
 };
 
 }  // namespace fault_support

@@ -2,9 +2,10 @@
 // lifecycles and 100 fork-per-call calls (some with a dead worker, a timeout or an abandoned
 // imap) no zombie and no descriptor is left; every descriptor the library holds is O_CLOEXEC;
 // a worker holds its own channel and none of the caller's other ones; nothing is created in
-// /tmp or /dev/shm; and workers that flood stdout and stderr neither block a call nor lose or
-// repeat output.
+// /tmp or /dev/shm and no shell is run; and workers that flood stdout and stderr neither block a
+// call nor lose or repeat output, with every start method.
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -15,9 +16,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
+#include <fstream>
+#include <iterator>
 #include <parallel/parallel.hpp>
 #include <set>
 #include <string>
@@ -27,6 +30,7 @@
 #include "../catch.hpp"
 #include "../test_support.hpp"
 #include "fault_support.hpp"
+#include "helper_process.hpp"
 
 #if !defined(_WIN32)
 
@@ -205,84 +209,138 @@ std::vector<char> large_result(int x) {
   return std::vector<char>(std::size_t{256} << 10, static_cast<char>(x));  // through the arena
 }
 
-/// In a child with private, empty /tmp and /dev/shm: every verb, both fork modes, a dead worker
-/// and a timeout. Exits 0 when both directories are still empty, 1 when not (their entries on
-/// `report`), 2 when a call failed, 77 when no private mount namespace can be made.
-[[noreturn]] void use_the_library_in_private_tmp(int report) {
+/// The fake shell, and where it records each run: a Perl script (no shell may run it).
+constexpr const char* trap_dir = "/tmp/fault-shell";
+constexpr const char* trap_log = "/tmp/fault-shell/ran";
+constexpr const char* fake_shell =
+    "#!/usr/bin/perl\n"
+    "open(my $log, '>>', '/tmp/fault-shell/ran'); print $log \"$0 @ARGV\\n\"; exit 0;\n";
+
+std::string file_contents(const char* path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// Puts the fake shell over the programs /bin/sh and /bin/bash are (bind mounts, in this
+/// process's private mount namespace): system(), popen(), execlp("sh") and a PATH lookup of sh
+/// or bash all run it. False when it cannot be set up.
+bool set_shell_trap() {
+  if (::access("/usr/bin/perl", X_OK) != 0 || ::mkdir(trap_dir, 0700) != 0) return false;
+  const std::string fake = std::string(trap_dir) + "/sh";
+  {
+    std::ofstream out(fake);
+    out << fake_shell;
+  }
+  if (::chmod(fake.c_str(), 0755) != 0) return false;
+  for (const char* shell : {"/bin/sh", "/bin/bash"}) {
+    char real[PATH_MAX];
+    if (::realpath(shell, real) == nullptr) continue;
+    if (::mount(fake.c_str(), real, nullptr, MS_BIND, nullptr) != 0) return false;
+  }
+  return true;
+}
+
+/// Every verb, per call and on a pool, with large results, a timeout and a dead worker.
+template <class Start>
+void exercise() {
+  per_call_of<Start> runner{2};
+  (void)runner.map(large_result, numbers(20));
+  for (auto& r : runner.imap(square, numbers(100))) (void)r;
+  for (auto& r : runner.imap_unordered(square, numbers(100))) (void)r;
+  try {
+    (void)runner.map(square_or_hang, numbers(2), {.chunksize = 1, .timeout = 50ms});
+  } catch (const parallel::timeout_error&) {
+  }
+  pool_of<Start> pool{{.workers = 2}};
+  (void)pool.map(large_result, numbers(20));
+  for (auto& r : pool.imap(square, numbers(100))) (void)r;
+  (void)pool.submit(square, 2).get();
+  try {
+    (void)pool.submit([](int) -> int { die(death::sigkill); }, 0).get();
+  } catch (const parallel::worker_died&) {
+  }
+}
+
+/// The helper, in private, empty /tmp and /dev/shm, with the shell trap: exercise<Start>. Writes
+/// what it found to stdout ("note: ..." is no failure); exits 0 when nothing was created and no
+/// shell ran, 1 when not, 2 when a call failed, 77 when no private mount namespace can be made.
+template <class Start>
+void serve_in_private_tmp(const std::string& request) {
+  if (request != method_name<Start>()) return;
   if (::unshare(CLONE_NEWNS) != 0 ||
       ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
       ::mount("tmpfs", "/tmp", "tmpfs", 0, "size=16m") != 0 ||
       ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=16m") != 0)
     ::_exit(77);
+  const bool trap = set_shell_trap();
   try {
-    per_call runner{2};
-    (void)runner.map(large_result, numbers(20));
-    for (auto& r : runner.imap(square, numbers(100))) (void)r;
-    for (auto& r : runner.imap_unordered(square, numbers(100))) (void)r;
-    try {
-      (void)runner.map(square_or_hang, numbers(2), {.chunksize = 1, .timeout = 50ms});
-    } catch (const parallel::timeout_error&) {
-    }
-    fork_pool pool{{.workers = 2}};
-    (void)pool.map(large_result, numbers(20));
-    for (auto& r : pool.imap(square, numbers(100))) (void)r;
-    (void)pool.submit(square, 2).get();
-    try {
-      (void)pool.submit([](int) -> int { die(death::sigkill); }, 0).get();
-    } catch (const parallel::worker_died&) {
-    }
+    exercise<Start>();
   } catch (...) {
     ::_exit(2);
   }
   std::string found;
   for (const char* dir : {"/tmp", "/dev/shm"})
-    for (const std::string& name : entries(dir)) found += std::string(dir) + "/" + name + "\n";
-  if (!found.empty()) write_fully(report, found.data(), found.size());
+    for (const std::string& name : entries(dir))
+      if (std::string(dir) + "/" + name != trap_dir) found += std::string(dir) + "/" + name + "\n";
+  if (!trap) {
+    std::printf("note: no shell trap (no perl, or the bind mount was refused)\n");
+  } else {
+    const std::string ran = file_contents(trap_log);
+    if (!ran.empty()) found += "a shell ran: " + ran;
+    // The trap itself works: a shell run now is recorded.
+    if (std::system("exit 0") != 0 || file_contents(trap_log) == ran)
+      found += "the shell trap did not record system(\"exit 0\")\n";
+  }
+  std::fputs(found.c_str(), stdout);
+  std::fflush(nullptr);
   ::_exit(found.empty() ? 0 : 1);
+}
+
+std::string read_all(int fd) {
+  std::string out;
+  char buffer[512];
+  for (ssize_t n; (n = ::pread(fd, buffer, sizeof buffer, static_cast<off_t>(out.size()))) > 0;)
+    out.append(buffer, static_cast<std::size_t>(n));
+  return out;
 }
 
 }  // namespace
 
-TEST_CASE("faults: nothing is created in /tmp or /dev/shm", "[faults][processes][process_pool]") {
-  watchdog guard{"faults: /tmp and /dev/shm", 60s};
-  if (test_support::under_thread_sanitizer) {
-    WARN("skipped under ThreadSanitizer: the check runs a pool (a thread) in a forked child");
-    return;
-  }
-  reset_board();
-  int pipe_fds[2];
-  REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
-  std::fflush(nullptr);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::close(pipe_fds[0]);
-    use_the_library_in_private_tmp(pipe_fds[1]);
-  }
-  ::close(pipe_fds[1]);
-  std::string found;
-  char buffer[512];
-  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;)
-    found.append(buffer, static_cast<std::size_t>(n));
-  ::close(pipe_fds[0]);
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
+TEST_CASE("faults helper: the library in private /tmp and /dev/shm, with a shell trap",
+          "[.fault_private_tmp]") {
+  const char* request = helper_request();
+  if (request == nullptr) return;
+  serve_in_private_tmp<parallel::start::fork>(request);
+  serve_in_private_tmp<parallel::start::spawn>(request);
+  serve_in_private_tmp<parallel::start::forkserver>(request);
+  ::_exit(3);
+}
+
+// The check runs in a helper (this program run again) with a mount namespace of its own:
+// private, empty /tmp and /dev/shm, and a fake shell over /bin/sh and /bin/bash.
+TEMPLATE_TEST_CASE("faults: nothing is created in /tmp or /dev/shm, and no shell is run",
+                   "[faults][processes][process_pool]", parallel::start::fork,
+                   parallel::start::spawn, parallel::start::forkserver) {
+  watchdog guard{"faults: /tmp, /dev/shm and shells", 60s};
+  const int report = ::memfd_create("faults-report", MFD_CLOEXEC);
+  REQUIRE(report >= 0);
+  const pid_t helper = start_helper(
+      {.tag = "[fault_private_tmp]", .request = method_name<TestType>(), .stdout_fd = report});
+  const int status = wait_helper(helper, 30'000);
+  const std::string found = read_all(report);
+  ::close(report);
   REQUIRE(WIFEXITED(status));
   if (WEXITSTATUS(status) == 77) {
     // No private mount namespace here: compare /dev/shm before and after instead (/tmp is
     // shared with compilers and other jobs on this machine, its listing would be noise).
     WARN("no private mount namespace (unshare/mount refused): checking /dev/shm only");
     const std::vector<std::string> shm_before = entries("/dev/shm");
-    {
-      fork_pool pool{{.workers = 2}};
-      (void)pool.map(large_result, numbers(20));
-      (void)parallel::map(parallel::processes<parallel::start::fork>{.workers = 2}, large_result,
-                          numbers(20));
-    }
+    exercise<TestType>();
     CHECK(entries("/dev/shm") == shm_before);
     return;
   }
-  INFO("created:\n" << found);
+  if (found.rfind("note: ", 0) == 0) WARN(found);
+  INFO("created, or ran:\n" << found);
   CHECK(WEXITSTATUS(status) == 0);
 }
 
@@ -302,78 +360,80 @@ int flood(int x) {
   return x;
 }
 
-/// Points descriptor `target` at a fresh memfd until destroyed.
-class captured_fd {
- public:
-  explicit captured_fd(int target)
-      : target_(target),
-        saved_(::dup(target)),
-        file_(::memfd_create("faults-capture", MFD_CLOEXEC)) {
-    ::fcntl(file_, F_SETFL, ::fcntl(file_, F_GETFL) | O_APPEND);
-    ::dup2(file_, target_);
-  }
-  captured_fd(const captured_fd&) = delete;
-  captured_fd& operator=(const captured_fd&) = delete;
-  ~captured_fd() {
-    restore();
-    ::close(file_);
-  }
-  void restore() {
-    if (saved_ < 0) return;
-    ::dup2(saved_, target_);
-    ::close(saved_);
-    saved_ = -1;
-  }
-  std::string contents() const {
-    struct stat st {};
-    ::fstat(file_, &st);
-    std::string out(static_cast<std::size_t>(st.st_size), '\0');
-    (void)::pread(file_, out.data(), out.size(), 0);
-    return out;
-  }
+constexpr const char* buffered_line = "<caller's buffered line>\n";
 
- private:
-  int target_;
-  int saved_;
-  int file_;
-};
+/// The helper (whose stdout and stderr are the test's files): a per-call map and a pool's map of
+/// 4 flooding items each, with a line left in its own stdio buffer, which no worker may write
+/// again. Exits 0, or 2 when a call failed.
+template <class Start>
+void serve_as_flooder(const std::string& request) {
+  if (request != method_name<Start>()) return;
+  std::fputs(buffered_line, stdout);
+  int code = 0;
+  try {
+    if (parallel::map(parallel::processes<Start>{.workers = 2}, flood, numbers(4),
+                      {.chunksize = 1}) != numbers(4))
+      code = 2;
+    pool_of<Start> pool{{.workers = 2}};
+    if (pool.map(flood, numbers(4), {.chunksize = 1}) != numbers(4)) code = 2;
+  } catch (...) {  // the pool's workers flush their stdio buffers as they end
+    code = 2;
+  }
+  std::fflush(nullptr);
+  ::_exit(code);
+}
+
+std::string contents_of(int fd) {
+  struct stat st {};
+  ::fstat(fd, &st);
+  std::string out(static_cast<std::size_t>(st.st_size), '\0');
+  (void)::pread(fd, out.data(), out.size(), 0);
+  return out;
+}
 
 }  // namespace
 
-TEST_CASE("faults: workers flooding stdout and stderr neither block a call nor lose output",
-          "[faults][processes][process_pool]") {
+TEST_CASE("faults helper: workers that flood stdout and stderr", "[.fault_flood]") {
+  const char* request = helper_request();
+  if (request == nullptr) return;
+  serve_as_flooder<parallel::start::fork>(request);
+  serve_as_flooder<parallel::start::spawn>(request);
+  serve_as_flooder<parallel::start::forkserver>(request);
+  ::_exit(3);
+}
+
+// The caller is a helper whose stdout and stderr are files here: with start::forkserver, the
+// workers write where the server's output went when it started, the caller's at its first use.
+TEMPLATE_TEST_CASE(
+    "faults: workers flooding stdout and stderr neither block a call nor lose output",
+    "[faults][processes][process_pool]", parallel::start::fork, parallel::start::spawn,
+    parallel::start::forkserver) {
   watchdog guard{"faults: output floods", 60s};
-  reset_board();
-  std::cout.flush();
-  std::fflush(nullptr);
-  std::string out;
-  std::string err;
-  double took_ms = 0;
-  {
-    captured_fd captured_out(1);
-    captured_fd captured_err(2);
-    // Left in this process's stdio buffer at the fork: the workers must not write it again.
-    std::fputs("<caller's buffered line>\n", stdout);
-    const std::uint64_t start = now_ns();
-    (void)parallel::map(parallel::processes<parallel::start::fork>{.workers = 2}, flood, numbers(4),
-                        {.chunksize = 1});
-    {
-      fork_pool pool{{.workers = 2}};
-      (void)pool.map(flood, numbers(4), {.chunksize = 1});
-    }  // the pool's workers flush their stdio buffers as they end
-    took_ms = ms_since(start);
-    std::fflush(nullptr);
-    out = captured_out.contents();
-    err = captured_err.contents();
-  }
+  const int out = ::memfd_create("faults-stdout", MFD_CLOEXEC);
+  const int err = ::memfd_create("faults-stderr", MFD_CLOEXEC);
+  REQUIRE((out >= 0 && err >= 0));
+  for (int fd : {out, err}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_APPEND);
+  const std::uint64_t start = now_ns();
+  const pid_t caller = start_helper({.tag = "[fault_flood]",
+                                     .request = method_name<TestType>(),
+                                     .stdout_fd = out,
+                                     .stderr_fd = err});
+  const int status = wait_helper(caller, 30'000);
   // A blocked call is the watchdog's to catch; the time is only reported (no timing asserts).
-  INFO("8 MiB of stderr and 8 MiB of stdout in " << took_ms << " ms");
-  CHECK(err.size() == 8 * flood_bytes);
-  CHECK(err.find_first_not_of('e') == std::string::npos);
-  const std::string marker = "<caller's buffered line>\n";
-  CHECK(out.size() == 8 * flood_bytes + marker.size());
+  INFO("8 MiB of stderr and 8 MiB of stdout in " << ms_since(start) << " ms, helper included");
+  const std::string written = contents_of(out);
+  const std::string errors = contents_of(err);
+  ::close(out);
+  ::close(err);
+  INFO("the caller's stderr begins with: " << errors.substr(0, errors.find_first_of('e')));
+  CHECK(status == 0);  // exited normally, every result right
+  CHECK(errors.size() == 8 * flood_bytes);
+  CHECK(errors.find_first_not_of('e') == std::string::npos);
+  const std::string marker = buffered_line;
+  CHECK(written.size() == 8 * flood_bytes + marker.size());
   std::size_t markers = 0;
-  for (std::size_t at = out.find(marker); at != std::string::npos; at = out.find(marker, at + 1))
+  for (std::size_t at = written.find(marker); at != std::string::npos;
+       at = written.find(marker, at + 1))
     ++markers;
   CHECK(markers == 1);
 }

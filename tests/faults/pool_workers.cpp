@@ -1,8 +1,9 @@
 // A process_pool's workers over their life: the initializer runs once in each worker (and in
 // each replacement), never in the caller; an initializer that throws, or a worker that dies
 // before its handshake, makes the pool's calls fail with parallel::spawn_error naming the
-// cause, without a hang or a restart storm; max_tasks_per_child recycles workers and every
-// result stays right; retired workers are reaped.
+// cause, without a hang or a restart storm; max_tasks_per_child recycles workers under load and
+// every result stays right; retired workers are reaped. The last two for every start method.
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <map>
@@ -10,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../catch.hpp"
@@ -82,8 +84,9 @@ TEST_CASE("faults: a replaced worker runs the initializer too", "[faults][proces
   CHECK(b.initializer_runs.load() == 3);
 }
 
-TEST_CASE("faults: an initializer that throws makes the pool's calls raise spawn_error",
-          "[faults][process_pool]") {
+TEMPLATE_TEST_CASE("faults: an initializer that throws makes the pool's calls raise spawn_error",
+                   "[faults][process_pool]", parallel::start::fork, parallel::start::spawn,
+                   parallel::start::forkserver) {
   watchdog guard{"faults: initializer throws", 60s};
   struct failing {
     void (*initializer)();
@@ -92,19 +95,20 @@ TEST_CASE("faults: an initializer that throws makes the pool's calls raise spawn
   const failing cases[] = {
       {throwing_initializer, {"std::runtime_error", "no database connection"}},
       {throwing_int_initializer, {"int", "initializer"}},
-      {exiting_initializer, {"exited with code 5", "handshake"}},
+      {exiting_initializer, {"exited with code 5", "while running the pool's initializer"}},
   };
+  warm_up<TestType>();
   for (const failing& c : cases) {
-    INFO("initializer expected to fail with: " << c.says[0]);
+    INFO(method_name<TestType>() << ": initializer expected to fail with: " << c.says[0]);
     reset_board();
-    const std::vector<int> children_before = children();
+    const leak_check leaks;
     const std::uint64_t start = now_ns();
     // The error may come from the constructor or from the first call: both are the pool's.
     std::string map_error;
     std::string submit_error;
     std::string second_error;
     try {
-      fork_pool pool{{.workers = 2, .initializer = c.initializer}};
+      pool_of<TestType> pool{{.workers = 2, .initializer = c.initializer}};
       try {
         (void)pool.map(square, numbers(10));
       } catch (const parallel::spawn_error& e) {
@@ -134,46 +138,74 @@ TEST_CASE("faults: an initializer that throws makes the pool's calls raise spawn
     CHECK(contains(second_error, c.says[0]));
     CHECK(took_ms < 5000);
     // The failed workers are reaped once the pool is gone.
-    CHECK(children() == children_before);
+    leaks.verify();
   }
+  // A pool with an initializer that works, after those that failed.
+  pool_of<TestType> pool{{.workers = 2, .initializer = counting_initializer}};
+  CHECK(pool.map(square, numbers(10)) == squares(10));
 }
 
-TEST_CASE("faults: max_tasks_per_child = 2 recycles workers and every result stays right",
-          "[faults][process_pool]") {
-  watchdog guard{"faults: max_tasks_per_child", 60s};
+TEMPLATE_TEST_CASE(
+    "faults: max_tasks_per_child = 2 recycles workers under load, every result right",
+    "[faults][process_pool]", parallel::start::fork, parallel::start::spawn,
+    parallel::start::forkserver) {
+  watchdog guard{"faults: max_tasks_per_child", 120s};
   board& b = reset_board();
-  const std::size_t children_before = children().size();
-  fork_pool pool{{.workers = 2, .max_tasks_per_child = 2, .initializer = counting_initializer}};
-  const std::vector<sighting> seen = pool.map(look, numbers(20), {.chunksize = 1});
-  std::map<int, int> tasks_per_pid;
-  for (std::size_t i = 0; i < seen.size(); ++i) {
-    INFO("item " << i << " ran in pid " << seen[i].pid);
-    CHECK(seen[i].value == static_cast<int>(i * i));
-    CHECK(seen[i].initialized == 1);
-    ++tasks_per_pid[seen[i].pid];
-  }
-  INFO(tasks_per_pid.size() << " distinct workers ran 20 tasks");
-  CHECK(tasks_per_pid.size() >= 10);  // at most 2 tasks each
-  for (const auto& [pid, tasks] : tasks_per_pid) {
-    INFO("pid " << pid);
-    CHECK(tasks <= 2);
-  }
-  CHECK(b.initializer_runs.load() >= static_cast<int>(tasks_per_pid.size()));
+  warm_up<TestType>();
+  const leak_check leaks;
+  const std::vector<int> before = descendants();  // a forkserver, when one runs
+  {
+    pool_of<TestType> pool{
+        {.workers = 2, .max_tasks_per_child = 2, .initializer = counting_initializer}};
+    const std::vector<sighting> seen = pool.map(look, numbers(20), {.chunksize = 1});
+    std::map<int, int> tasks_per_pid;
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      INFO("item " << i << " ran in pid " << seen[i].pid);
+      CHECK(seen[i].value == static_cast<int>(i * i));
+      CHECK(seen[i].initialized == 1);
+      ++tasks_per_pid[seen[i].pid];
+    }
+    INFO(tasks_per_pid.size() << " distinct workers ran 20 tasks");
+    CHECK(tasks_per_pid.size() >= 10);  // at most 2 tasks each
+    for (const auto& [pid, tasks] : tasks_per_pid) {
+      INFO("pid " << pid);
+      CHECK(tasks <= 2);
+    }
+    // Only forked workers share the test's page.
+    if constexpr (std::is_same_v<TestType, parallel::start::fork>)
+      CHECK(b.initializer_runs.load() >= static_cast<int>(tasks_per_pid.size()));
 
-  // submit: each call is a task.
-  std::vector<parallel::future<sighting>> futures;
-  for (int i = 0; i < 10; ++i) futures.push_back(pool.submit(look, i));
-  std::map<int, int> calls_per_pid;
-  for (int i = 0; i < 10; ++i) {
-    const sighting s = futures[static_cast<std::size_t>(i)].get();
-    CHECK(s.value == i * i);
-    ++calls_per_pid[s.pid];
+    // submit: each call is a task; calls submitted while an imap runs, as a loaded pool sees.
+    std::vector<parallel::future<sighting>> futures;
+    std::vector<int> streamed;
+    for (int r : pool.imap(square, numbers(200), {.chunksize = 10})) {
+      if (futures.size() < 10)
+        futures.push_back(pool.submit(look, static_cast<int>(futures.size())));
+      streamed.push_back(r);
+    }
+    CHECK(streamed == squares(200));
+    std::map<int, int> calls_per_pid;
+    for (std::size_t i = 0; i < futures.size(); ++i) {
+      const sighting s = futures[i].get();
+      CHECK(s.value == static_cast<int>(i * i));
+      CHECK(s.initialized == 1);
+      ++calls_per_pid[s.pid];
+    }
+    for (const auto& [pid, calls] : calls_per_pid) CHECK(calls <= 2);
+    // Automatic chunks: tasks are chunks, the results are still every item's.
+    CHECK(pool.map(square, numbers(1000)) == squares(1000));
+    // Retired workers were reaped (a worker retired with the last results may be a zombie for
+    // a moment, until the pool's thread reaps it): only the pool's live workers are new below
+    // this process.
+    std::size_t added = 0;
+    for (int pid : descendants()) {
+      INFO("process " << pid << " below this one");
+      CHECK(!lingering_zombie(pid));
+      if (std::find(before.begin(), before.end(), pid) == before.end()) ++added;
+    }
+    CHECK(added <= pool.size());
   }
-  for (const auto& [pid, calls] : calls_per_pid) CHECK(calls <= 2);
-  // Automatic chunks: tasks are chunks, the results are still every item's.
-  CHECK(pool.map(square, numbers(1000)) == squares(1000));
-  // Retired workers were reaped: no zombie, only the pool's live workers are children.
-  CHECK(children().size() <= children_before + pool.size());
+  leaks.verify();
 }
 
 #endif  // !_WIN32

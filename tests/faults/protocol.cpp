@@ -1,10 +1,12 @@
 // A worker breaks the protocol: its task writes garbage, a truncated frame, or well-formed
 // frames the caller never expects into the worker's channel, or closes the channel and goes on
 // running. The call ends within a second with parallel::error ("protocol error") or
-// worker_died, never hangs and never trusts the bytes; the workers stay usable.
+// worker_died, never hangs and never trusts the bytes; the workers stay usable, and nothing is
+// left behind. For fork, spawn and forkserver workers, per call and on a pool.
 //
 // The channel is found from inside the worker: the only AF_UNIX socket a worker of these tests
 // has (the library closes the other workers' channels in a new worker).
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -145,11 +147,15 @@ constexpr auto safety_timeout = 3000ms;
 
 }  // namespace
 
-TEST_CASE("faults: a worker that breaks the protocol fails map with parallel::error at once",
-          "[faults][processes][process_pool]") {
+TEMPLATE_TEST_CASE(
+    "faults: a worker that breaks the protocol fails map with parallel::error at once",
+    "[faults][processes][process_pool]", parallel::start::fork, parallel::start::spawn,
+    parallel::start::forkserver) {
   watchdog guard{"faults: protocol errors, map", 120s};
+  warm_up<TestType>();
+  const leak_check leaks;
   const std::vector<int> items = numbers(item_count);
-  for_each_fork_mode([&](auto& runner) {
+  for_each_mode<TestType>([&](auto& runner) {
     for (const sabotage& s : sabotages) {
       INFO("the task writes " << s.name);
       const std::uint64_t start = now_ns();
@@ -164,13 +170,18 @@ TEST_CASE("faults: a worker that breaks the protocol fails map with parallel::er
       CHECK(runner.map(square, items) == squares(item_count));
     }
   });
+  leaks.verify();
 }
 
-TEST_CASE("faults: a worker that breaks the protocol fails imap after the results before it",
-          "[faults][processes][process_pool]") {
+TEMPLATE_TEST_CASE(
+    "faults: a worker that breaks the protocol fails imap and imap_unordered, after true results",
+    "[faults][processes][process_pool]", parallel::start::fork, parallel::start::spawn,
+    parallel::start::forkserver) {
   watchdog guard{"faults: protocol errors, imap", 120s};
+  warm_up<TestType>();
+  const leak_check leaks;
   const std::vector<int> items = numbers(item_count);
-  for_each_fork_mode([&](auto& runner) {
+  for_each_mode<TestType>([&](auto& runner) {
     for (const sabotage& s : sabotages) {
       INFO("the task writes " << s.name);
       const std::uint64_t start = now_ns();
@@ -185,24 +196,43 @@ TEST_CASE("faults: a worker that breaks the protocol fails imap after the result
       }
       CHECK(raised);
       CHECK(seen == squares(bad_item));
+      // imap_unordered: results in any order, each a true one, then the same error.
+      seen.clear();
+      raised = false;
+      const std::uint64_t unordered_start = now_ns();
+      try {
+        for (int r :
+             runner.imap_unordered(s.task, items, {.chunksize = 1, .timeout = safety_timeout}))
+          seen.push_back(r);
+      } catch (const parallel::error& e) {
+        raised = true;
+        check_error(s, e, ms_since(unordered_start));
+      }
+      CHECK(raised);
+      for (int r : seen) CHECK(r != bad_item * bad_item);
     }
   });
+  leaks.verify();
 }
 
-TEST_CASE("faults: a submitted call that breaks the protocol fails its own future only",
-          "[faults][process_pool]") {
+TEMPLATE_TEST_CASE("faults: a submitted call that breaks the protocol fails its own future only",
+                   "[faults][process_pool]", parallel::start::fork, parallel::start::spawn,
+                   parallel::start::forkserver) {
   watchdog guard{"faults: protocol errors, submit", 120s};
   reset_board();
-  fork_pool pool{{.workers = 2}};
+  warm_up<TestType>();
+  const std::vector<int> before = descendants();
+  pool_of<TestType> pool{{.workers = 2}};
   for (const sabotage& s : sabotages) {
     INFO("the task writes " << s.name);
     std::vector<parallel::future<int>> futures;
     for (int i = 0; i < item_count; ++i) futures.push_back(pool.submit(s.task, i));
     const std::uint64_t start = now_ns();
     if (futures[bad_item].wait_for(3s) != std::future_status::ready) {
-      // submit has no timeout: end the worker from here, or the pool would wait for it.
+      // submit has no timeout: end the workers from here, or the pool would wait for them.
       FAIL_CHECK("the sabotaged call did not end within 3 s");
-      ::kill(shared_board().died_pid.load(), SIGKILL);
+      for (int pid : descendants())
+        if (std::find(before.begin(), before.end(), pid) == before.end()) ::kill(pid, SIGKILL);
     }
     bool raised = false;
     try {
@@ -223,14 +253,15 @@ TEST_CASE("faults: a submitted call that breaks the protocol fails its own futur
 // A header is checked (magic, version, checksum, type, flags, length limit) as soon as its 32
 // bytes arrive; whether the frame fits the conversation (a result for the task the worker runs)
 // must be known then too, not after a payload that may never come.
-TEST_CASE("faults: a result header for a task never given fails at once, payload or not",
-          "[faults][processes][process_pool]") {
+TEMPLATE_TEST_CASE("faults: a result header for a task never given fails at once, payload or not",
+                   "[faults][processes][process_pool]", parallel::start::fork,
+                   parallel::start::spawn, parallel::start::forkserver) {
   watchdog guard{"faults: forged result header", 120s};
   const sabotage forged{huge_result_of_unknown_task,
                         "a 512 GiB result header for a task it was never given", true,
                         "protocol error"};
   const std::vector<int> items = numbers(item_count);
-  for_each_fork_mode([&](auto& runner) {
+  for_each_mode<TestType>([&](auto& runner) {
     const std::uint64_t start = now_ns();
     bool raised = false;
     try {

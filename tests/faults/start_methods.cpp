@@ -1,6 +1,7 @@
 // The fault matrix on spawned and forkserver workers (the other files cover the fork modes):
 // for processes<Start> per call and process_pool<Start>, and for map, imap, imap_unordered and
-// (pool) submit, each fault of a task gives its documented error, and a pool stays usable.
+// (pool) submit, each fault of a task gives its documented error, a pool stays usable, and no
+// descriptor, child or zombie is left.
 //
 //   the task throws a std exception      parallel::remote_error, type "std::out_of_range"
 //   the task throws an int               parallel::remote_error, type "int"
@@ -153,51 +154,24 @@ void check_matrix(Runner&& runner, bool pool) {
   }
 }
 
-/// processes<Start> per call, with the verbs of a runner.
-template <class Start>
-struct per_call_of {
-  template <class F>
-  auto map(const F& f, const std::vector<int>& xs, const parallel::options& opts = {}) {
-    return parallel::map(parallel::processes<Start>{.workers = 2}, f, xs, opts);
-  }
-  template <class F>
-  auto imap(const F& f, const std::vector<int>& xs, const parallel::options& opts = {}) {
-    return parallel::imap(parallel::processes<Start>{.workers = 2}, f, xs, opts);
-  }
-  template <class F>
-  auto imap_unordered(const F& f, const std::vector<int>& xs, const parallel::options& opts = {}) {
-    return parallel::imap_unordered(parallel::processes<Start>{.workers = 2}, f, xs, opts);
-  }
-};
-
 }  // namespace
 
-TEST_CASE("faults: the fault matrix on spawned workers, per call and on a pool",
-          "[faults][spawn]") {
-  watchdog guard{"faults: matrix on spawn", 300s};
+TEMPLATE_TEST_CASE("faults: the fault matrix on spawned and forkserver workers",
+                   "[faults][spawn][forkserver]", parallel::start::spawn,
+                   parallel::start::forkserver) {
+  watchdog guard{"faults: matrix on spawn and forkserver", 300s};
+  warm_up<TestType>();
+  const leak_check leaks;
   {
-    INFO("processes<start::spawn> per call");
-    check_matrix(per_call_of<parallel::start::spawn>{}, false);
+    INFO(method_name<TestType>() << ": processes<Start> per call");
+    check_matrix(per_call_of<TestType>{}, false);
   }
   {
-    INFO("process_pool<start::spawn>");
-    parallel::process_pool<parallel::start::spawn> pool{{.workers = 2}};
+    INFO(method_name<TestType>() << ": process_pool<Start>");
+    pool_of<TestType> pool{{.workers = 2}};
     check_matrix(pool, true);
   }
-}
-
-TEST_CASE("faults: the fault matrix on forkserver workers, per call and on a pool",
-          "[faults][forkserver]") {
-  watchdog guard{"faults: matrix on forkserver", 300s};
-  {
-    INFO("processes<start::forkserver> per call");
-    check_matrix(per_call_of<parallel::start::forkserver>{}, false);
-  }
-  {
-    INFO("process_pool<start::forkserver>");
-    parallel::process_pool<parallel::start::forkserver> pool{{.workers = 2}};
-    check_matrix(pool, true);
-  }
+  leaks.verify();
 }
 
 #endif  // !_WIN32

@@ -193,7 +193,7 @@ TEST_CASE("faults: a pool destroyed after a failed call does not wait for that c
   CHECK(took_ms < 3000);
 }
 
-TEST_CASE("faults: a pool replaces a dead worker; the next call runs on every worker",
+TEST_CASE("faults: a pool replaces a dead worker, and the next call runs on every worker",
           "[faults][process_pool]") {
   watchdog guard{"faults: pool replaces a dead worker", 60s};
   reset_board();
@@ -275,7 +275,7 @@ TEST_CASE("faults: submit: two workers dying at once fail two futures, the rest 
   CHECK(failed == 2);
 }
 
-TEST_CASE("faults: a worker killed from outside while idle is replaced; no call fails",
+TEST_CASE("faults: a worker killed from outside while idle is replaced, and no call fails",
           "[faults][process_pool]") {
   watchdog guard{"faults: idle worker killed", 60s};
   reset_board();

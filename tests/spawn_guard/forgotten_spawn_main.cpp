@@ -8,14 +8,13 @@
 // handshake): the parent must still give up within about 5 s with the same advice.
 //
 // Exit 0 when the parent saw the right error in time; ctest runs both modes.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <parallel/parallel.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 int square(int x) { return x * x; }
@@ -25,7 +24,7 @@ int main(int argc, char** argv) {
   const bool spawned = std::getenv("PARALLEL_WORKER") != nullptr;
   const bool busy = argc > 1 && std::strcmp(argv[1], "busy") == 0;
   if (spawned && busy) {
-    ::sleep(30);  // a long program that never reaches any verb
+    std::this_thread::sleep_for(std::chrono::seconds(30));  // never reaches any verb
     return 0;
   }
   const auto start = std::chrono::steady_clock::now();

@@ -74,5 +74,5 @@ struct backend<sequential> {
 }  // namespace parallel::detail
 
 #if !defined(_WIN32)
-#include "process_verbs.hpp"  // backend<processes<start::fork>>
+#include "process_verbs.hpp"  // backend<processes<start::fork>> (Windows: process_pool.hpp)
 #endif

@@ -18,7 +18,7 @@
 #include <optional>
 #include <span>
 
-#include "../posix/process.hpp"
+#include "../process_platform.hpp"
 #include "frame.hpp"
 
 namespace parallel::detail::ipc {
@@ -51,15 +51,18 @@ class arena {
     new (map_.data()) control_block();
   }
 
-  /// A spawned worker's side: the arena its caller made, received as descriptor `fd`.
+  /// A spawned worker's side: the arena its caller made, received as handle `memory`.
   struct adopt_t {};
-  arena(adopt_t, int fd, std::size_t ring_bytes)
-      : ring_bytes_(ring_bytes), fd_(os::fd_handle(fd)), map_(fd, control_bytes + ring_bytes) {}
+  arena(adopt_t, os::native_handle memory, std::size_t ring_bytes)
+      : ring_bytes_(ring_bytes),
+        fd_(os::adopt_memory(memory)),
+        map_(memory, control_bytes + ring_bytes) {}
 
   control_block& control() const noexcept {
     return *std::launder(reinterpret_cast<control_block*>(map_.data()));
   }
-  int fd() const noexcept { return fd_.get(); }
+  /// What names the memory to a spawned worker (a memfd, a section handle).
+  os::native_handle handle() const noexcept { return fd_.get(); }
   std::uint64_t ring_size() const noexcept { return ring_bytes_; }
   /// The caller's side gives up the descriptor once the worker has it (the mapping stays).
   void close_fd() noexcept { fd_.reset(); }
@@ -115,7 +118,7 @@ class arena {
   std::byte* ring() const noexcept { return map_.data() + control_bytes; }
 
   std::uint64_t ring_bytes_ = 0;
-  os::library_fd fd_;
+  os::memory_handle fd_;
   os::shared_mapping map_;
 };
 

@@ -3,7 +3,7 @@
 // drives an engine (the caller's thread for a fork-per-call map, the pool's I/O thread for a
 // process_pool); the jobs' sinks are called on that thread.
 //
-// Every wait here has a way out: a worker's end is seen at once (its pidfd becomes readable, its
+// Every wait here has a way out: a worker's end is seen at once (its process watch fires, its
 // channel reaches EOF), a job's timeout is checked against the time the worker says the item
 // started (shared memory, no message needed), and a frame that breaks the protocol stops that
 // worker. The job the dead worker was running fails; the jobs queued behind it go to the other
@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "../../errors.hpp"
-#include "../posix/process.hpp"
+#include "../process_platform.hpp"
 #include "arena.hpp"
 #include "frame.hpp"
 #include "frame_reader.hpp"
@@ -65,8 +65,8 @@ struct job {
 class engine {
  public:
   /// Starts a worker process; returns its pid. `child_channel` is the worker's end of the
-  /// socketpair, `shared` its arena. A fork-based starter runs worker_main in the child.
-  using starter = std::function<os::pid_type(int child_channel, arena& shared)>;
+  /// channel, `shared` its arena. A fork-based starter runs worker_main in the child.
+  using starter = std::function<os::pid_type(os::native_handle child_channel, arena& shared)>;
 
   struct config {
     std::size_t workers = 1;
@@ -147,52 +147,50 @@ class engine {
   std::uint64_t typical_job_ns() const noexcept { return job_ns_; }
 
   /// One round: sends what can be sent, waits up to `wait_ms` (-1: until something happens)
-  /// for results, deaths, timeouts or `wake_fd`, and handles them. Returns true when `wake_fd`
-  /// became readable.
-  bool pump(int wait_ms, int wake_fd = -1) {
+  /// for results, deaths, timeouts or `wake`, and handles them. Returns true when `wake` was
+  /// signalled.
+  bool pump(int wait_ms, const os::wakeup* wake = nullptr) {
     dispatch();
     flush_all();
-    polls_.clear();
+    waits_.clear();
     owners_.clear();
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       slot& s = slots_[i];
       if (s.pid < 0) continue;
-      short events = os::poll_in;
-      if (s.out_sent < s.out.size()) events |= os::poll_out;
-      polls_.push_back({s.channel.get(), events, 0});
-      owners_.push_back({i, s.generation});
+      waits_.add_channel(s.channel, s.out_sent < s.out.size());
+      owners_.push_back({i, s.generation, false});
       if (s.watch) {
-        polls_.push_back({s.watch.get(), os::poll_in, 0});
-        owners_.push_back({i, s.generation});
+        waits_.add_watch(s.watch);
+        owners_.push_back({i, s.generation, true});
       }
     }
-    if (wake_fd >= 0) {
-      polls_.push_back({wake_fd, os::poll_in, 0});
-      owners_.push_back({no_slot, 0});
+    if (wake != nullptr) {
+      waits_.add_wakeup(*wake);
+      owners_.push_back({no_slot, 0, false});
     }
-    if (polls_.empty()) return false;
+    if (waits_.empty()) return false;
     const int timeout =
         std::min(wait_ms < 0 ? std::numeric_limits<int>::max() : wait_ms, next_deadline_ms());
-    const int ready = os::poll_fds(polls_.data(), polls_.size(),
-                                   timeout == std::numeric_limits<int>::max() ? -1 : timeout);
+    const int ready = waits_.wait(timeout == std::numeric_limits<int>::max() ? -1 : timeout);
     bool woken = false;
     if (ready > 0) {
-      for (std::size_t k = 0; k < polls_.size(); ++k) {
-        if (polls_[k].revents == 0) continue;
-        if (owners_[k].first == no_slot) {
+      for (std::size_t k = 0; k < waits_.size(); ++k) {
+        if (!waits_.any(k)) continue;
+        const owner& o = owners_[k];
+        if (o.slot == no_slot) {
           woken = true;
           continue;
         }
-        slot& s = slots_[owners_[k].first];
-        if (s.pid < 0 || s.generation != owners_[k].second) continue;  // handled this round
-        if (polls_[k].fd == s.watch.get()) {
+        slot& s = slots_[o.slot];
+        if (s.pid < 0 || s.generation != o.generation) continue;  // handled this round
+        if (o.watch) {
           end_worker(s);
         } else {
-          if ((polls_[k].revents & os::poll_out) != 0 && !flush(s)) {
+          if (waits_.writable(k) && !flush(s)) {
             end_worker(s);
             continue;
           }
-          if ((polls_[k].revents & (os::poll_in | os::poll_hangup)) != 0) receive(s);
+          if (waits_.readable(k)) receive(s);
         }
       }
     }
@@ -206,8 +204,8 @@ class engine {
 
   struct slot {
     os::pid_type pid = -1;
-    os::library_fd channel;
-    os::library_fd watch;
+    os::channel channel;
+    os::process_watch_handle watch;
     std::unique_ptr<arena> shared;
     std::unique_ptr<frame_reader> reader;
     std::vector<std::byte> out;
@@ -227,14 +225,12 @@ class engine {
   // --- starting and ending workers ------------------------------------------------------------
 
   void launch(slot& s) {
-    auto [mine, theirs] = os::socket_pair();
+    auto [mine, theirs] = os::make_channel();
     s.shared = std::make_unique<arena>(cfg_.ring_bytes);
-    s.channel = os::library_fd(std::move(mine));
-    os::library_fd child_end(std::move(theirs));
-    s.pid = start_(child_end.get(), *s.shared);
-    child_end.reset();
-    os::set_nonblocking(s.channel.get(), true);
-    s.watch = os::library_fd(os::process_watch(s.pid));
+    s.channel = std::move(mine);
+    s.pid = start_(theirs.get(), *s.shared);
+    theirs.reset();
+    s.watch = os::watch_process(s.pid);
     s.reader = std::make_unique<frame_reader>(max_task_payload);
     // A result header is checked as soon as it arrives, before its payload: a result for a task
     // the worker was not given fails now, not after the bytes it announces (which may never
@@ -259,7 +255,7 @@ class engine {
     // Still running although its channel ended: it closed the channel itself.
     // (A dying process closes its descriptors before it can be waited for: give it a moment.)
     const bool was_alive =
-        s.stopping == stop_reason::none && s.watch && !os::readable_within(s.watch.get(), 200);
+        s.stopping == stop_reason::none && s.watch && !os::ended_within(s.watch, 200);
     os::send_signal(s.pid, os::kill_signal);  // no-op when it is already gone
     int status = 0;
     try {
@@ -285,8 +281,13 @@ class engine {
                     (s.stopping == stop_reason::timeout
                          ? "did not answer its handshake within " +
                                std::to_string(cfg_.handshake_timeout.count()) + " ms"
-                         : os::describe_status(status) + " before its handshake") +
-                    (cfg_.startup_hint.empty() ? "; see its standard error" : cfg_.startup_hint)
+                         // Alive: it said hello, then ended in the pool's initializer,
+                         // and the hint (spawn_main) is no help.
+                         : os::describe_status(status) +
+                               (s.alive ? " while running the pool's initializer"
+                                        : " before its handshake")) +
+                    (cfg_.startup_hint.empty() || s.alive ? "; see its standard error"
+                                                          : cfg_.startup_hint)
               : s.startup_error;
       const auto make = [&why] { return std::make_exception_ptr(spawn_error(why)); };
       fail_all(std::move(jobs), make);
@@ -416,7 +417,7 @@ class engine {
   bool flush(slot& s) {
     while (s.out_sent < s.out.size()) {
       const std::ptrdiff_t n =
-          os::write_some(s.channel.get(), s.out.data() + s.out_sent, s.out.size() - s.out_sent);
+          s.channel.write_some(s.out.data() + s.out_sent, s.out.size() - s.out_sent);
       if (n < 0) return false;
       if (n == 0) return true;
       s.out_sent += static_cast<std::size_t>(n);
@@ -431,8 +432,7 @@ class engine {
   void receive(slot& s, bool draining = false) {
     if (incoming_.empty()) incoming_.resize(std::size_t{256} << 10);
     for (;;) {
-      const std::ptrdiff_t n =
-          os::read_some(s.channel.get(), incoming_.data(), incoming_.size(), true);
+      const std::ptrdiff_t n = s.channel.read_some(incoming_.data(), incoming_.size());
       if (n == -2) break;  // nothing more now
       if (n <= 0) {        // end of stream: the worker is ending
         try {
@@ -667,8 +667,13 @@ class engine {
   std::deque<std::unique_ptr<job>> pending_;
   std::uint64_t last_id_ = 0;
   std::uint64_t job_ns_ = 0;
-  std::vector<os::poll_entry> polls_;
-  std::vector<std::pair<std::size_t, std::uint64_t>> owners_;  // slot, generation
+  struct owner {
+    std::size_t slot;          // no_slot: the wake-up
+    std::uint64_t generation;  // of the worker the entry was for
+    bool watch;                // its process watch, not its channel
+  };
+  os::wait_set waits_;
+  std::vector<owner> owners_;
   std::vector<std::byte> incoming_;
 };
 

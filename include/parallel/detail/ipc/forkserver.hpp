@@ -113,7 +113,13 @@ struct reply {
       }
       worker_main(channel, shared, &run_shipped, initializer);
     }
-    const reply r = pid > 0 ? reply{forked, 0, pid} : reply{fork_failed, errno, -1};
+    const int fork_errno = errno;
+    // The server's copies of the worker's channel and arena go before the caller hears of the
+    // worker: the worker's end must be its alone, or its exit (or its closing the channel) would
+    // not be an end of stream for the caller until this loop came round.
+    fds[0].reset();
+    fds[1].reset();
+    const reply r = pid > 0 ? reply{forked, 0, pid} : reply{fork_failed, fork_errno, -1};
     if (!os::send_message(control, &r, sizeof r, nullptr, 0)) os::exit_now(0);
   }
 }
@@ -160,7 +166,7 @@ class forkserver_client {
     req.module_length = static_cast<std::uint32_t>(module.size());
     std::string message(reinterpret_cast<const char*>(&req), sizeof req);
     message += module;
-    const int fds[2] = {channel, shared.fd()};
+    const int fds[2] = {channel, shared.handle()};
     if (!os::send_message(control_.get(), message.data(), message.size(), fds, 2)) {
       server_lost();
       throw spawn_error("parallel: the forkserver is gone (it could not be sent a request)");

@@ -1,7 +1,8 @@
 // Task identity: which code a worker process must run, as (module, offset from the module's
 // load address). Every worker runs the same executable (forked, spawned or an MPI rank), so the
 // offset finds the same machine code there without any registration; the module is named by
-// its path ("" for the main executable). Only detail/posix knows how modules are found.
+// its path ("" for the main executable). Only detail/posix and detail/win32 know how modules are
+// found.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 
 #include "../../codec.hpp"
 #include "../../errors.hpp"
-#include "../posix/modules.hpp"
+#include "../process_platform.hpp"
 #include "frame.hpp"
 
 namespace parallel::detail::ipc {

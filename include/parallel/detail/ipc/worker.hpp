@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "../../codec.hpp"
-#include "../posix/process.hpp"
+#include "../process_platform.hpp"
 #include "arena.hpp"
 #include "frame.hpp"
 #include "frame_reader.hpp"
@@ -257,7 +257,7 @@ inline void run_shipped(const task_header& task, decoder& body, chunk_output& ou
 
 /// A worker that cannot start (its pool's initializer threw): tells the caller why, in an error
 /// frame before any handshake, and ends.
-[[noreturn]] inline void refuse_to_start(int channel, const std::string& why) {
+[[noreturn]] inline void refuse_to_start(os::native_handle channel, const std::string& why) {
   encoder message;
   message.write(why);
   const auto bytes = encode_frame(frame_type::error, frame_flags::none, 0, message.bytes());
@@ -274,7 +274,7 @@ inline void run_shipped(const task_header& task, decoder& body, chunk_output& ou
 /// `initializer` (a pool's) runs after the hello is sent, so the handshake never waits for user
 /// code; if it throws, the caller hears why in an error frame and the worker ends.
 template <class Handle>
-[[noreturn]] void worker_main(int channel, arena& shared, Handle&& handle,
+[[noreturn]] void worker_main(os::native_handle channel, arena& shared, Handle&& handle,
                               void (*initializer)() = nullptr) {
   control_block& control = shared.control();
   std::vector<std::byte> out;      // frames waiting to be written

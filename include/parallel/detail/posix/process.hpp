@@ -16,9 +16,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__GNUC__) || defined(__clang__)
-#include <cxxabi.h>
-#endif
 #if defined(__linux__)
 #include <sys/prctl.h>
 #endif
@@ -39,10 +36,13 @@
 #include <utility>
 
 #include "../../errors.hpp"
+#include "../exception_names.hpp"
 
 namespace parallel::detail::os {
 
 using pid_type = ::pid_t;
+/// What a worker's loop reads and writes, and what names an arena to a spawned child.
+using native_handle = int;
 
 [[noreturn]] inline void throw_errno(const std::string& what, int err = errno) {
   throw parallel::error("parallel: " + what + " failed: " + std::strerror(err));
@@ -343,28 +343,6 @@ inline pid_type fork_with_default_handlers() {
   return pid;
 }
 
-/// The readable name of a type ("std::out_of_range"), or its mangled name where the C++ ABI has
-/// no demangler.
-inline std::string demangle(const char* mangled) {
-#if defined(__GNUC__) || defined(__clang__)
-  int result = -1;
-  const std::unique_ptr<char, void (*)(void*)> name{
-      abi::__cxa_demangle(mangled, nullptr, nullptr, &result), std::free};
-  if (result == 0 && name != nullptr) return name.get();
-#endif
-  return mangled;
-}
-
-/// The demangled type of the exception being handled (inside a catch block, including
-/// `catch (...)`), or "an exception of unknown type" where the ABI cannot tell.
-inline std::string current_exception_type_name() {
-#if defined(__GNUC__) || defined(__clang__)
-  if (const std::type_info* type = abi::__cxa_current_exception_type(); type != nullptr)
-    return demangle(type->name());
-#endif
-  return "an exception of unknown type";
-}
-
 /// The library's own descriptors (worker channels, process watches, arenas), so that a newly
 /// forked worker can close the ones that belong to other workers and pools: a worker holding
 /// another worker's channel open would hide that worker's death from the caller. Lock-free, so
@@ -432,6 +410,10 @@ class library_fd {
  private:
   fd_handle fd_;
 };
+
+/// The handle that names an arena's memory (arena.hpp): its memfd, registered.
+using memory_handle = library_fd;
+inline memory_handle adopt_memory(native_handle fd) noexcept { return library_fd(fd_handle(fd)); }
 
 /// A connected pair of message sockets (message boundaries kept; descriptors can travel).
 inline std::pair<fd_handle, fd_handle> message_socket_pair() {

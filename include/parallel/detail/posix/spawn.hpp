@@ -97,7 +97,19 @@ inline pid_type spawn_self(std::initializer_list<int> fds, const std::string& ma
 /// The marker of a spawned worker, or nullptr in a normal run.
 inline const char* worker_marker_value() noexcept { return std::getenv(worker_marker); }
 
-/// A spawned worker forgets its marker (programs it starts are not workers).
-inline void clear_worker_marker() noexcept { ::unsetenv(worker_marker); }
+/// The descriptor a spawned worker inherited as the `index`th of spawn_self's list (0: its
+/// channel, 1: its arena).
+inline int spawned_handle(int index) noexcept { return spawned_channel_fd + index; }
+
+/// A spawned worker forgets its marker (programs it starts are not workers), and the
+/// descriptors spawn_self handed it become O_CLOEXEC again (dup2 cleared the flag so they
+/// would cross the exec): a program a task starts must not inherit the worker's channel or arena.
+inline void clear_worker_marker() noexcept {
+  ::unsetenv(worker_marker);
+  for (int fd = spawned_channel_fd; fd <= spawned_arena_fd; ++fd) {
+    const int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+}
 
 }  // namespace parallel::detail::os

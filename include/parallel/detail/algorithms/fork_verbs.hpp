@@ -1,0 +1,149 @@
+// processes<start::fork>: workers forked for one call, which read the input and f in place,
+// copy-on-write; only indices go out and results come back. POSIX only (Windows has no fork):
+// backends.hpp includes this header on POSIX alone, and policy.hpp refuses start::fork elsewhere.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../../codec.hpp"
+#include "../../policy.hpp"
+#include "../ipc/engine.hpp"
+#include "../ipc/worker.hpp"
+#include "../posix/process.hpp"
+#include "common.hpp"
+#include "process_verbs.hpp"
+#include "sequential.hpp"
+
+namespace parallel::detail {
+
+/// Starts workers with fork(): the child closes the library's other descriptors, dies with its
+/// caller, and runs `handle` for every task until its channel closes.
+template <class Handle>
+ipc::engine::starter fork_starter(Handle& handle) {
+  return [&handle](int channel, ipc::arena& shared) -> os::pid_type {
+    const os::pid_type parent = os::current_pid();
+    std::fflush(nullptr);  // or the child would write the caller's buffered output again
+    const os::pid_type pid = os::fork_with_default_handlers();
+    if (pid != 0) return pid;
+    os::library_fds::close_all_except({channel});
+    os::become_worker(parent);
+    ipc::worker_main(channel, shared, handle);
+  };
+}
+
+// --- processes<start::fork>: workers forked at the call ----------------------------------------
+
+/// The per-call engine of an imap: its workers fork when the first job is posted, after the
+/// imap's state exists, so they see the input where the state keeps it.
+template <class F, class View>
+struct forked_imap_context {
+  using iterator = std::ranges::iterator_t<View>;
+  using handler = std::function<void(const ipc::task_header&, decoder&, ipc::chunk_output&)>;
+
+  forked_imap_context(F fn, std::size_t workers)
+      : f(std::move(fn)),
+        eng(ipc::engine::config{.workers = workers, .handshake_timeout = std::chrono::seconds(5)},
+            fork_starter(handle)),
+        run(eng) {}
+
+  F f;
+  std::optional<iterator> origin;  // set once the state holds the input
+  handler handle;
+  ipc::engine eng;
+  inline_runner run;
+};
+
+template <>
+struct backend<processes<start::fork>> {
+  template <class F, class Range>
+  static auto map(const processes<start::fork>& p, F& f, Range& items, const options& opts) {
+    using R = map_result_t<F, Range>;
+    static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
+    require_transferable<R>();
+    refuse_in_spawned_child();
+    indexed_input<Range> input(items);
+    const std::size_t n = input.size();
+    if (n == 0) {
+      if (opts.progress) opts.progress(0, 0);
+      return std::vector<R>{};
+    }
+    // Runs in the forked workers: f and the input are the caller's, copy-on-write.
+    auto handle = [&](const ipc::task_header& t, decoder&, ipc::chunk_output& out) {
+      out.run(t.first, t.count, (t.flags & ipc::task_timed) != 0,
+              [&](std::uint64_t i) -> decltype(auto) {
+                return std::invoke(f, input[static_cast<std::size_t>(i)]);
+              });
+    };
+    ipc::engine eng(ipc::engine::config{.workers = std::min(resolve_workers(p.workers), n),
+                                        .handshake_timeout = std::chrono::seconds(5)},
+                    fork_starter(handle));
+    inline_runner run(eng);
+    process_map_call<R> call(run, n, opts);
+    return call.run({}, [](encoder&, std::size_t, std::size_t) {});
+  }
+
+  template <bool Ordered, class F, class Range>
+  static auto imap(const processes<start::fork>& p, F&& f, Range&& items, const options& opts) {
+    using View = held_range<Range>;
+    using Fn = std::decay_t<F>;
+    using R = sequential_result_t<Fn, View>;
+    using V = std::ranges::range_value_t<View>;
+    using context = forked_imap_context<Fn, View>;
+    using state = process_imap_state<R, View, Ordered>;
+    static_assert(!std::is_void_v<R>, "parallel::imap: f must return a value for each item");
+    require_transferable<R>();
+    constexpr bool in_place =
+        std::ranges::random_access_range<View> && std::ranges::sized_range<View>;
+
+    refuse_in_spawned_child();
+    auto ctx = std::make_unique<context>(std::forward<F>(f), resolve_workers(p.workers));
+    context* c = ctx.get();
+    c->handle = [c](const ipc::task_header& t, decoder& body, ipc::chunk_output& out) {
+      const bool timed = (t.flags & ipc::task_timed) != 0;
+      if constexpr (in_place) {
+        out.run(t.first, t.count, timed, [&](std::uint64_t i) -> decltype(auto) {
+          return std::invoke(c->f, (*c->origin)[static_cast<std::ptrdiff_t>(i)]);
+        });
+      } else {
+        out.run(t.first, t.count, timed, [&](std::uint64_t) {
+          V item = body.read<V>();
+          return std::invoke(c->f, item);
+        });
+      }
+    };
+    typename state::filler fill;
+    if constexpr (in_place) {
+      fill = [](encoder&, typename context::iterator& it, const std::ranges::sentinel_t<View>& end,
+                std::size_t want) {
+        const auto left = static_cast<std::size_t>(end - it);
+        const std::size_t count = std::min(want, left);
+        std::ranges::advance(it, static_cast<std::ptrdiff_t>(count));
+        return count;
+      };
+    } else {
+      require_transferable<V>();
+      fill = &ship_items<View, V>;
+    }
+    runner& run = c->run;
+    std::unique_ptr<void, void (*)(void*)> keep(ctx.release(),
+                                                [](void* p) { delete static_cast<context*>(p); });
+    auto s = std::make_unique<state>(run, View(std::forward<Range>(items)), opts, body_prefix{},
+                                     std::move(fill), std::move(keep));
+    c->origin = s->origin();
+    return imap_view<state>(std::move(s));
+  }
+};
+
+}  // namespace parallel::detail

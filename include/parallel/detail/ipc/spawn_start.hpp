@@ -1,0 +1,100 @@
+// start::spawn, the start method every platform has: a worker is this executable run again
+// (posix_spawn of /proc/self/exe, or CreateProcessW of the module's own path), told by a marker
+// in its environment that it is a worker; parallel::spawn_main, the first statement of its main,
+// reads the marker and never returns. The marker:
+//
+//   "1:<parent pid>:<ring bytes>:<initializer offset or ->:<initializer module>"
+//
+// (the module path comes last: it may contain ':'). Other roles a spawned process may have
+// (the forkserver on POSIX, a parallel::process child on Windows) have markers of their own,
+// which the platform's pool_start.hpp knows.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../../policy.hpp"
+#include "../process_platform.hpp"
+#include "arena.hpp"
+#include "identity.hpp"
+#include "start_plan.hpp"
+#include "worker.hpp"
+
+#if defined(_WIN32)
+#include "../win32/pool_start.hpp"
+#else
+#include "../posix/pool_start.hpp"
+#endif
+
+namespace parallel::detail {
+
+template <>
+struct start_method<start::spawn> {
+  static start_plan plan(void (*initializer)()) {
+    return {[initializer](os::native_handle channel, ipc::arena& shared) {
+              std::string marker = "1:" + std::to_string(os::current_pid()) + ":" +
+                                   std::to_string(shared.ring_size()) + ":";
+              if (initializer != nullptr) {
+                const ipc::code_location init =
+                    ipc::locate(reinterpret_cast<const void*>(initializer));
+                marker += std::to_string(init.offset) + ":" + init.module;
+              } else {
+                marker += "-:";
+              }
+              return os::spawn_self({channel, shared.handle()}, marker);
+            },
+            spawn_hint,
+            {}};
+  }
+};
+
+/// A spawned process's life, from spawn_main: parse the marker, then either take the platform's
+/// other role or be a pool's worker (join the caller's arena, run the pool's initializer, serve
+/// tasks). Never returns.
+[[noreturn]] inline void run_spawned_worker(const std::string& marker) {
+  // Read before the marker goes: the handles are named next to it.
+  const os::native_handle channel = os::spawned_handle(0);
+  const os::native_handle memory = os::spawned_handle(1);
+  os::clear_worker_marker();
+  const auto fail = [](const std::string& why) {
+    std::fprintf(stderr, "parallel: spawned worker cannot start: %s\n", why.c_str());
+    std::fflush(nullptr);
+    os::exit_now(70);
+  };
+  std::vector<std::string> fields;
+  std::size_t from = 0;
+  for (int i = 0; i < 4; ++i) {
+    const std::size_t colon = marker.find(':', from);
+    if (colon == std::string::npos) {
+      if (i == 2) break;  // the other roles' markers have three fields
+      fail("malformed marker '" + marker + "'");
+    }
+    fields.push_back(marker.substr(from, colon - from));
+    from = colon + 1;
+  }
+  fields.push_back(marker.substr(from));
+  try {
+    if (run_platform_role(fields, channel)) os::exit_now(0);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  if (fields[0] != "1" || fields.size() < 5) fail("marker of another version: '" + marker + "'");
+  try {
+    const auto parent = static_cast<os::pid_type>(std::stol(fields[1]));
+    const auto ring = static_cast<std::size_t>(std::stoull(fields[2]));
+    os::become_worker(parent);
+    ipc::arena shared(ipc::arena::adopt_t{}, memory, ring);
+    void (*initializer)() = nullptr;
+    if (fields[3] != "-") {
+      const ipc::code_location init{fields[4], std::stoull(fields[3])};
+      initializer = reinterpret_cast<void (*)()>(const_cast<void*>(ipc::resolve(init)));
+    }
+    ipc::worker_main(channel, shared, &ipc::run_shipped, initializer);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  os::exit_now(70);
+}
+
+}  // namespace parallel::detail

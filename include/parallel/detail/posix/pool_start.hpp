@@ -1,0 +1,55 @@
+// The POSIX-only start methods of a pool: fork (the pool's I/O thread forks each worker, which
+// runs the pool's initializer and then tasks until its channel closes) and forkserver (a
+// single-threaded server, itself spawned, forks them). Also the server's own role, which
+// parallel::spawn_main enters when the marker says "fs".
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../../policy.hpp"
+#include "../ipc/arena.hpp"
+#include "../ipc/forkserver.hpp"
+#include "../ipc/start_plan.hpp"
+#include "../ipc/worker.hpp"
+#include "process.hpp"
+
+namespace parallel::detail {
+
+template <>
+struct start_method<start::fork> {
+  static start_plan plan(void (*initializer)()) {
+    return {[initializer](int channel, ipc::arena& shared) -> os::pid_type {
+              const os::pid_type parent = os::current_pid();
+              std::fflush(nullptr);
+              const os::pid_type pid = os::fork_with_default_handlers();
+              if (pid != 0) return pid;
+              os::library_fds::close_all_except({channel});
+              os::become_worker(parent);
+              ipc::worker_main(channel, shared, &ipc::run_shipped, initializer);
+            },
+            {},
+            {}};
+  }
+};
+
+template <>
+struct start_method<start::forkserver> {
+  static start_plan plan(void (*initializer)()) {
+    return {[initializer](int channel, ipc::arena& shared) {
+              return ipc::forkserver_client::instance().start_worker(channel, shared, initializer);
+            },
+            spawn_hint,  // the server is a spawned process too
+            [](os::pid_type pid) { return ipc::forkserver_client::instance().wait_status(pid); }};
+  }
+};
+
+/// The roles other than a pool's worker that a spawned process can have here: the forkserver
+/// ("fs:1:<parent pid>"). Returns false for a marker that is not one of them.
+inline bool run_platform_role(const std::vector<std::string>& fields, int /*channel*/) {
+  if (fields.size() < 3 || fields[0] != "fs") return false;
+  ipc::run_forkserver(static_cast<os::pid_type>(std::stol(fields[2])));
+}
+
+}  // namespace parallel::detail
