@@ -47,9 +47,15 @@ TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 # --- running ----------------------------------------------------------------------------------
 
 
+# Programs that are not a workload of this report: bench_compare is run by bench/compare.py
+# (./scripts/bench), with a grid of its own.
+NOT_WORKLOADS = {"bench_compare"}
+
+
 def executables(build):
     directory = build / "bench"
-    found = [p for p in directory.glob("bench_*") if p.is_file() and os.access(p, os.X_OK)]
+    found = [p for p in directory.glob("bench_*")
+             if p.is_file() and os.access(p, os.X_OK) and p.name not in NOT_WORKLOADS]
     order = {name: i for i, name in enumerate(WORKLOADS)}
     return sorted(found, key=lambda p: (order.get(p.name[len("bench_"):], len(order)), p.name))
 

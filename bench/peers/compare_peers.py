@@ -1,0 +1,266 @@
+#!/usr/bin/python3
+"""The Python half of ./scripts/bench (issue 6): the grid of bench/compare.py on Python's pools.
+
+    /usr/bin/python3 bench/peers/compare_peers.py --cells FILE [--repetitions N] [--budget S]
+                                                  [--progress-fd FD]
+
+FILE is JSON: a list of cells {"id": "spin:1000:20000", "kind": "spin", "param": 1000,
+"n": 20000}, the same cells bench_compare runs (kinds: spin, bytes, square, slow_pow, params; see
+bench/compare.cpp). Each cell runs as Python's own loop and through multiprocessing.Pool with
+the fork, spawn and forkserver contexts, concurrent.futures.ProcessPoolExecutor (fork) and
+joblib.Parallel (loky). Prints one JSON document on stdout: per (cell, peer) the seconds of each
+repetition, or why the peer was skipped. With --progress-fd, writes "done total" lines to that
+descriptor after every run (compare.py draws them with the library's progress bar).
+
+How the work matches the C++ side:
+  - spin:NS items are process_peers.burn calibrated to NS of wall time on this machine, less the
+    cost of a Python call (~0.15 us): below that, an item costs a call, whatever NS says.
+  - bytes:SIZE returns SIZE bytes; square is x**2; slow_pow sleeps and goes through starmap on
+    5 workers (the seed's Pool(5)); params is seed 004's imap over parameter dicts, with each
+    library's default chunksize, as the seed calls it (Pool.imap: 1).
+  - 2 workers otherwise (all cores here). Pools are created once per worker count, warmed, and
+    reused for every cell, as a program keeps its Pool; joblib's loky executor stays warm too.
+
+Method: every repetition runs every peer once, in a random order; before them, an untimed run of
+each peer on a tenth of the items (at least one per worker). A peer whose estimated time for one
+run exceeds --budget (default 1.5 s) is skipped and says so: 1e7 items of 10 ns would take
+Python's pools seconds to minutes each, not the 0.1 s of the C++ loop. Python's own loop, the
+baseline, runs whenever one of the pools does.
+"""
+
+import argparse
+import functools
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+
+import process_peers as peers  # same directory: burn, calibrate, the pool classes
+
+# Per-item costs of each peer beyond the work, measured on the project's 2-vCPU machine
+# (bench/peers/process_peers.py, README "Processes"): used only to decide what to skip.
+OVERHEAD_S = {  # batched map, seconds per item
+    "py_sequential": 0.0, "py_pool_fork": 0.12e-6, "py_pool_spawn": 0.12e-6,
+    "py_pool_forkserver": 0.12e-6, "py_process_pool_executor": 0.3e-6, "py_joblib": 3.3e-6}
+OVERHEAD_CHUNK1_S = {  # imap with chunksize 1 (the seed's call), seconds per item
+    "py_sequential": 0.0, "py_pool_fork": 25e-6, "py_pool_spawn": 25e-6,
+    "py_pool_forkserver": 25e-6, "py_process_pool_executor": 125e-6, "py_joblib": 3.3e-6}
+RESULT_GB_PER_S = 0.4  # results through Pool's pipes (process_peers' results_1mib)
+PEERS = [peers.Sequential, peers.PoolFork, peers.PoolSpawn, peers.PoolForkserver,
+         peers.ProcessPoolExecutorFork, peers.Joblib]
+
+
+# --- the item functions (module level: every context can pickle them) ------------------------
+
+
+def square(x):
+    return x ** 2
+
+
+def make_bytes(x, size):
+    return bytes((x & 255,)) * size
+
+
+def slow_pow(x, y, ms):
+    time.sleep(ms / 1000)
+    return pow(x, y)
+
+
+def function_to_parallelize(params):
+    return {"sum": params["param1"] + params["param2"]}
+
+
+# --- cells ------------------------------------------------------------------------------------
+
+
+class Cell:
+    """One cell: its items, the function, the verb, the workers, and the Python cost of an item
+    (for the skip estimate)."""
+
+    def __init__(self, spec, loops_per_ns, floor_s):
+        self.id, self.kind, self.param, self.n = spec["id"], spec["kind"], spec["param"], spec["n"]
+        self.verb, self.workers, self.result_bytes = "map", os.cpu_count() or 1, 0
+        n = self.n
+        if self.kind == "spin":
+            extra_ns = max(0.0, self.param - floor_s * 1e9)
+            self.fn = functools.partial(peers.burn, loops=round(extra_ns * loops_per_ns))
+            self.items = list(range(n))
+            self.item_s = max(self.param / 1e9, floor_s)
+        elif self.kind == "bytes":
+            self.fn = functools.partial(make_bytes, size=self.param)
+            self.items = list(range(n))
+            self.item_s = floor_s + self.param / 2e9
+            self.result_bytes = self.param
+        elif self.kind == "square":
+            self.fn, self.items, self.item_s = square, list(range(n)), floor_s
+        elif self.kind == "slow_pow":
+            self.fn = functools.partial(slow_pow, ms=self.param)
+            self.items = [(x, 2) for x in range(n)]
+            self.verb, self.workers, self.item_s = "starmap", 5, self.param / 1000
+        elif self.kind == "params":
+            self.fn = function_to_parallelize
+            self.items = [{"param1": x, "param2": 15} for x in range(n)]
+            self.verb, self.item_s = "imap", 4 * floor_s
+        else:
+            raise SystemExit(f"compare_peers.py: unknown cell kind {self.kind!r}")
+        self.warm = self.items[:max(self.workers, n // 10)]
+
+    def estimate_s(self, peer):
+        """Seconds one run of `peer` should take here: the work (shared by the workers), the
+        peer's own cost per item, and the results' trip through a pipe."""
+        work = self.n * self.item_s
+        if peer == "py_sequential":
+            return work
+        per_item = (OVERHEAD_CHUNK1_S if self.verb == "imap" else OVERHEAD_S)[peer]
+        return (work / self.workers + self.n * per_item +
+                self.n * self.result_bytes / (RESULT_GB_PER_S * 1e9))
+
+
+def run(peer, cell, items):
+    """One call of the cell's verb through `peer` (an instance of a process_peers class)."""
+    fn = cell.fn
+    if isinstance(peer, peers.Sequential):
+        if cell.verb == "starmap":
+            return [fn(*t) for t in items]
+        return [fn(x) for x in items]
+    if isinstance(peer, peers.PoolFork):  # and its spawn and forkserver subclasses
+        if cell.verb == "starmap":
+            return peer.pool.starmap(fn, items)
+        if cell.verb == "imap":
+            return list(peer.pool.imap(fn, iter(items)))
+        return peer.pool.map(fn, items)
+    if isinstance(peer, peers.ProcessPoolExecutorFork):
+        if cell.verb == "starmap":
+            return list(peer.executor.map(fn, *zip(*items)))
+        if cell.verb == "imap":
+            return list(peer.executor.map(fn, iter(items)))
+        chunksize = peers.pool_rule(len(items), peer.workers)  # as process_peers.py does
+        return list(peer.executor.map(fn, items, chunksize=chunksize))
+    joblib = peer.joblib
+    parallel = joblib.Parallel(n_jobs=peer.workers)
+    if cell.verb == "starmap":
+        return parallel(joblib.delayed(fn)(*t) for t in items)
+    return parallel(joblib.delayed(fn)(x) for x in items)
+
+
+class Progress:
+    """'done total' lines on a descriptor, for compare.py's progress bar."""
+
+    def __init__(self, fd, total):
+        self.out = os.fdopen(fd, "w", buffering=1) if fd is not None else None
+        self.done, self.total = 0, total
+        self.step(0)
+
+    def step(self, runs=1):
+        self.done += runs
+        if self.out:
+            try:
+                self.out.write(f"{self.done} {self.total}\n")
+            except BrokenPipeError:
+                self.out = None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", required=True, help="JSON file: the cells to run")
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=1.5,
+                        help="skip a peer whose run would take longer than this (seconds)")
+    parser.add_argument("--progress-fd", type=int, help="write 'done total' lines here")
+    args = parser.parse_args()
+    try:
+        import joblib
+    except ImportError:
+        sys.exit("compare_peers.py: joblib is missing: apt-get install python3-joblib "
+                 "(and run this with /usr/bin/python3)")
+
+    with open(args.cells) as f:
+        specs = json.load(f)
+    floor_s, loops_per_ns = calibrate()
+    cells = [Cell(spec, loops_per_ns, floor_s) for spec in specs]
+
+    plan, records = [], []
+    for cell in cells:
+        wanted = []
+        for cls in PEERS[1:]:
+            estimate = cell.estimate_s(cls.name)
+            if estimate > args.budget:
+                records.append({"cell": cell.id, "peer": cls.name, "skipped":
+                                f"estimated {estimate:.2g} s a run, over the {args.budget:g} s "
+                                f"budget ({cell.n} items)"})
+            else:
+                wanted.append(cls)
+        # Python's loop is the baseline of the others: it runs whenever one of them does.
+        if wanted:
+            wanted.insert(0, peers.Sequential)
+        else:
+            records.append({"cell": cell.id, "peer": peers.Sequential.name,
+                            "skipped": "no Python pool fits the budget"})
+        plan.append((cell, wanted))
+    progress = Progress(args.progress_fd, sum(len(w) for _, w in plan) * args.repetitions)
+
+    pools = {}  # (class, workers) -> instance, kept for every cell
+    started = time.monotonic()
+    try:
+        for cell, wanted in plan:
+            instances = []
+            for cls in wanted:
+                key = (cls, cell.workers)
+                if key not in pools:
+                    pools[key] = cls(cell.workers)
+                    pools[key].workers = cell.workers
+                instances.append(pools[key])
+            times = {p.name: [] for p in instances}
+            expected = [cell.fn(*x) if cell.verb == "starmap" else cell.fn(x)
+                        for x in cell.items[:2]]
+            for p in instances:
+                run(p, cell, cell.warm)
+            for _ in range(args.repetitions):
+                random.shuffle(instances)
+                for p in instances:
+                    start = time.perf_counter()
+                    out = run(p, cell, cell.items)
+                    seconds = time.perf_counter() - start
+                    if len(out) != cell.n or list(out[:2]) != expected:
+                        raise RuntimeError(f"{p.name} returned wrong results for {cell.id}")
+                    del out
+                    times[p.name].append(seconds)
+                    progress.step()
+            for name, seconds in times.items():
+                records.append({"cell": cell.id, "peer": name, "seconds": seconds,
+                                "median": statistics.median(seconds), "min": min(seconds),
+                                "max": max(seconds), "workers": cell.workers})
+    finally:
+        for p in pools.values():
+            p.close()
+    print(f"compare_peers: done in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    json.dump({"python": platform.python_version(), "executable": sys.executable,
+               "joblib": joblib.__version__, "repetitions": args.repetitions,
+               "budget_s": args.budget, "burn_loops_per_ns": loops_per_ns,
+               "call_floor_ns": floor_s * 1e9, "records": records}, sys.stdout, indent=1)
+    print()
+
+
+def calibrate():
+    """(seconds a call of burn with no loop takes, loops per ns beyond that), each from the
+    fastest of several short timings: on a busy machine a median counts other processes' turns.
+    An item of NS ns is then burn with (NS - call) * loops_per_ns loops."""
+    def per_item(loops, n):
+        fn = functools.partial(peers.burn, loops=loops)
+        fastest = float("inf")
+        for _ in range(9):
+            start = time.perf_counter()
+            for x in range(n):
+                fn(x)
+            fastest = min(fastest, time.perf_counter() - start)
+        return fastest / n
+    call_s = per_item(0, 20000)
+    loop_s = (per_item(2000, 100) - call_s) / 2000
+    return call_s, 1e-9 / loop_s
+
+
+if __name__ == "__main__":
+    main()
