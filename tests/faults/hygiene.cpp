@@ -261,17 +261,28 @@ void exercise() {
   }
 }
 
-/// The helper, in private, empty /tmp and /dev/shm, with the shell trap: exercise<Start>. Writes
-/// what it found to stdout ("note: ..." is no failure); exits 0 when nothing was created and no
-/// shell ran, 1 when not, 2 when a call failed, 77 when no private mount namespace can be made.
+/// Where files created in /tmp land in the helper: /tmp becomes an overlay whose lower layer is
+/// the real /tmp (the test program itself may live there, as in a CI checkout under /tmp, and
+/// its spawned workers must still find it and its libraries) and whose upper layer, which
+/// receives every new file, is this directory on the helper's private /dev/shm.
+constexpr const char* tmp_upper = "/dev/shm/.tmp-upper";
+constexpr const char* tmp_work = "/dev/shm/.tmp-work";
+
+/// The helper, in private /tmp (an overlay: see tmp_upper) and an empty private /dev/shm, with
+/// the shell trap: exercise<Start>. Writes what it found to stdout ("note: ..." is no failure);
+/// exits 0 when nothing was created and no shell ran, 1 when not, 2 when a call failed, 77 when
+/// no private mount namespace can be made.
 template <class Start>
 void serve_in_private_tmp(const std::string& request) {
   if (request != method_name<Start>()) return;
   if (::unshare(CLONE_NEWNS) != 0 ||
       ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-      ::mount("tmpfs", "/tmp", "tmpfs", 0, "size=16m") != 0 ||
-      ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=16m") != 0)
+      ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=16m") != 0 || ::mkdir(tmp_upper, 0755) != 0 ||
+      ::mkdir(tmp_work, 0755) != 0)
     ::_exit(77);
+  const std::string layers =
+      std::string("lowerdir=/tmp,upperdir=") + tmp_upper + ",workdir=" + tmp_work;
+  if (::mount("overlay", "/tmp", "overlay", 0, layers.c_str()) != 0) ::_exit(77);
   const bool trap = set_shell_trap();
   try {
     exercise<Start>();
@@ -279,9 +290,12 @@ void serve_in_private_tmp(const std::string& request) {
     ::_exit(2);
   }
   std::string found;
-  for (const char* dir : {"/tmp", "/dev/shm"})
-    for (const std::string& name : entries(dir))
-      if (std::string(dir) + "/" + name != trap_dir) found += std::string(dir) + "/" + name + "\n";
+  for (const std::string& name : entries(tmp_upper))
+    if ("/tmp/" + name != trap_dir) found += "/tmp/" + name + "\n";
+  for (const std::string& name : entries("/dev/shm")) {
+    const std::string path = "/dev/shm/" + name;
+    if (path != tmp_upper && path != tmp_work) found += path + "\n";
+  }
   if (!trap) {
     std::printf("note: no shell trap (no perl, or the bind mount was refused)\n");
   } else {
@@ -316,8 +330,9 @@ TEST_CASE("faults helper: the library in private /tmp and /dev/shm, with a shell
   ::_exit(3);
 }
 
-// The check runs in a helper (this program run again) with a mount namespace of its own:
-// private, empty /tmp and /dev/shm, and a fake shell over /bin/sh and /bin/bash.
+// The check runs in a helper (this program run again) with a mount namespace of its own: a
+// private /tmp (an overlay over the real one, whose new files are counted) and /dev/shm, and a
+// fake shell over /bin/sh and /bin/bash.
 TEMPLATE_TEST_CASE("faults: nothing is created in /tmp or /dev/shm, and no shell is run",
                    "[faults][processes][process_pool]", parallel::start::fork,
                    parallel::start::spawn, parallel::start::forkserver) {
