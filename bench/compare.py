@@ -43,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+import report  # bench/report.py: the machine reading shared by both drivers
+
 HERE = Path(__file__).resolve().parent
 PYTHON = "/usr/bin/python3"  # Debian's, with python3-joblib; the python3 on PATH may lack it
 PEERS_SCRIPT = HERE / "peers" / "compare_peers.py"
@@ -144,17 +146,9 @@ FAMILY_NOTES = {
 
 
 def machine():
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "usable": usable,
-            "system": f"{platform.system()} {platform.release()}"}
+    """report.py's reading of the machine, under the keys compare.json has always used."""
+    m = report.machine()
+    return {"cpu": m["cpu"], "cores": m["cores"], "usable": m["usable_cores"], "system": m["system"]}
 
 
 def compiler(build):
