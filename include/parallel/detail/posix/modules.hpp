@@ -10,13 +10,9 @@
 #include <cstring>
 #include <string>
 
-namespace parallel::detail::os {
+#include "../module_span.hpp"
 
-struct module_span {
-  bool found = false;
-  std::string path;  // "" for the main executable
-  std::uint64_t offset = 0;
-};
+namespace parallel::detail::os {
 
 namespace modules {
 

@@ -7,15 +7,10 @@
 #include <cstdint>
 #include <string>
 
+#include "../module_span.hpp"
 #include "process.hpp"
 
 namespace parallel::detail::os {
-
-struct module_span {
-  bool found = false;
-  std::string path;  // "" for the main executable
-  std::uint64_t offset = 0;
-};
 
 namespace modules {
 
