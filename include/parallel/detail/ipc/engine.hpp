@@ -62,6 +62,27 @@ struct job {
   std::uint64_t seq = 0;  // position in its worker's task stream
 };
 
+/// The end of a result payload (worker.hpp's layout), after its results: nothing when the task
+/// finished, else the exception it raised, as remote_error (or spawn_error when the worker could
+/// not find the task's code, identity.hpp's resolve: a start-up problem, not the task's).
+/// `where` is appended to the message (" (on MPI rank 2)"). Throws a protocol error on bytes
+/// the layout does not have.
+inline std::exception_ptr read_task_failure(decoder& in, const std::string& where = {}) {
+  const auto failed = in.read<std::uint8_t>();
+  if (failed == 0 && in.done()) return nullptr;
+  if (failed != 1) wire::protocol_error("a worker's result payload has trailing or unknown bytes");
+  const auto index = in.read<std::uint64_t>();
+  std::string type = in.read<std::string>();
+  std::string what = in.read<std::string>();
+  if (type == "parallel::spawn_error") return std::make_exception_ptr(spawn_error(what + where));
+  return std::make_exception_ptr(
+      remote_error("parallel: " +
+                       (index == remote_error::no_index ? std::string("a task")
+                                                        : "item " + std::to_string(index)) +
+                       " raised " + type + (what.empty() ? std::string() : ": " + what) + where,
+                   type, static_cast<std::size_t>(index)));
+}
+
 class engine {
  public:
   /// Starts a worker process; returns its pid. `child_channel` is the worker's end of the
@@ -584,26 +605,7 @@ class engine {
       sink->done(j);
       return;
     }
-    std::exception_ptr error;
-    const auto failed = in.read<std::uint8_t>();
-    if (failed == 1) {
-      const auto index = in.read<std::uint64_t>();
-      std::string type = in.read<std::string>();
-      std::string what = in.read<std::string>();
-      // The worker could not find the task's code (identity.hpp's resolve): a start-up
-      // problem of the pool, not an exception of the task.
-      if (type == "parallel::spawn_error")
-        error = std::make_exception_ptr(spawn_error(what));
-      else
-        error = std::make_exception_ptr(
-            remote_error("parallel: " +
-                             (index == remote_error::no_index ? std::string("a task")
-                                                              : "item " + std::to_string(index)) +
-                             " raised " + type + (what.empty() ? std::string() : ": " + what),
-                         type, static_cast<std::size_t>(index)));
-    } else if (failed != 0 || !in.done()) {
-      wire::protocol_error("a worker's result payload has trailing or unknown bytes");
-    }
+    std::exception_ptr error = read_task_failure(in);
     if (where) s.shared->release(*where);
     if (error) sink->failed(j, std::move(error));
     j.sink = nullptr;

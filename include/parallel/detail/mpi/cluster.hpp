@@ -311,24 +311,7 @@ class cluster {
                                   std::to_string(j.count) + " items");
       }
       sink->results(j, in, k, took);
-      const auto failed = in.read<std::uint8_t>();
-      if (failed == 1) {
-        const auto index = in.read<std::uint64_t>();
-        std::string type = in.read<std::string>();
-        std::string what = in.read<std::string>();
-        if (type == "parallel::spawn_error") {
-          error = std::make_exception_ptr(spawn_error(what + where));
-        } else {
-          error = std::make_exception_ptr(remote_error(
-              "parallel: " +
-                  (index == remote_error::no_index ? std::string("a task")
-                                                   : "item " + std::to_string(index)) +
-                  " raised " + type + (what.empty() ? std::string() : ": " + what) + where,
-              type, static_cast<std::size_t>(index)));
-        }
-      } else if (failed != 0 || !in.done()) {
-        ipc::wire::protocol_error("a result payload has trailing or unknown bytes");
-      }
+      error = ipc::read_task_failure(in, where);
     } catch (...) {
       error = std::current_exception();  // a result's codec threw, or the payload is corrupt
     }
