@@ -4,8 +4,8 @@
 // per call and on a pool, and views of this process from /proc (open descriptors, children,
 // every process below it). helper_process.hpp runs this test program again as a helper.
 //
-// The shared page must exist before a pool forks its workers: every test calls reset_board()
-// first, which maps it on first use; a pool made afterwards inherits the mapping.
+// The shared page is made while the test program starts (board_at_start), so every worker, on
+// every start method, sees it: forked ones inherit it, spawned ones map it again (shared_board).
 #pragma once
 
 #include <dirent.h>
@@ -72,16 +72,52 @@ struct board {
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
+/// The page is a memfd that the test process maps and keeps open at a high descriptor (marked
+/// close-on-exec, and left out of the worker census below); its path under /proc goes into the
+/// environment as PARALLEL_TEST_BOARD. A forked worker inherits the mapping. A spawned worker,
+/// or one forked by a forkserver, is a fresh run of this program: it opens that path (its
+/// ancestor's descriptor) and maps the same page, then closes what it opened. So one board
+/// serves every start method.
+inline constexpr const char* board_variable = "PARALLEL_TEST_BOARD";
+inline constexpr const char* board_name = "parallel-test-board";
+
+inline board* map_board(int fd, bool fresh) {
+  void* at = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (at == MAP_FAILED) std::abort();
+  return fresh ? new (at) board() : static_cast<board*>(at);
+}
+
 inline board& shared_board() {
   static board* const page = [] {
-    void* at = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (at == MAP_FAILED) std::abort();
-    return new (at) board();
+    // A run of this program below the test process (a spawned worker, a forkserver's worker):
+    // the board of the test process that started it.
+    if (const char* path = std::getenv(board_variable)) {
+      const int fd = ::open(path, O_RDWR | O_CLOEXEC);
+      if (fd >= 0) {
+        board* b = map_board(fd, false);
+        ::close(fd);
+        return b;
+      }
+    }
+    // The test process (or one whose board is gone): a new board.
+    const int made = ::memfd_create(board_name, MFD_CLOEXEC);
+    if (made < 0 || ::ftruncate(made, 4096) != 0) std::abort();
+    const int fd = ::fcntl(made, F_DUPFD_CLOEXEC, 900);  // out of the way of the library's
+    if (fd < 0) std::abort();
+    ::close(made);
+    const std::string path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd);
+    ::setenv(board_variable, path.c_str(), 1);
+    return map_board(fd, true);
   }();
   return *page;
 }
 
-/// Maps the page (in the test process, before any pool exists) and clears it.
+/// Made while this program starts, before any test runs: every worker and forkserver started
+/// afterwards finds PARALLEL_TEST_BOARD in its environment, and every descriptor baseline a test
+/// takes already includes the board's.
+inline board& board_at_start = shared_board();
+
+/// Clears the page.
 inline board& reset_board() {
   board& b = shared_board();
   b.died_ns = 0;
@@ -228,6 +264,14 @@ void for_each_mode(Check check) {
 template <class Check>
 void for_each_fork_mode(Check check) {
   for_each_mode<parallel::start::fork>(check);
+}
+
+/// The six modes: per call and pool, for start::fork, start::spawn and start::forkserver.
+template <class Check>
+void for_each_start_mode(Check check) {
+  for_each_mode<parallel::start::fork>(check);
+  for_each_mode<parallel::start::spawn>(check);
+  for_each_mode<parallel::start::forkserver>(check);
 }
 
 inline std::vector<int> squares(int n) {
@@ -377,6 +421,7 @@ inline fd_census take_census() {
   c.pid = static_cast<int>(::getpid());
   for (int fd : open_fds()) {
     const std::string target = fd_target(fd);
+    if (target.find(board_name) != std::string::npos) continue;  // the test's own, inherited
     bool library_kind = true;
     if (target.rfind("socket:", 0) == 0)
       ++c.sockets;
