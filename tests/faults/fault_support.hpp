@@ -69,6 +69,8 @@ struct board {
   std::atomic<int> died_pid{0};           // the worker it died in
   std::atomic<int> initializer_runs{0};
   std::atomic<int> task_runs{0};
+  std::atomic<int> mode{0};          // what the test asks of tasks or initializers
+  std::atomic<int> starting_pid{0};  // the worker whose initializer ran last
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
@@ -124,6 +126,8 @@ inline board& reset_board() {
   b.died_pid = 0;
   b.initializer_runs = 0;
   b.task_runs = 0;
+  b.mode = 0;
+  b.starting_pid = 0;
   return b;
 }
 
@@ -230,7 +234,6 @@ using per_call = per_call_of<parallel::start::fork>;
 
 template <class Start>
 using pool_of = parallel::process_pool<Start>;
-using fork_pool = pool_of<parallel::start::fork>;
 
 /// start::forkserver starts its server (a child of this process that stays, with a descriptor
 /// here) on first use: tests that compare descriptors and children with a baseline take it after
@@ -258,20 +261,6 @@ void for_each_mode(Check check) {
     pool_of<Start> pool{{.workers = 2}};
     check(pool);
   }
-}
-
-/// The two fork modes: processes<start::fork>{.workers = 2} and a process_pool<start::fork>.
-template <class Check>
-void for_each_fork_mode(Check check) {
-  for_each_mode<parallel::start::fork>(check);
-}
-
-/// The six modes: per call and pool, for start::fork, start::spawn and start::forkserver.
-template <class Check>
-void for_each_start_mode(Check check) {
-  for_each_mode<parallel::start::fork>(check);
-  for_each_mode<parallel::start::spawn>(check);
-  for_each_mode<parallel::start::forkserver>(check);
 }
 
 inline std::vector<int> squares(int n) {

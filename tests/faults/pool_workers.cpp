@@ -2,7 +2,7 @@
 // each replacement), never in the caller; an initializer that throws, or a worker that dies
 // before its handshake, makes the pool's calls fail with parallel::spawn_error naming the
 // cause, without a hang or a restart storm; max_tasks_per_child recycles workers under load and
-// every result stays right; retired workers are reaped. The last two for every start method.
+// every result stays right; retired workers are reaped. All of it for every start method.
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -11,7 +11,6 @@
 #include <set>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "../catch.hpp"
@@ -26,7 +25,10 @@ using namespace fault_support;
 using namespace std::chrono_literals;
 using test_support::watchdog;
 
-int initialized_here = 0;  // in each worker: how often the initializer ran in this process
+// In each worker: how often the initializer ran in this process. A spawned worker, or one forked
+// by a forkserver, is a fresh run of this program, where it starts at 0 as in a forked one; the
+// board counts the runs of every worker of every start method.
+int initialized_here = 0;
 
 void counting_initializer() {
   ++initialized_here;
@@ -53,11 +55,13 @@ int square(int x) { return x * x; }
 
 }  // namespace
 
-TEST_CASE("faults: the pool's initializer runs once in each worker, never in the caller",
-          "[faults][process_pool]") {
+TEMPLATE_TEST_CASE("faults: the pool's initializer runs once in each worker, never in the caller",
+                   "[faults][process_pool]", parallel::start::fork, parallel::start::spawn,
+                   parallel::start::forkserver) {
   watchdog guard{"faults: initializer once per worker", 60s};
+  INFO(method_name<TestType>());
   board& b = reset_board();
-  fork_pool pool{{.workers = 2, .initializer = counting_initializer}};
+  pool_of<TestType> pool{{.workers = 2, .initializer = counting_initializer}};
   const std::vector<sighting> seen = pool.map(look, numbers(40), {.chunksize = 1});
   std::set<int> pids;
   for (std::size_t i = 0; i < seen.size(); ++i) {
@@ -67,21 +71,31 @@ TEST_CASE("faults: the pool's initializer runs once in each worker, never in the
     pids.insert(seen[i].pid);
   }
   CHECK(pids.size() <= 2);
-  CHECK(b.initializer_runs.load() == 2);
+  CHECK(pids.count(static_cast<int>(::getpid())) == 0);
+  CHECK(b.initializer_runs.load() == 2);  // the forkserver itself runs no initializer either
   CHECK(initialized_here == 0);
   // A submitted call sees the initialized worker too.
   CHECK(pool.submit(look, 3).get().initialized == 1);
+  CHECK(b.initializer_runs.load() == 2);
 }
 
-TEST_CASE("faults: a replaced worker runs the initializer too", "[faults][process_pool]") {
+TEMPLATE_TEST_CASE("faults: a replaced worker runs the initializer too", "[faults][process_pool]",
+                   parallel::start::fork, parallel::start::spawn, parallel::start::forkserver) {
   watchdog guard{"faults: initializer in a replacement", 60s};
+  INFO(method_name<TestType>());
   board& b = reset_board();
-  fork_pool pool{{.workers = 2, .initializer = counting_initializer}};
+  pool_of<TestType> pool{{.workers = 2, .initializer = counting_initializer}};
   CHECK_THROWS_AS(pool.submit([](int) -> int { die(death::sigkill); }, 0).get(),
                   parallel::worker_died);
   const std::vector<sighting> seen = pool.map(look, numbers(20), {.chunksize = 1});
-  for (const sighting& s : seen) CHECK(s.initialized == 1);
-  CHECK(b.initializer_runs.load() == 3);
+  std::set<int> pids;
+  for (const sighting& s : seen) {
+    CHECK(s.initialized == 1);
+    pids.insert(s.pid);
+  }
+  CHECK(pids.count(b.died_pid.load()) == 0);  // the dead worker ran none of them
+  CHECK(b.initializer_runs.load() == 3);      // 2 workers, and the one that replaced the dead
+  CHECK(initialized_here == 0);
 }
 
 TEMPLATE_TEST_CASE("faults: an initializer that throws makes the pool's calls raise spawn_error",
@@ -171,9 +185,7 @@ TEMPLATE_TEST_CASE(
       INFO("pid " << pid);
       CHECK(tasks <= 2);
     }
-    // Only forked workers share the test's page.
-    if constexpr (std::is_same_v<TestType, parallel::start::fork>)
-      CHECK(b.initializer_runs.load() >= static_cast<int>(tasks_per_pid.size()));
+    CHECK(b.initializer_runs.load() >= static_cast<int>(tasks_per_pid.size()));
 
     // submit: each call is a task; calls submitted while an imap runs, as a loaded pool sees.
     std::vector<parallel::future<sighting>> futures;

@@ -1,7 +1,8 @@
 // A task throws in a worker process: the caller gets parallel::remote_error with the exception's
 // demangled type name, its what() and the index of the item, whatever the chunk size; imap
 // first yields every result before the failing item; imap_unordered yields only true results;
-// a submitted call's future rethrows it; and the workers stay usable.
+// a submitted call's future rethrows it; and the workers stay usable. On fork, spawn and
+// forkserver workers, per call and on a pool (submit: on a pool).
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -75,13 +76,15 @@ void check_remote_error(const parallel::remote_error& e, const thrower& t, std::
 
 }  // namespace
 
-TEST_CASE("faults: map raises remote_error with the task's type name, what() and item index",
-          "[faults][processes][process_pool]") {
+TEMPLATE_TEST_CASE(
+    "faults: map raises remote_error with the task's type name, what() and item index",
+    "[faults][processes][process_pool]", parallel::start::fork, parallel::start::spawn,
+    parallel::start::forkserver) {
   watchdog guard{"faults: map remote_error", 120s};
   const std::size_t chunk = GENERATE(std::size_t{1}, std::size_t{4}, std::size_t{0});
   INFO("chunksize " << chunk);
   const std::vector<int> items = numbers(item_count);
-  for_each_fork_mode([&](auto& runner) {
+  for_each_mode<TestType>([&](auto& runner) {
     for (const thrower& t : throwers) {
       INFO("task throws " << t.type_name);
       bool raised = false;
@@ -98,13 +101,15 @@ TEST_CASE("faults: map raises remote_error with the task's type name, what() and
   });
 }
 
-TEST_CASE("faults: imap yields every result before the failing item, then raises remote_error",
-          "[faults][processes][process_pool]") {
+TEMPLATE_TEST_CASE(
+    "faults: imap yields every result before the failing item, then raises remote_error",
+    "[faults][processes][process_pool]", parallel::start::fork, parallel::start::spawn,
+    parallel::start::forkserver) {
   watchdog guard{"faults: imap remote_error", 120s};
   const std::size_t chunk = GENERATE(std::size_t{1}, std::size_t{4}, std::size_t{0});
   INFO("chunksize " << chunk);
   const std::vector<int> items = numbers(item_count);
-  for_each_fork_mode([&](auto& runner) {
+  for_each_mode<TestType>([&](auto& runner) {
     for (const thrower& t : throwers) {
       INFO("task throws " << t.type_name);
       std::vector<int> seen;
@@ -124,13 +129,14 @@ TEST_CASE("faults: imap yields every result before the failing item, then raises
   });
 }
 
-TEST_CASE("faults: imap_unordered yields only true results, then raises remote_error",
-          "[faults][processes][process_pool]") {
+TEMPLATE_TEST_CASE("faults: imap_unordered yields only true results, then raises remote_error",
+                   "[faults][processes][process_pool]", parallel::start::fork,
+                   parallel::start::spawn, parallel::start::forkserver) {
   watchdog guard{"faults: imap_unordered remote_error", 120s};
   const std::size_t chunk = GENERATE(std::size_t{1}, std::size_t{4}, std::size_t{0});
   INFO("chunksize " << chunk);
   const std::vector<int> items = numbers(item_count);
-  for_each_fork_mode([&](auto& runner) {
+  for_each_mode<TestType>([&](auto& runner) {
     for (const thrower& t : throwers) {
       INFO("task throws " << t.type_name);
       std::vector<int> seen;
@@ -158,11 +164,13 @@ TEST_CASE("faults: imap_unordered yields only true results, then raises remote_e
   });
 }
 
-TEST_CASE("faults: a submitted call that throws fails its own future with remote_error only",
-          "[faults][process_pool]") {
+TEMPLATE_TEST_CASE(
+    "faults: a submitted call that throws fails its own future with remote_error only",
+    "[faults][process_pool]", parallel::start::fork, parallel::start::spawn,
+    parallel::start::forkserver) {
   watchdog guard{"faults: submit remote_error", 60s};
   reset_board();
-  fork_pool pool{{.workers = 2}};
+  pool_of<TestType> pool{{.workers = 2}};
   for (const thrower& t : throwers) {
     INFO("task throws " << t.type_name);
     std::vector<parallel::future<int>> futures;
@@ -198,11 +206,12 @@ int slow_square(int x) {
 }
 }  // namespace
 
-TEST_CASE("faults: an exception from the progress callback reaches the caller as it is",
-          "[faults][processes][process_pool]") {
+TEMPLATE_TEST_CASE("faults: an exception from the progress callback reaches the caller as it is",
+                   "[faults][processes][process_pool]", parallel::start::fork,
+                   parallel::start::spawn, parallel::start::forkserver) {
   watchdog guard{"faults: progress throws", 60s};
   const std::vector<int> items = numbers(item_count);
-  for_each_fork_mode([&](auto& runner) {
+  for_each_mode<TestType>([&](auto& runner) {
     const auto stop_at_five = [](std::size_t done, std::size_t) {
       if (done >= 5) throw cancelled_by_user();
     };

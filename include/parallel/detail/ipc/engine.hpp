@@ -294,6 +294,15 @@ class engine {
     s.shared.reset();
     s.reader.reset();
 
+    if (!s.greeted && restart_after_early_death(s, status)) {
+      // Killed before it was ready, while others of this engine started well: a start that
+      // was cut short (killed from outside, or by a sibling), not a start that cannot work.
+      // Its jobs never ran (a worker runs none before it is ready): they go back to the queue.
+      for (auto it = jobs.rbegin(); it != jobs.rend(); ++it)
+        if ((*it)->sink != nullptr) pending_.push_front(std::move(*it));
+      if (cfg_.keep_workers) launch(s);
+      return;
+    }
     if (!s.greeted) {
       // Died before its handshake: do not restart in a loop; fail what waits.
       const std::string why =
@@ -359,6 +368,19 @@ class engine {
       if ((*it)->sink != nullptr) pending_.push_front(std::move(*it));
     }
     if (cfg_.keep_workers) launch(s);
+  }
+
+  /// Whether a worker that ended before it was ready is started again: only when it was ended
+  /// by a signal (not an exit, an initializer's error or a handshake timeout), a worker of this
+  /// engine has been ready before (the executable and the initializer work), and fewer than
+  /// max_early_restarts such restarts came in a row. Otherwise what waits fails with
+  /// spawn_error: no start loop.
+  bool restart_after_early_death(const slot& s, int status) {
+    if (!started_well_ || !s.startup_error.empty() || s.stopping != stop_reason::none ||
+        !os::ended_by_signal(status) || early_restarts_ >= max_early_restarts)
+      return false;
+    ++early_restarts_;
+    return true;
   }
 
   int reap(os::pid_type pid) {
@@ -506,6 +528,10 @@ class engine {
       }
       s.alive = true;     // the handshake timer stops: it answered
       s.greeted = ready;  // with an initializer, ready once that has run
+      if (ready) {
+        started_well_ = true;
+        early_restarts_ = 0;
+      }
       return;
     }
     if (f.type == frame_type::error) {
@@ -669,6 +695,9 @@ class engine {
   std::deque<std::unique_ptr<job>> pending_;
   std::uint64_t last_id_ = 0;
   std::uint64_t job_ns_ = 0;
+  static constexpr int max_early_restarts = 3;
+  bool started_well_ = false;  // some worker became ready
+  int early_restarts_ = 0;     // workers killed before they were ready, in a row
   struct owner {
     std::size_t slot;          // no_slot: the wake-up
     std::uint64_t generation;  // of the worker the entry was for

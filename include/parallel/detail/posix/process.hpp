@@ -193,6 +193,10 @@ inline int exit_code_of(int status) noexcept {
   return -1;
 }
 
+/// True when the process was ended by a signal (killed from outside, or crashed), not by an
+/// exit of its own.
+inline bool ended_by_signal(int status) noexcept { return WIFSIGNALED(status); }
+
 inline std::string signal_name(int signal) {
   switch (signal) {
     case SIGKILL:

@@ -131,6 +131,14 @@ inline int exit_code_of(int status) noexcept {
   return status;
 }
 
+/// True when the process did not exit by itself: it was terminated (TerminateProcess) or it
+/// crashed (an exception code, 0xC...).
+inline bool ended_by_signal(int status) noexcept {
+  const auto code = static_cast<DWORD>(status);
+  return code == terminated_base + kill_signal || code == terminated_base + terminate_signal ||
+         (code & 0xF0000000u) == 0xC0000000u;
+}
+
 /// The exceptions a crashed Windows process reports as its exit code.
 inline const char* exception_name(DWORD code) noexcept {
   switch (code) {
