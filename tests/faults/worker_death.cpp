@@ -394,6 +394,16 @@ void initializer_by_mode() {
   if (b.mode.load() == 2) ::raise(SIGKILL);
 }
 
+/// Runs a call on the pool's one worker (so a worker of the pool was ready), sets what the
+/// workers started next do (initializer_by_mode), and kills that worker: the pool starts its
+/// replacement at once.
+template <class Pool>
+void replace_ready_worker(Pool& pool, int mode) {
+  CHECK(pool.map(square, numbers(4)) == squares(4));
+  shared_board().mode = mode;
+  ::kill(shared_board().starting_pid.load(), SIGKILL);
+}
+
 /// Waits (up to 30 s) until the initializer has run `runs` times in all.
 void await_initializer_runs(int runs) {
   const std::uint64_t start = now_ns();
@@ -408,10 +418,7 @@ TEMPLATE_TEST_CASE(
   watchdog guard{"faults: early death restarted", 60s};
   board& b = reset_board();
   pool_of<TestType> pool{{.workers = 1, .initializer = initializer_by_mode}};
-  CHECK(pool.map(square, numbers(4)) == squares(4));  // a worker of this pool was ready
-  // Kill the ready worker: its replacement starts at once, and stays in its initializer.
-  b.mode = 1;
-  ::kill(b.starting_pid.load(), SIGKILL);
+  replace_ready_worker(pool, 1);  // the replacement stays in its initializer
   await_initializer_runs(2);
   // A call goes to the replacement before it is ready; then the replacement is killed.
   b.mode = 0;
@@ -430,10 +437,7 @@ TEMPLATE_TEST_CASE(
   watchdog guard{"faults: early deaths bounded", 60s};
   board& b = reset_board();
   pool_of<TestType> pool{{.workers = 1, .initializer = initializer_by_mode}};
-  CHECK(pool.map(square, numbers(4)) == squares(4));
-  // From now on every new worker kills itself in its initializer.
-  b.mode = 2;
-  ::kill(b.starting_pid.load(), SIGKILL);
+  replace_ready_worker(pool, 2);  // from now on every new worker kills itself in its initializer
   const std::uint64_t start = now_ns();
   parallel::future<int> waiting = pool.submit(square, 7);
   try {
