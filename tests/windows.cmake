@@ -42,12 +42,7 @@ add_executable(parallel_tests $<TARGET_OBJECTS:parallel_catch_main> ${windows_te
 target_link_libraries(parallel_tests PRIVATE parallel::parallel parallel_catch2 parallel_dev)
 catch_discover_tests(parallel_tests PROPERTIES LABELS unit TIMEOUT 120)
 
-add_executable(forgotten_spawn_main spawn_guard/forgotten_spawn_main.cpp)
-target_link_libraries(forgotten_spawn_main PRIVATE parallel::parallel parallel_dev)
-add_test(NAME spawn_guard.child_starts_workers COMMAND forgotten_spawn_main)
-add_test(NAME spawn_guard.child_never_answers COMMAND forgotten_spawn_main busy)
-set_tests_properties(spawn_guard.child_starts_workers spawn_guard.child_never_answers
-                     PROPERTIES LABELS unit TIMEOUT 30)
+include(spawn_guard/spawn_guard.cmake) # a program that forgot parallel::spawn_main
 
 add_executable(workers_die_with_parent spawn_guard/workers_die_with_parent.cpp)
 target_link_libraries(workers_die_with_parent PRIVATE parallel::parallel parallel_dev)
