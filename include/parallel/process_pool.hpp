@@ -11,6 +11,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <ranges>
 #include <string>
@@ -47,12 +48,31 @@ struct pool_options {
   /// Runs once in each worker before its first task. If it throws, the pool's calls fail with
   /// parallel::spawn_error naming the exception.
   void (*initializer)() = nullptr;
+  /// A worker whose initializer has not returned within this time is stopped, and the calls
+  /// waiting for it fail with parallel::spawn_error; a call with options.timeout waits for a
+  /// worker no longer than that timeout. 0 = no limit.
+  std::chrono::milliseconds start_timeout = std::chrono::seconds(60);
 };
 
 namespace detail {
 
 /// The pool's engine and the thread that drives it. Workers are started by that thread, which
 /// lives as long as the pool: Linux ties PR_SET_PDEATHSIG to the thread that forked.
+/// An exception like `error`, as an object of its own (each caller that rethrows it owns it).
+inline std::exception_ptr copy_of(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::bad_alloc&) {
+    return std::make_exception_ptr(std::bad_alloc());
+  } catch (const spawn_error& e) {
+    return std::make_exception_ptr(spawn_error(e.what()));
+  } catch (const std::exception& e) {
+    return std::make_exception_ptr(parallel::error(e.what()));
+  } catch (...) {
+    return std::make_exception_ptr(parallel::error("parallel: the pool's loop failed"));
+  }
+}
+
 class process_pool_core {
  public:
   process_pool_core(const pool_options& opts, start_plan plan)
@@ -111,6 +131,7 @@ class process_pool_core {
       // Up to the hello a worker runs library code only (the initializer comes after it):
       // 5 s is ample, and a worker stuck before it is stopped instead of waited for.
       cfg.handshake_timeout = std::chrono::seconds(5);
+      cfg.start_timeout = opts_.start_timeout;
       cfg.startup_hint = plan_.startup_hint;
       cfg.reaper = plan_.reaper;
       engine.emplace(std::move(cfg), plan_.start);
@@ -139,22 +160,16 @@ class process_pool_core {
         }
         if (stopping_ && engine->outstanding() == 0) break;
       }
-      std::string failure;
-      bool spawn_failure = false;
+      // The engine settles what it can place itself (a worker that cannot start, a result the
+      // caller has no memory for); anything else that escapes fails every job, so no call
+      // waits for an outcome that would never come, and the loop goes on.
+      std::exception_ptr failure;
       try {
         if (engine->pump(-1, &wake_)) wake_.drain();
-      } catch (const spawn_error& e) {
-        failure = e.what();
-        spawn_failure = true;
-      } catch (const std::exception& e) {
-        failure = e.what();
+      } catch (...) {
+        failure = std::current_exception();
       }
-      if (!failure.empty()) {  // a worker could not be started: the jobs waiting for one fail
-        engine->fail_pending([&]() -> std::exception_ptr {
-          if (spawn_failure) return std::make_exception_ptr(spawn_error(failure));
-          return std::make_exception_ptr(parallel::error(failure));
-        });
-      }
+      if (failure) engine->fail_everything([&failure] { return copy_of(failure); });
     }
   }
 

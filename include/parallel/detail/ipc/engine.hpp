@@ -8,6 +8,13 @@
 // started (shared memory, no message needed), and a frame that breaks the protocol stops that
 // worker. The job the dead worker was running fails; the jobs queued behind it go to the other
 // workers; the slot gets a new worker.
+//
+// A worker that cannot be started (no descriptors, processes or memory left, a forkserver that
+// refuses) leaves its slot empty: the engine goes on with the workers it has, tries the slot
+// again on later work, and fails the waiting jobs with spawn_error only when no worker is left.
+// Ending a worker never waits without a bound: one that does not end within a short grace period
+// after its channel closed (stopped by a debugger, frozen) is killed. Every signal goes to a
+// worker the engine started and has not reaped, through its process watch where there is one.
 #pragma once
 
 #include <algorithm>
@@ -59,7 +66,8 @@ struct job {
   std::uint64_t tag = 0;  // the sink's own bookkeeping
   // The engine's.
   std::uint64_t id = 0;
-  std::uint64_t seq = 0;  // position in its worker's task stream
+  std::uint64_t seq = 0;      // position in its worker's task stream
+  std::uint64_t sent_ns = 0;  // when it was given to that worker
 };
 
 /// The end of a result payload (worker.hpp's layout), after its results: nothing when the task
@@ -83,6 +91,13 @@ inline std::exception_ptr read_task_failure(decoder& in, const std::string& wher
                    type, static_cast<std::size_t>(index)));
 }
 
+/// How a worker ended: its wait status (-1: not known), and what the start method knows of why
+/// (a forkserver's workers die with their server).
+struct worker_end {
+  int status = -1;
+  std::string note{};
+};
+
 class engine {
  public:
   /// Starts a worker process; returns its pid. `child_channel` is the worker's end of the
@@ -97,38 +112,40 @@ class engine {
     /// A worker that has not said hello within this time is stopped (0 = no limit). Spawned
     /// workers get one: a main() without parallel::spawn_main never answers.
     std::chrono::milliseconds handshake_timeout{0};
+    /// A worker that answered but is not ready for tasks (the pool's initializer has not
+    /// returned) within this time is stopped; what waits for it fails with spawn_error. A job
+    /// with a timeout of its own waits for a worker to become ready no longer than that.
+    /// 0 = no limit.
+    std::chrono::milliseconds start_timeout{0};
     /// Appended to the error when a worker ends before its handshake.
     std::string startup_hint{};
-    /// Waits for a worker that ended and returns its wait status; empty = waitpid (the worker
-    /// is our child). A forkserver's workers are the server's children: it reports them.
-    std::function<int(os::pid_type)> reaper{};
+    /// Collects a worker that ended; empty = waitpid (the worker is our child). A forkserver's
+    /// workers are the server's children: it reports them. Must not wait without a bound.
+    std::function<worker_end(os::pid_type)> reaper{};
   };
 
+  /// How long a worker whose channel closed may take to end before it is killed.
+  static constexpr int end_grace_ms = 1000;
+
+  /// With keep_workers, starts every worker now; when one cannot be started, those already
+  /// started are ended and reaped and the constructor throws spawn_error.
   engine(config cfg, starter start)
       : cfg_(std::move(cfg)), start_(std::move(start)), slots_(cfg_.workers) {
     (void)anchor_location();  // computed once here, not again in every worker
-    if (cfg_.keep_workers)
-      for (auto& s : slots_) launch(s);
+    if (!cfg_.keep_workers) return;
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      if (try_launch(slots_[i])) continue;
+      shut_down();
+      throw spawn_error(last_start_error_);
+    }
   }
 
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
 
-  /// Ends every worker: idle ones see their channel close and exit; busy ones are killed.
-  ~engine() {
-    for (auto& s : slots_) {
-      if (s.pid < 0) continue;
-      if (!s.in_flight.empty()) os::send_signal(s.pid, os::kill_signal);
-      s.channel.reset();
-    }
-    for (auto& s : slots_) {
-      if (s.pid < 0) continue;
-      try {
-        (void)reap(s.pid);
-      } catch (...) {
-      }
-    }
-  }
+  /// Ends every worker: idle ones see their channel close and exit; busy ones are killed, and
+  /// so are idle ones that have not ended after end_grace_ms (stopped, frozen).
+  ~engine() { shut_down(); }
 
   std::size_t size() const noexcept { return slots_.size(); }
 
@@ -164,6 +181,20 @@ class engine {
     fail_all(std::move(waiting), make);
   }
 
+  /// For a loop that cannot go on as it is (an error it cannot place): every job fails with an
+  /// exception of its own from `make`, and the workers are replaced, so nothing waits for an
+  /// outcome that would never come.
+  void fail_everything(const std::function<std::exception_ptr()>& make) {
+    for (auto& s : slots_) {
+      if (s.pid < 0) continue;
+      std::deque<std::unique_ptr<job>> jobs = std::move(s.in_flight);
+      s.in_flight.clear();
+      fail_all(std::move(jobs), make);
+      stop_worker(s, stop_reason::replace, {});
+    }
+    fail_pending(make);
+  }
+
   /// Nanoseconds a job took in its worker, on average lately (0 before the first result).
   std::uint64_t typical_job_ns() const noexcept { return job_ns_; }
 
@@ -171,6 +202,7 @@ class engine {
   /// for results, deaths, timeouts or `wake`, and handles them. Returns true when `wake` was
   /// signalled.
   bool pump(int wait_ms, const os::wakeup* wake = nullptr) {
+    replenish();
     dispatch();
     flush_all();
     waits_.clear();
@@ -184,6 +216,11 @@ class engine {
         waits_.add_watch(s.watch);
         owners_.push_back({i, s.generation, true});
       }
+    }
+    for (const auto& r : retired_) {
+      if (!r.watch) continue;
+      waits_.add_watch(r.watch);
+      owners_.push_back({retired_slot, 0, true});
     }
     if (wake != nullptr) {
       waits_.add_wakeup(*wake);
@@ -202,6 +239,7 @@ class engine {
           woken = true;
           continue;
         }
+        if (o.slot == retired_slot) continue;  // collect_retired() below
         slot& s = slots_[o.slot];
         if (s.pid < 0 || s.generation != o.generation) continue;  // handled this round
         if (o.watch) {
@@ -216,12 +254,20 @@ class engine {
       }
     }
     check_timeouts();
+    collect_retired();
     return woken;
   }
 
  private:
   static constexpr std::size_t no_slot = std::numeric_limits<std::size_t>::max();
-  enum class stop_reason { none, timeout, protocol };
+  static constexpr std::size_t retired_slot = no_slot - 1;
+  /// After a worker could not be started, its slot is tried again no sooner than this, unless
+  /// no worker is left (then at once: the jobs would otherwise fail).
+  static constexpr std::uint64_t start_retry_ns = 100'000'000;
+  // Why the engine stopped a worker: a task's timeout, a start that took too long, a frame that
+  // broke the protocol, or none of its jobs' doing (the caller could not take a result: the
+  // result's job failed already, the others go to other workers).
+  enum class stop_reason { none, timeout, start_timeout, protocol, replace };
 
   struct slot {
     os::pid_type pid = -1;
@@ -236,37 +282,183 @@ class engine {
     std::uint64_t generation = 0;  // bumped at each launch: poll results of a former worker
     bool greeted = false;          // ready for tasks (its initializer, if any, has run)
     bool alive = false;            // said hello at all
+    bool relaunch = false;         // empty, and to get a worker without waiting for jobs
     std::uint64_t launched_ns = 0;
-    std::size_t results_parsed = 0;  // result headers read whose frames are not handled yet
+    std::uint64_t start_failed_ns = 0;  // when a start last failed here (0: it did not)
+    std::uint64_t failed_round = 0;     // the dispatch() round of that failure
+    std::uint64_t alive_ns = 0;         // when it said hello
+    std::size_t results_parsed = 0;     // result headers read whose frames are not handled yet
     std::string startup_error;
     stop_reason stopping = stop_reason::none;
     std::string stop_message;
   };
 
+  /// A worker that left its slot (max_tasks_per_child) and has yet to end and be reaped: the
+  /// loop goes on meanwhile, and kills it when it outstays end_grace_ms.
+  struct retired {
+    os::pid_type pid = -1;
+    os::process_watch_handle watch;
+    std::uint64_t deadline_ns = 0;
+    bool killed = false;
+  };
+
   // --- starting and ending workers ------------------------------------------------------------
 
+  /// Starts a worker in `s`, or throws and leaves `s` empty. Whatever can fail is made before
+  /// the process exists, so a failure never leaves a process behind.
   void launch(slot& s) {
     auto [mine, theirs] = os::make_channel();
-    s.shared = std::make_unique<arena>(cfg_.ring_bytes);
-    s.channel = std::move(mine);
-    s.pid = start_(theirs.get(), *s.shared);
+    auto shared = std::make_unique<arena>(cfg_.ring_bytes);
+    auto reader = std::make_unique<frame_reader>(max_task_payload);
+    s.out.clear();
+    s.out_sent = 0;
+    const os::pid_type pid = start_(theirs.get(), *shared);
+    if (pid <= 0) throw spawn_error("parallel: starting a worker gave no process id");
     theirs.reset();
+    s.pid = pid;
+    s.channel = std::move(mine);
+    s.shared = std::move(shared);
+    s.reader = std::move(reader);
     s.watch = os::watch_process(s.pid);
-    s.reader = std::make_unique<frame_reader>(max_task_payload);
     // A result header is checked as soon as it arrives, before its payload: a result for a task
     // the worker was not given fails now, not after the bytes it announces (which may never
     // come).
     s.results_parsed = 0;
     s.reader->check_headers([&s](const frame_header& h) { check_header(s, h); });
     ++s.generation;
-    s.out.clear();
-    s.out_sent = 0;
     s.sent = 0;
     s.greeted = false;
     s.alive = false;
+    s.relaunch = false;
     s.launched_ns = os::monotonic_ns();
+    s.start_failed_ns = 0;
     s.startup_error.clear();
     s.stopping = stop_reason::none;
+  }
+
+  /// launch(), with a failure recorded instead of thrown: the slot stays empty.
+  bool try_launch(slot& s) {
+    try {
+      launch(s);
+      return true;
+    } catch (const std::exception& e) {
+      last_start_error_ = start_failure_message(e.what());
+    } catch (...) {
+      last_start_error_ = start_failure_message("an unknown exception");
+    }
+    s.relaunch = false;
+    s.start_failed_ns = std::max<std::uint64_t>(os::monotonic_ns(), 1);
+    return false;
+  }
+
+  std::string start_failure_message(std::string why) const {
+    if (why.rfind("parallel: ", 0) == 0) why.erase(0, 10);
+    std::size_t running = 0;
+    for (const auto& s : slots_) running += s.pid >= 0 ? 1 : 0;
+    return "parallel: a worker process could not be started (" + why + "); " +
+           (running > 0 ? "the pool goes on with " + std::to_string(running) + " of " +
+                              std::to_string(slots_.size()) +
+                              " workers and tries again later. If this persists, "
+                        : std::string()) +
+           "check the limits on processes (ulimit -u), open files (ulimit -n) and memory "
+           "(ulimit -v), or use fewer workers";
+  }
+
+  std::size_t running_workers() const noexcept {
+    std::size_t n = 0;
+    for (const auto& s : slots_) n += s.pid >= 0 && s.stopping == stop_reason::none ? 1 : 0;
+    return n;
+  }
+
+  /// Starts the workers that left their slot in good standing (they died or retired); a start
+  /// that fails leaves the slot to dispatch(), which tries it again when work comes.
+  void replenish() {
+    for (auto& s : slots_)
+      if (s.relaunch && s.pid < 0) (void)try_launch(s);
+  }
+
+  /// Ends every worker and waits (bounded) for each: channels close first, so idle workers
+  /// end on their own; busy ones are killed; any still there after end_grace_ms is killed.
+  void shut_down() noexcept {
+    const std::uint64_t deadline = os::monotonic_ns() + end_grace_ms * 1'000'000ull;
+    for (auto& s : slots_) {
+      if (s.pid < 0) continue;
+      if (!s.in_flight.empty()) os::signal_process(s.watch, s.pid, os::kill_signal);
+      s.channel.reset();
+    }
+    for (auto& s : slots_) {
+      if (s.pid < 0) continue;
+      (void)finish(s.pid, s.watch, deadline);
+      s.pid = -1;
+      s.watch.reset();
+    }
+    for (auto& r : retired_) (void)finish(r.pid, r.watch, std::max(deadline, r.deadline_ns));
+    retired_.clear();
+  }
+
+  /// Waits until `pid` ends, at most until `deadline_ns`, kills it if it is still there, and
+  /// reaps it.
+  worker_end finish(os::pid_type pid, const os::process_watch_handle& watch,
+                    std::uint64_t deadline_ns) noexcept {
+    const std::uint64_t now = os::monotonic_ns();
+    const int left_ms = now >= deadline_ns ? 0 : static_cast<int>((deadline_ns - now) / 1'000'000);
+    try {
+      if (!cfg_.reaper && !watch) {  // our child, seen only through waitpid
+        const int status = os::wait_at_most(pid, std::chrono::milliseconds(left_ms));
+        if (status != -1) return {status, {}};
+        os::send_signal(pid, os::kill_signal);
+        return reap(pid);
+      }
+      if (watch && !os::ended_within(watch, left_ms))
+        os::signal_process(watch, pid, os::kill_signal);
+      worker_end end = reap(pid);
+      if (end.status == -1 && watch && !os::ended_within(watch, 0)) {
+        // The reaper had no news in time and the worker is still there: stop it.
+        os::signal_process(watch, pid, os::kill_signal);
+        end = reap(pid);
+      }
+      return end;
+    } catch (...) {
+      return {};
+    }
+  }
+
+  /// max_tasks_per_child: the worker has done its share. Its channel closes (it ends on its
+  /// own), it is reaped when it has ended (collect_retired), and a fresh one takes the slot.
+  void retire(slot& s) {
+    retired r;
+    r.pid = s.pid;
+    r.watch = std::move(s.watch);
+    r.deadline_ns = os::monotonic_ns() + end_grace_ms * 1'000'000ull;
+    s.pid = -1;
+    s.channel.reset();
+    s.shared.reset();
+    s.reader.reset();
+    s.relaunch = cfg_.keep_workers;
+    if (!r.watch) {  // nothing to wait on: a bounded wait now
+      (void)finish(r.pid, r.watch, r.deadline_ns);
+      return;
+    }
+    retired_.push_back(std::move(r));
+  }
+
+  void collect_retired() {
+    if (retired_.empty()) return;
+    const std::uint64_t now = os::monotonic_ns();
+    std::erase_if(retired_, [&](retired& r) {
+      if (os::ended_within(r.watch, 0)) {
+        try {
+          (void)reap(r.pid);
+        } catch (...) {
+        }
+        return true;
+      }
+      if (!r.killed && now >= r.deadline_ns) {
+        os::signal_process(r.watch, r.pid, os::kill_signal);
+        r.killed = true;
+      }
+      return false;
+    });
   }
 
   // The worker ended, or must: collect what it sent, reap it, settle its jobs, and replace it.
@@ -277,12 +469,14 @@ class engine {
     // (A dying process closes its descriptors before it can be waited for: give it a moment.)
     const bool was_alive =
         s.stopping == stop_reason::none && s.watch && !os::ended_within(s.watch, 200);
-    os::send_signal(s.pid, os::kill_signal);  // no-op when it is already gone
-    int status = 0;
+    os::signal_process(s.watch, s.pid, os::kill_signal);  // no-op when it is already gone
+    worker_end end;
     try {
-      status = reap(s.pid);
+      end = reap(s.pid);
     } catch (...) {
     }
+    const int status = end.status;
+    const std::string note = end.note.empty() ? std::string() : " (" + end.note + ")";
     const os::pid_type pid = s.pid;
     const std::uint64_t started = s.shared->control().started_seq.load(std::memory_order_acquire);
     const std::uint64_t index = s.shared->control().current_index.load(std::memory_order_relaxed);
@@ -294,31 +488,41 @@ class engine {
     s.shared.reset();
     s.reader.reset();
 
+    if (s.stopping == stop_reason::replace) {
+      // None of its jobs' doing: they go back to the queue, in order.
+      for (auto it = jobs.rbegin(); it != jobs.rend(); ++it)
+        if ((*it)->sink != nullptr) pending_.push_front(std::move(*it));
+      s.relaunch = cfg_.keep_workers;
+      return;
+    }
     if (!s.greeted && restart_after_early_death(s, status)) {
       // Killed before it was ready, while others of this engine started well: a start that
       // was cut short (killed from outside, or by a sibling), not a start that cannot work.
       // Its jobs never ran (a worker runs none before it is ready): they go back to the queue.
       for (auto it = jobs.rbegin(); it != jobs.rend(); ++it)
         if ((*it)->sink != nullptr) pending_.push_front(std::move(*it));
-      if (cfg_.keep_workers) launch(s);
+      s.relaunch = cfg_.keep_workers;
       return;
     }
     if (!s.greeted) {
-      // Died before its handshake: do not restart in a loop; fail what waits.
-      const std::string why =
-          s.startup_error.empty()
-              ? "parallel: a worker process (pid " + std::to_string(pid) + ") " +
-                    (s.stopping == stop_reason::timeout
-                         ? "did not answer its handshake within " +
-                               std::to_string(cfg_.handshake_timeout.count()) + " ms"
-                         // Alive: it said hello, then ended in the pool's initializer,
-                         // and the hint (spawn_main) is no help.
-                         : os::describe_status(status) +
-                               (s.alive ? " while running the pool's initializer"
-                                        : " before its handshake")) +
-                    (cfg_.startup_hint.empty() || s.alive ? "; see its standard error"
-                                                          : cfg_.startup_hint)
-              : s.startup_error;
+      // Died before it was ready: do not restart in a loop; fail what waits. (A later call
+      // starts the slot again, through dispatch().)
+      std::string why = s.startup_error;
+      if (why.empty() && s.stopping == stop_reason::start_timeout) {
+        why = s.stop_message;  // check_timeouts() says which limit it was
+      } else if (why.empty()) {
+        why =
+            "parallel: a worker process (pid " + std::to_string(pid) + ") " +
+            (s.stopping == stop_reason::timeout
+                 ? "did not answer its handshake within " +
+                       std::to_string(cfg_.handshake_timeout.count()) + " ms"
+                 // Alive: it said hello, then ended in the pool's initializer,
+                 // and the hint (spawn_main) is no help.
+                 : (status == -1 ? std::string("ended") : os::describe_status(status)) + note +
+                       (s.alive ? " while running the pool's initializer"
+                                : " before its handshake")) +
+            (cfg_.startup_hint.empty() || s.alive ? "; see its standard error" : cfg_.startup_hint);
+      }
       const auto make = [&why] { return std::make_exception_ptr(spawn_error(why)); };
       fail_all(std::move(jobs), make);
       std::deque<std::unique_ptr<job>> waiting = std::move(pending_);
@@ -360,14 +564,15 @@ class engine {
       } else {
         error = std::make_exception_ptr(
             worker_died("parallel: worker process (pid " + std::to_string(pid) + ") " +
-                        os::describe_status(status) + item + "; it was replaced"));
+                        (status == -1 ? std::string("ended") : os::describe_status(status)) + note +
+                        item + "; it was replaced"));
       }
       settle_failed(*culprit, std::move(error));
     }
     for (auto it = again.rbegin(); it != again.rend(); ++it) {
       if ((*it)->sink != nullptr) pending_.push_front(std::move(*it));
     }
-    if (cfg_.keep_workers) launch(s);
+    s.relaunch = cfg_.keep_workers;
   }
 
   /// Whether a worker that ended before it was ready is started again: only when it was ended
@@ -377,15 +582,15 @@ class engine {
   /// spawn_error: no start loop.
   bool restart_after_early_death(const slot& s, int status) {
     if (!started_well_ || !s.startup_error.empty() || s.stopping != stop_reason::none ||
-        !os::ended_by_signal(status) || early_restarts_ >= max_early_restarts)
+        status == -1 || !os::ended_by_signal(status) || early_restarts_ >= max_early_restarts)
       return false;
     ++early_restarts_;
     return true;
   }
 
-  int reap(os::pid_type pid) {
+  worker_end reap(os::pid_type pid) {
     if (cfg_.reaper) return cfg_.reaper(pid);
-    return os::wait_for(pid, true);
+    return {os::wait_for(pid, true), {}};
   }
 
   // Each job gets an exception object of its own, and the engine keeps no reference to it:
@@ -407,7 +612,7 @@ class engine {
     if (s.stopping != stop_reason::none) return;
     s.stopping = why;
     s.stop_message = std::move(message);
-    os::send_signal(s.pid, os::kill_signal);
+    os::signal_process(s.watch, s.pid, os::kill_signal);
   }
 
   // --- sending -----------------------------------------------------------------------------
@@ -422,29 +627,55 @@ class engine {
   void dispatch() {
     if (pending_.empty()) return;
     const std::size_t limit = depth();
+    const std::uint64_t now = os::monotonic_ns();
+    const std::uint64_t round = ++dispatch_round_;
+    // With no worker running, an empty slot is tried at once, whenever it last failed.
+    const bool none_running = running_workers() == 0;
     while (!pending_.empty()) {
       // The worker with the fewest jobs in flight; a slot without a worker counts as idle but
       // loses ties, so a call of one item starts one worker.
       slot* best = nullptr;
       for (auto& s : slots_) {
         if (s.pid >= 0 && (s.stopping != stop_reason::none || retiring(s))) continue;
+        if (s.pid < 0 && s.start_failed_ns != 0 &&
+            (s.failed_round == round ||
+             (!none_running && now - s.start_failed_ns < start_retry_ns)))
+          continue;
         if (s.in_flight.size() >= limit) continue;
         if (best == nullptr || s.in_flight.size() < best->in_flight.size() ||
             (s.in_flight.size() == best->in_flight.size() && best->pid < 0 && s.pid >= 0))
           best = &s;
       }
-      if (best == nullptr) return;
-      if (best->pid < 0) launch(*best);
+      if (best == nullptr) break;
+      if (best->pid < 0 && !try_launch(*best)) {
+        best->failed_round = round;
+        continue;
+      }
       std::unique_ptr<job> j = std::move(pending_.front());
       pending_.pop_front();
       if (j->sink == nullptr) continue;
-      j->seq = ++best->sent;
       if (best->out_sent == best->out.size()) {
         best->out.clear();
         best->out_sent = 0;
       }
-      append_frame(best->out, frame_type::task, frame_flags::none, j->id, j->payload);
+      const std::size_t mark = best->out.size();
+      try {
+        append_frame(best->out, frame_type::task, frame_flags::none, j->id, j->payload);
+      } catch (...) {  // no memory for the frame: this job fails, the worker goes on
+        best->out.resize(mark);
+        settle_failed(*j, std::current_exception());
+        continue;
+      }
+      j->seq = ++best->sent;
+      j->sent_ns = now;
       best->in_flight.push_back(std::move(j));
+    }
+    // Jobs wait, and no slot has a worker: every start failed just now. They fail rather than
+    // wait for a worker that may never come; a later call tries the slots again.
+    if (!pending_.empty() &&
+        std::none_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.pid >= 0; })) {
+      const std::string why = last_start_error_;
+      fail_pending([&why] { return std::make_exception_ptr(spawn_error(why)); });
     }
   }
 
@@ -488,7 +719,12 @@ class engine {
         if (!draining && s.pid >= 0) end_worker(s);
         return;
       }
-      s.reader->feed(std::span(incoming_.data(), static_cast<std::size_t>(n)));
+      try {
+        s.reader->feed(std::span(incoming_.data(), static_cast<std::size_t>(n)));
+      } catch (...) {  // no memory for a result's bytes
+        drop_stream(s, std::current_exception());
+        return;
+      }
       if (!handle_frames(s)) return;
       // A short read means the socket is drained for now (poll says when more comes); saves a
       // read that would only say EAGAIN. Draining a dead worker reads on to the end.
@@ -496,10 +732,27 @@ class engine {
     }
   }
 
-  // Returns false when the worker was stopped for a protocol error.
+  /// The caller could not take a result's bytes (out of memory): that result's job fails with
+  /// the error. The worker's stream cannot go on, so the worker is replaced, and its other jobs
+  /// go to the queue again.
+  void drop_stream(slot& s, std::exception_ptr error) {
+    (void)handle_frames(s);  // the frames that arrived whole still count
+    if (s.pid < 0 || s.stopping != stop_reason::none) return;
+    // The failed bytes belong to the last result whose header was read.
+    const std::size_t at = s.results_parsed > 0 ? s.results_parsed - 1 : 0;
+    if (at < s.in_flight.size()) {
+      std::unique_ptr<job> j = std::move(s.in_flight[at]);
+      s.in_flight.erase(s.in_flight.begin() + static_cast<std::ptrdiff_t>(at));
+      settle_failed(*j, std::move(error));
+    }
+    stop_worker(s, stop_reason::replace, {});
+  }
+
+  // Returns false when the worker was stopped (a protocol error, or its stream was dropped).
   bool handle_frames(slot& s) {
     for (;;) {
-      if (s.pid < 0 || s.stopping == stop_reason::protocol) return false;
+      if (s.pid < 0 || s.stopping == stop_reason::protocol || s.stopping == stop_reason::replace)
+        return false;
       std::optional<frame> f;
       try {
         f = s.reader->next();
@@ -526,6 +779,7 @@ class engine {
         stop_worker(s, stop_reason::protocol, s.startup_error);
         return;
       }
+      if (!s.alive) s.alive_ns = os::monotonic_ns();
       s.alive = true;     // the handshake timer stops: it answered
       s.greeted = ready;  // with an initializer, ready once that has run
       if (ready) {
@@ -567,20 +821,9 @@ class engine {
       settle_failed(*j, std::make_exception_ptr(parallel::error(failure)));
       throw parallel::error(failure);
     }
-    if (retiring(s) && s.in_flight.empty()) {
-      // max_tasks_per_child: this worker has done its share; a fresh one takes its place.
-      const os::pid_type pid = s.pid;
-      s.channel.reset();
-      s.watch.reset();
-      try {
-        (void)reap(pid);
-      } catch (...) {
-      }
-      s.pid = -1;
-      s.shared.reset();
-      s.reader.reset();
-      if (cfg_.keep_workers) launch(s);
-    }
+    // max_tasks_per_child: this worker has done its share; a fresh one takes its place (in the
+    // next round: a start that fails must not read as this worker's protocol error).
+    if (retiring(s) && s.in_flight.empty()) retire(s);
   }
 
   // Results come in the order the tasks were sent; headers parsed ahead of the frames handled
@@ -639,21 +882,68 @@ class engine {
   }
 
   // --- timeouts ---------------------------------------------------------------------------------
+  // Deadlines, each computed the same way by check_timeouts() (has it passed?) and
+  // next_deadline_ms() (how long may the loop sleep?): a worker's handshake, its becoming ready
+  // (the pool's initializer), and the item a worker runs. The loop sleeps until the nearest
+  // one; nothing here polls.
+
+  static constexpr std::uint64_t ns_per_ms = 1'000'000;
+
+  /// When a worker that answered but is not ready is too late: start_timeout after its hello,
+  /// or sooner when a job with a timeout of its own waits for it (that job's timeout after it
+  /// was given to the worker, or after the hello when it came first). 0 = never.
+  struct start_limit {
+    std::uint64_t at_ns = 0;
+    std::uint64_t limit_ms = 0;
+    bool from_call = false;  // the call's options.timeout, not the pool's start_timeout
+  };
+
+  start_limit start_deadline(const slot& s) const noexcept {
+    start_limit best;
+    if (cfg_.start_timeout.count() > 0) {
+      best.limit_ms = static_cast<std::uint64_t>(cfg_.start_timeout.count());
+      best.at_ns = s.alive_ns + best.limit_ms * ns_per_ms;
+    }
+    for (const auto& j : s.in_flight) {
+      if (j->timeout.count() <= 0 || j->sink == nullptr) continue;
+      const auto limit = static_cast<std::uint64_t>(j->timeout.count());
+      const std::uint64_t at = std::max(s.alive_ns, j->sent_ns) + limit * ns_per_ms;
+      if (best.at_ns == 0 || at < best.at_ns) best = {at, limit, true};
+    }
+    return best;
+  }
 
   void check_timeouts() {
     const std::uint64_t now = os::monotonic_ns();
     for (auto& s : slots_) {
       if (s.pid < 0 || s.stopping != stop_reason::none) continue;
-      if (!s.alive && cfg_.handshake_timeout.count() > 0 &&
-          now - s.launched_ns >
-              static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * 1'000'000u) {
-        stop_worker(s, stop_reason::timeout, {});
+      if (!s.alive) {
+        if (cfg_.handshake_timeout.count() > 0 &&
+            now - s.launched_ns >
+                static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * ns_per_ms)
+          stop_worker(s, stop_reason::timeout, {});
+        continue;
+      }
+      if (!s.greeted) {
+        const start_limit limit = start_deadline(s);
+        if (limit.at_ns != 0 && now >= limit.at_ns) {
+          stop_worker(
+              s, stop_reason::start_timeout,
+              "parallel: a worker process (pid " + std::to_string(s.pid) +
+                  ") was not ready within " + std::to_string(limit.limit_ms) +
+                  " ms: the pool's initializer had not returned; it was stopped. " +
+                  (limit.from_call ? "The call's options.timeout bounds the wait for a worker too: "
+                                     "make the initializer return sooner, or give the call a "
+                                     "longer timeout"
+                                   : "Make the initializer return sooner, or give the pool a "
+                                     "longer start_timeout"));
+        }
         continue;
       }
       const job* running = running_job(s);
       if (running == nullptr || running->timeout.count() <= 0) continue;
       const std::uint64_t since = s.shared->control().started_ns.load(std::memory_order_relaxed);
-      const auto limit = static_cast<std::uint64_t>(running->timeout.count()) * 1'000'000u;
+      const auto limit = static_cast<std::uint64_t>(running->timeout.count()) * ns_per_ms;
       if (now > since && now - since > limit) stop_worker(s, stop_reason::timeout, {});
     }
   }
@@ -666,33 +956,50 @@ class engine {
   }
 
   int next_deadline_ms() const noexcept {
-    int best = std::numeric_limits<int>::max();
+    std::uint64_t best = std::numeric_limits<std::uint64_t>::max();  // ns from now
     const std::uint64_t now = os::monotonic_ns();
+    const auto until = [&](std::uint64_t at_ns) {
+      best = std::min(best, at_ns > now ? at_ns - now : 0);
+    };
     for (const auto& s : slots_) {
       if (s.pid < 0 || s.stopping != stop_reason::none) continue;
-      if (!s.alive && cfg_.handshake_timeout.count() > 0) {
-        const std::uint64_t end =
-            s.launched_ns + static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * 1'000'000u;
-        best = std::min<int>(best, static_cast<int>(end > now ? (end - now) / 1'000'000u + 1 : 0));
+      if (!s.alive) {
+        if (cfg_.handshake_timeout.count() > 0)
+          until(s.launched_ns +
+                static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * ns_per_ms);
+        continue;
       }
+      if (!s.greeted) {
+        if (const start_limit limit = start_deadline(s); limit.at_ns != 0) until(limit.at_ns);
+        continue;
+      }
+      const job* running = running_job(s);
       for (const auto& j : s.in_flight) {
-        if (j->timeout.count() <= 0) continue;
-        const std::uint64_t since = s.shared->control().started_ns.load(std::memory_order_relaxed);
-        const auto limit = static_cast<std::uint64_t>(j->timeout.count()) * 1'000'000u;
-        const std::uint64_t end = since + limit;
-        // Not started yet, or started: check again no later than one timeout from now.
-        const std::uint64_t left = end > now ? end - now : 0;
-        best = std::min<int>(best, static_cast<int>(std::min<std::uint64_t>(left / 1'000'000u + 1,
-                                                                            j->timeout.count())));
+        if (j->timeout.count() <= 0 || j->sink == nullptr) continue;
+        const auto limit = static_cast<std::uint64_t>(j->timeout.count()) * ns_per_ms;
+        if (j.get() == running) {
+          until(s.shared->control().started_ns.load(std::memory_order_relaxed) + limit);
+        } else {
+          // Queued behind another: it may start at any moment without a word, so look again
+          // no later than one timeout from now (it is then seen running, or not yet).
+          until(now + limit);
+        }
       }
     }
-    return best;
+    for (const auto& r : retired_)
+      if (!r.killed) until(r.deadline_ns);
+    if (best == std::numeric_limits<std::uint64_t>::max()) return std::numeric_limits<int>::max();
+    // Rounded up: 300 us left must not become a wait of 0 ms, which would spin.
+    return static_cast<int>(std::min<std::uint64_t>((best + ns_per_ms - 1) / ns_per_ms, 1u << 30));
   }
 
   config cfg_;
   starter start_;
   std::vector<slot> slots_;
   std::deque<std::unique_ptr<job>> pending_;
+  std::vector<retired> retired_;
+  std::string last_start_error_;
+  std::uint64_t dispatch_round_ = 0;
   std::uint64_t last_id_ = 0;
   std::uint64_t job_ns_ = 0;
   static constexpr int max_early_restarts = 3;

@@ -23,6 +23,7 @@
 #include "../posix/process.hpp"
 #include "../posix/spawn.hpp"
 #include "arena.hpp"
+#include "engine.hpp"
 #include "identity.hpp"
 #include "worker.hpp"
 
@@ -149,7 +150,8 @@ class forkserver_client {
     return *client;
   }
 
-  /// Asks the server for a worker on `channel` and `arena`; returns its pid.
+  /// Asks the server for a worker on `channel` and `arena`; returns its pid. Throws
+  /// spawn_error when the server refuses, is gone, or does not answer within reply_timeout_ms.
   os::pid_type start_worker(int channel, const arena& shared, void (*initializer)()) {
     using namespace forkserver_wire;
     std::lock_guard lock(mutex_);
@@ -167,34 +169,78 @@ class forkserver_client {
     std::string message(reinterpret_cast<const char*>(&req), sizeof req);
     message += module;
     const int fds[2] = {channel, shared.handle()};
-    if (!os::send_message(control_.get(), message.data(), message.size(), fds, 2)) {
-      server_lost();
-      throw spawn_error("parallel: the forkserver is gone (it could not be sent a request)");
-    }
-    for (;;) {
-      const reply r = next_reply();
-      if (r.kind == forked) return static_cast<os::pid_type>(r.pid);
-      if (r.kind == fork_failed)
-        throw spawn_error(std::string("parallel: the forkserver could not fork a worker: ") +
-                          std::strerror(r.value));
+    // A server found dead on the way (killed, or Ctrl-C in a program that handles it) is
+    // replaced once, at once: the workers it started are gone, this request need not fail.
+    for (int attempt = 0;; ++attempt) {
+      const bool fresh = !control_;
+      ensure_running();
+      const bool retry = !fresh && attempt == 0;
+      if (!os::send_message(control_.get(), message.data(), message.size(), fds, 2)) {
+        server_lost("could not be sent a request");
+        if (retry) continue;
+        throw spawn_error("parallel: the forkserver " + lost_note_ +
+                          "; it is started again on next use");
+      }
+      const std::uint64_t deadline = os::monotonic_ns() + reply_timeout_ms * 1'000'000ull;
+      for (;;) {
+        std::optional<reply> r;
+        try {
+          r = next_reply(deadline);
+        } catch (const spawn_error&) {
+          if (retry) break;
+          throw;
+        }
+        if (!r) {
+          server_lost("did not answer a request within " + std::to_string(reply_timeout_ms) +
+                      " ms and was stopped");
+          throw spawn_error("parallel: the forkserver " + lost_note_ +
+                            "; it is started again on next use");
+        }
+        if (r->kind == forked && r->pid > 0) {
+          const auto pid = static_cast<os::pid_type>(r->pid);
+          server_of_[pid] = epoch_;
+          return pid;
+        }
+        if (r->kind == forked) throw spawn_error("parallel: the forkserver reported no worker pid");
+        if (r->kind == fork_failed)
+          throw spawn_error(std::string("parallel: the forkserver could not fork a worker: ") +
+                            std::strerror(r->value));
+      }
     }
   }
 
-  /// The exit status of a worker that ended (the server reaps it and reports).
-  int wait_status(os::pid_type pid) {
+  /// How a worker ended, as its server reported it. The workers of a server that has ended
+  /// died with it (PR_SET_PDEATHSIG): they are reported at once, killed, with a note, never
+  /// waited for. Waits at most status_timeout_ms for a report (status -1 when none came).
+  worker_end wait_status(os::pid_type pid) {
     std::lock_guard lock(mutex_);
+    const auto served = server_of_.find(pid);
+    const std::uint64_t epoch = served != server_of_.end() ? served->second : epoch_;
+    const std::uint64_t deadline = os::monotonic_ns() + status_timeout_ms * 1'000'000ull;
     for (;;) {
       if (auto it = exited_.find(pid); it != exited_.end()) {
         const int status = it->second;
         exited_.erase(it);
-        return status;
+        server_of_.erase(pid);
+        return {status, {}};
       }
-      if (!control_) return 9;  // the server is gone, and its workers with it: SIGKILL
-      (void)next_reply();
+      if (!control_ || epoch != epoch_) {
+        server_of_.erase(pid);
+        return {os::kill_signal,
+                "its forkserver " + lost_note_ + ", and the workers it started ended with it"};
+      }
+      try {
+        if (!next_reply(deadline)) return {-1, "the forkserver did not report how it ended"};
+      } catch (const spawn_error&) {
+        // The server is gone: the next round reports the worker as ended with it.
+      }
     }
   }
 
  private:
+  static constexpr std::uint64_t reply_timeout_ms = 10'000;
+  static constexpr std::uint64_t status_timeout_ms = 2'000;
+
   static std::atomic<forkserver_client*>& slot() {
     static std::atomic<forkserver_client*> client{nullptr};
     return client;
@@ -207,35 +253,55 @@ class forkserver_client {
     control_ = os::library_fd(std::move(mine));
   }
 
-  // Reads one reply; exit reports are kept for wait_status.
-  forkserver_wire::reply next_reply() {
+  /// Reads one reply, waiting until `deadline_ns` at most (nothing: none came in time); exit
+  /// reports are kept for wait_status. Throws spawn_error when the server is gone.
+  std::optional<forkserver_wire::reply> next_reply(std::uint64_t deadline_ns) {
     using namespace forkserver_wire;
+    const std::uint64_t now = os::monotonic_ns();
+    const int left_ms =
+        now >= deadline_ns ? 0 : static_cast<int>((deadline_ns - now + 999'999) / 1'000'000);
+    if (!os::readable_within(control_.get(), left_ms)) {
+      // readable_within() says false on a hang-up too: tell the two apart.
+      os::poll_entry entry{control_.get(), os::poll_in, 0};
+      if (os::poll_fds(&entry, 1, 0) <= 0 || (entry.revents & os::poll_hangup) == 0)
+        return std::nullopt;
+    }
     reply r;
     const std::ptrdiff_t n = os::receive_message(control_.get(), &r, sizeof r, nullptr, 0);
     if (n != static_cast<std::ptrdiff_t>(sizeof r)) {
-      server_lost();
-      throw spawn_error("parallel: the forkserver ended unexpectedly; it is restarted on next use");
+      server_lost("ended");
+      throw spawn_error("parallel: the forkserver " + lost_note_ +
+                        "; it is started again on next use");
     }
     if (r.kind == exited) exited_[static_cast<os::pid_type>(r.pid)] = r.value;
     return r;
   }
 
-  void server_lost() {
+  /// The server is gone or useless: it is killed (if it still runs) and reaped, and what is
+  /// known of its end goes into lost_note_. Its workers ended with it; a new server is started
+  /// on next use, and workers of the old one are never waited for.
+  void server_lost(const std::string& what) {
     control_.reset();
+    lost_note_ = "(pid " + std::to_string(server_) + ") " + what;
     if (server_ > 0) {
-      os::send_signal(server_, os::kill_signal);
+      os::send_signal(server_, os::kill_signal);  // our child, not reaped yet
       try {
-        (void)os::wait_for(server_, true);
+        const int status = os::wait_for(server_, true);
+        if (what == "ended") lost_note_ += ": it " + os::describe_status(status);
       } catch (...) {
       }
     }
     server_ = -1;
+    ++epoch_;
   }
 
   std::mutex mutex_;
   os::library_fd control_;
   os::pid_type server_ = -1;
+  std::uint64_t epoch_ = 0;  // which server: bumped each time one is lost
+  std::string lost_note_;    // how the last one was lost
   std::map<os::pid_type, int> exited_;
+  std::map<os::pid_type, std::uint64_t> server_of_;  // a worker's server's epoch
 };
 
 }  // namespace parallel::detail::ipc

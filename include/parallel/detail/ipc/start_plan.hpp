@@ -18,7 +18,7 @@ struct start_plan {
   /// Appended to the error when a worker ends before its handshake.
   std::string startup_hint;
   /// Empty: the workers are our children (waitpid / their process handle).
-  std::function<int(os::pid_type)> reaper{};
+  std::function<ipc::worker_end(os::pid_type)> reaper{};
 };
 
 template <class Start>

@@ -3,6 +3,10 @@
 // Windows can give it the same contract over overlapped pipes (win32/channel.hpp).
 #pragma once
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <utility>
 #include <vector>
@@ -50,6 +54,19 @@ inline channel_pair make_channel() {
 using process_watch_handle = library_fd;
 
 inline library_fd watch_process(pid_type pid) noexcept { return library_fd(process_watch(pid)); }
+
+/// Sends `signal` to a worker: through its pidfd when it has one, which names that process and
+/// no other even after it ended and its pid was reused (a forkserver's workers are reaped by the
+/// server, not by us); by pid otherwise (then it is our child, not yet reaped).
+inline void signal_process(const library_fd& watch, pid_type pid, int signal) noexcept {
+#if defined(__linux__) && defined(SYS_pidfd_send_signal)
+  if (watch) {
+    if (::syscall(SYS_pidfd_send_signal, watch.get(), signal, nullptr, 0) == 0 || errno == ESRCH)
+      return;  // sent, or the process has ended
+  }
+#endif
+  send_signal(pid, signal);
+}
 
 /// True when the watched process ends within `timeout_ms`.
 inline bool ended_within(const library_fd& watch, int timeout_ms) noexcept {

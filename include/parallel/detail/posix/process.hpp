@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -244,7 +245,20 @@ inline int wait_for(pid_type pid, bool block) {
   }
 }
 
-inline void send_signal(pid_type pid, int signal) noexcept { ::kill(pid, signal); }
+/// Sends `signal` to `pid`, a process this library started and has not reaped. A pid <= 0
+/// would be a bug in the library, and is never passed on: kill() reads 0 as the caller's process
+/// group and -1 as every process the caller may signal (as root, all of them). The program
+/// stops loudly instead.
+inline void send_signal(pid_type pid, int signal) noexcept {
+  if (pid <= 0) {
+    std::fprintf(stderr,
+                 "parallel: internal error: refusing to send signal %d to pid %ld (not a process "
+                 "the library owns); please report this\n",
+                 signal, static_cast<long>(pid));
+    std::abort();
+  }
+  ::kill(pid, signal);
+}
 inline constexpr int kill_signal = SIGKILL;
 inline constexpr int terminate_signal = SIGTERM;
 

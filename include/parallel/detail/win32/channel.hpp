@@ -235,6 +235,11 @@ inline owned_handle watch_process(pid_type pid) noexcept {
   return owned_handle(copy);
 }
 
+/// Sends `signal` (TerminateProcess) to a worker, a child the library has not reaped.
+inline void signal_process(const owned_handle&, pid_type pid, int signal) noexcept {
+  send_signal(pid, signal);
+}
+
 /// True when the watched process ends within `timeout_ms`.
 inline bool ended_within(const owned_handle& watch, int timeout_ms) noexcept {
   return ::WaitForSingleObject(watch.get(), static_cast<DWORD>(timeout_ms)) == WAIT_OBJECT_0;

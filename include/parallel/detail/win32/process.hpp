@@ -118,7 +118,10 @@ inline constexpr int kill_signal = 9;
 inline constexpr int terminate_signal = 15;
 inline constexpr DWORD terminated_base = 0x10000;
 
+/// Ends `pid`, a child the library started and has not reaped (found in `children`: any other
+/// pid is left alone).
 inline void send_signal(pid_type pid, int signal) noexcept {
+  if (pid <= 0) return;
   if (HANDLE h = children::find(pid)) ::TerminateProcess(h, terminated_base + signal);
 }
 
