@@ -136,7 +136,12 @@ class engine {
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       if (try_launch(slots_[i])) continue;
       shut_down();
-      throw spawn_error(last_start_error_);
+      throw spawn_error("parallel: worker " + std::to_string(i + 1) + " of " +
+                        std::to_string(slots_.size()) + " could not be started (" +
+                        last_start_cause_ +
+                        "); the pool was not made (its other workers were "
+                        "ended). Check the limits on processes (ulimit -u), open files (ulimit "
+                        "-n) and memory (ulimit -v), or use fewer workers");
     }
   }
 
@@ -342,17 +347,18 @@ class engine {
       launch(s);
       return true;
     } catch (const std::exception& e) {
-      last_start_error_ = start_failure_message(e.what());
+      last_start_cause_ = e.what();
     } catch (...) {
-      last_start_error_ = start_failure_message("an unknown exception");
+      last_start_cause_ = "an unknown exception";
     }
+    if (last_start_cause_.rfind("parallel: ", 0) == 0) last_start_cause_.erase(0, 10);
+    last_start_error_ = start_failure_message(last_start_cause_);
     s.relaunch = false;
     s.start_failed_ns = std::max<std::uint64_t>(os::monotonic_ns(), 1);
     return false;
   }
 
-  std::string start_failure_message(std::string why) const {
-    if (why.rfind("parallel: ", 0) == 0) why.erase(0, 10);
+  std::string start_failure_message(const std::string& why) const {
     std::size_t running = 0;
     for (const auto& s : slots_) running += s.pid >= 0 ? 1 : 0;
     return "parallel: a worker process could not be started (" + why + "); " +
@@ -998,7 +1004,8 @@ class engine {
   std::vector<slot> slots_;
   std::deque<std::unique_ptr<job>> pending_;
   std::vector<retired> retired_;
-  std::string last_start_error_;
+  std::string last_start_cause_;  // what the last failed start said
+  std::string last_start_error_;  // the error that names it, for the jobs that fail
   std::uint64_t dispatch_round_ = 0;
   std::uint64_t last_id_ = 0;
   std::uint64_t job_ns_ = 0;
