@@ -206,16 +206,22 @@ TEMPLATE_TEST_CASE(
     for (const auto& [pid, calls] : calls_per_pid) CHECK(calls <= 2);
     // Automatic chunks: tasks are chunks, the results are still every item's.
     CHECK(pool.map(square, numbers(1000)) == squares(1000));
-    // Retired workers were reaped (a worker retired with the last results may be a zombie for
-    // a moment, until the pool's thread reaps it): only the pool's live workers are new below
-    // this process.
-    std::size_t added = 0;
+    // Retired workers were reaped (a worker retired with the last results may still be ending,
+    // or a zombie for a moment, until the pool's thread reaps it): soon only the pool's live
+    // workers are new below this process.
     for (int pid : descendants()) {
       INFO("process " << pid << " below this one");
       CHECK(!lingering_zombie(pid));
-      if (std::find(before.begin(), before.end(), pid) == before.end()) ++added;
     }
-    CHECK(added <= pool.size());
+    const auto added = [&before] {
+      std::size_t n = 0;
+      for (int pid : descendants())
+        if (std::find(before.begin(), before.end(), pid) == before.end()) ++n;
+      return n;
+    };
+    const std::uint64_t since = now_ns();
+    while (added() > pool.size() && ms_since(since) < 5000) sleep_ms(5);
+    CHECK(added() <= pool.size());
   }
   leaks.verify();
 }
