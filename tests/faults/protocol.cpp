@@ -1,8 +1,10 @@
 // A worker breaks the protocol: its task writes garbage, a truncated frame, or well-formed
 // frames the caller never expects into the worker's channel, or closes the channel and goes on
-// running. The call ends within a second with parallel::error ("protocol error") or
-// worker_died, never hangs and never trusts the bytes; the workers stay usable, and nothing is
-// left behind. For fork, spawn and forkserver workers, per call and on a pool.
+// running. The call ends at once with parallel::error ("protocol error") or worker_died, never
+// hangs and never trusts the bytes; the workers stay usable, and nothing is left behind. For
+// fork, spawn and forkserver workers, per call and on a pool. "At once" (the README says within a
+// second; detection takes a few ms) is checked against a healthy call of the same shape in the
+// same run (test_support.hpp): the sabotaged tasks would run for a minute.
 //
 // The channel is found from inside the worker: the only AF_UNIX socket a worker of these tests
 // has (the library closes the other workers' channels in a new worker).
@@ -32,7 +34,7 @@ namespace ipc = parallel::detail::ipc;
 
 constexpr int bad_item = 3;
 constexpr int item_count = 10;
-constexpr double bound_ms = 1000;  // "within 1 s"; detection takes a few ms
+constexpr long sabotaged_ms = 60'000;  // how long a sabotaged task runs on, when nothing ends it
 
 int square(int x) { return x * x; }
 
@@ -49,7 +51,7 @@ int garbage(int x) {
     std::array<unsigned char, 64> junk;
     junk.fill(0xAB);
     write_to_channel(junk.data(), junk.size());
-    sleep_ms(10'000);
+    sleep_ms(sabotaged_ms);
   }
   return x * x;
 }
@@ -69,7 +71,7 @@ int unexpected_frame_type(int x) {
   if (x == bad_item) {
     const auto header = ipc::encode_header(ipc::frame_type::task, ipc::frame_flags::none, 1, 0);
     write_to_channel(header.data(), header.size());
-    sleep_ms(10'000);
+    sleep_ms(sabotaged_ms);
   }
   return x * x;
 }
@@ -80,7 +82,7 @@ int result_of_unknown_task(int x) {
     const auto header =
         ipc::encode_header(ipc::frame_type::result, ipc::frame_flags::none, 0xDEADBEEF, 0);
     write_to_channel(header.data(), header.size());
-    sleep_ms(10'000);
+    sleep_ms(sabotaged_ms);
   }
   return x * x;
 }
@@ -94,7 +96,7 @@ int huge_result_of_unknown_task(int x) {
     write_to_channel(header.data(), header.size());
     const std::array<unsigned char, 10> some{};
     write_to_channel(some.data(), some.size());
-    sleep_ms(10'000);
+    sleep_ms(sabotaged_ms);
   }
   return x * x;
 }
@@ -104,7 +106,7 @@ int close_channel(int x) {
   if (x == bad_item) {
     shared_board().died_pid = static_cast<int>(::getpid());
     for (int fd : unix_sockets()) ::close(fd);
-    sleep_ms(10'000);
+    sleep_ms(sabotaged_ms);
   }
   return x * x;
 }
@@ -124,10 +126,11 @@ const sabotage sabotages[] = {
     {close_channel, "the channel closed, the worker still running", false, "closed its channel"},
 };
 
-void check_error(const sabotage& s, const parallel::error& e, double took_ms) {
+/// Checks the error of a sabotaged call that took `took_ms`, where a healthy call of the same
+/// shape took `healthy_ms`.
+void check_error(const sabotage& s, const parallel::error& e, double took_ms, double healthy_ms) {
   INFO(s.name << ": " << typeid(e).name() << ": " << e.what());
-  INFO("the call ended after " << took_ms << " ms");
-  CHECK(took_ms < bound_ms);
+  check_at_once("the sabotaged call ended", took_ms, healthy_ms);
   CHECK(dynamic_cast<const parallel::remote_error*>(&e) == nullptr);
   CHECK(dynamic_cast<const parallel::timeout_error*>(&e) == nullptr);
   if (s.protocol_error) {
@@ -142,8 +145,9 @@ void check_error(const sabotage& s, const parallel::error& e, double took_ms) {
 }
 
 // A safety net, not the expectation: a call the library does not end by itself still ends
-// (as timeout_error, which fails check_error) instead of hanging the test.
-constexpr auto safety_timeout = 3000ms;
+// (as timeout_error, which fails check_error) instead of hanging the test. Tens of seconds: a
+// loaded machine never reaches it in a call that works.
+constexpr auto safety_timeout = 20'000ms;
 
 }  // namespace
 
@@ -156,6 +160,11 @@ TEMPLATE_TEST_CASE(
   const leak_check leaks;
   const std::vector<int> items = numbers(item_count);
   for_each_mode<TestType>([&](auto& runner) {
+    // The slowest healthy call so far: the first (workers starting), then each recovery.
+    double healthy_ms = time_ms([&] {
+      CHECK(runner.map(square, items, {.chunksize = 1, .timeout = safety_timeout}) ==
+            squares(item_count));
+    });
     for (const sabotage& s : sabotages) {
       INFO("the task writes " << s.name);
       const std::uint64_t start = now_ns();
@@ -164,10 +173,11 @@ TEMPLATE_TEST_CASE(
         (void)runner.map(s.task, items, {.chunksize = 1, .timeout = safety_timeout});
       } catch (const parallel::error& e) {
         raised = true;
-        check_error(s, e, ms_since(start));
+        check_error(s, e, ms_since(start), healthy_ms);
       }
       CHECK(raised);
-      CHECK(runner.map(square, items) == squares(item_count));
+      healthy_ms = std::max(
+          healthy_ms, time_ms([&] { CHECK(runner.map(square, items) == squares(item_count)); }));
     }
   });
   leaks.verify();
@@ -182,6 +192,12 @@ TEMPLATE_TEST_CASE(
   const leak_check leaks;
   const std::vector<int> items = numbers(item_count);
   for_each_mode<TestType>([&](auto& runner) {
+    const double healthy_ms = time_ms([&] {
+      std::vector<int> all;
+      for (int r : runner.imap(square, items, {.chunksize = 1, .timeout = safety_timeout}))
+        all.push_back(r);
+      CHECK(all == squares(item_count));
+    });
     for (const sabotage& s : sabotages) {
       INFO("the task writes " << s.name);
       const std::uint64_t start = now_ns();
@@ -192,7 +208,7 @@ TEMPLATE_TEST_CASE(
           seen.push_back(r);
       } catch (const parallel::error& e) {
         raised = true;
-        check_error(s, e, ms_since(start));
+        check_error(s, e, ms_since(start), healthy_ms);
       }
       CHECK(raised);
       CHECK(seen == squares(bad_item));
@@ -206,7 +222,7 @@ TEMPLATE_TEST_CASE(
           seen.push_back(r);
       } catch (const parallel::error& e) {
         raised = true;
-        check_error(s, e, ms_since(unordered_start));
+        check_error(s, e, ms_since(unordered_start), healthy_ms);
       }
       CHECK(raised);
       for (int r : seen) CHECK(r != bad_item * bad_item);
@@ -223,14 +239,20 @@ TEMPLATE_TEST_CASE("faults: a submitted call that breaks the protocol fails its 
   warm_up<TestType>();
   const std::vector<int> before = descendants();
   pool_of<TestType> pool{{.workers = 2}};
+  // The same calls, all healthy (the first of them waits for the workers to start).
+  const double healthy_ms = time_ms([&] {
+    std::vector<parallel::future<int>> futures;
+    for (int i = 0; i < item_count; ++i) futures.push_back(pool.submit(square, i));
+    for (int i = 0; i < item_count; ++i) CHECK(futures[static_cast<std::size_t>(i)].get() == i * i);
+  });
   for (const sabotage& s : sabotages) {
     INFO("the task writes " << s.name);
     std::vector<parallel::future<int>> futures;
-    for (int i = 0; i < item_count; ++i) futures.push_back(pool.submit(s.task, i));
     const std::uint64_t start = now_ns();
-    if (futures[bad_item].wait_for(3s) != std::future_status::ready) {
+    for (int i = 0; i < item_count; ++i) futures.push_back(pool.submit(s.task, i));
+    if (futures[bad_item].wait_for(safety_timeout) != std::future_status::ready) {
       // submit has no timeout: end the workers from here, or the pool would wait for them.
-      FAIL_CHECK("the sabotaged call did not end within 3 s");
+      FAIL_CHECK("the sabotaged call did not end within 20 s");
       for (int pid : descendants())
         if (std::find(before.begin(), before.end(), pid) == before.end()) ::kill(pid, SIGKILL);
     }
@@ -239,7 +261,7 @@ TEMPLATE_TEST_CASE("faults: a submitted call that breaks the protocol fails its 
       (void)futures[bad_item].get();
     } catch (const parallel::error& e) {
       raised = true;
-      check_error(s, e, ms_since(start));
+      check_error(s, e, ms_since(start), healthy_ms);
     }
     CHECK(raised);
     for (int i = 0; i < item_count; ++i) {
@@ -262,13 +284,17 @@ TEMPLATE_TEST_CASE("faults: a result header for a task never given fails at once
                         "protocol error"};
   const std::vector<int> items = numbers(item_count);
   for_each_mode<TestType>([&](auto& runner) {
+    const double healthy_ms = time_ms([&] {
+      CHECK(runner.map(square, items, {.chunksize = 1, .timeout = safety_timeout}) ==
+            squares(item_count));
+    });
     const std::uint64_t start = now_ns();
     bool raised = false;
     try {
       (void)runner.map(forged.task, items, {.chunksize = 1, .timeout = safety_timeout});
     } catch (const parallel::error& e) {
       raised = true;
-      check_error(forged, e, ms_since(start));
+      check_error(forged, e, ms_since(start), healthy_ms);
     }
     CHECK(raised);
     CHECK(runner.map(square, items) == squares(item_count));

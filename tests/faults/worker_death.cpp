@@ -1,6 +1,7 @@
 // A worker process dies in the middle of a task (SIGKILL, SIGSEGV, abort(), _exit(3)): the
-// caller gets parallel::worker_died within 100 ms of the death (asserted with a generous bound,
-// the measured value is reported), naming the signal or exit code, the worker's pid and the
+// caller gets parallel::worker_died within 100 ms of the death (the latency is reported, with a
+// warning above 100 ms; asserted only against a healthy call of the same shape in the same run,
+// see test_support.hpp), naming the signal or exit code, the worker's pid and the
 // item; the dead worker is reaped; imap first yields what came before; a pool replaces the
 // worker and stays usable; with submit only the future that ran in the dead worker fails.
 // (Python's Pool.map hangs forever here; ProcessPoolExecutor fails every pending future.)
@@ -31,9 +32,8 @@ using test_support::watchdog;
 constexpr int dying_item = 7;
 constexpr int item_count = 30;
 
-/// The issue's target, and the bound asserted on a noisy 2-core machine.
+/// The issue's target: reported, not asserted (the benchmarks measure it).
 constexpr double target_ms = 100;
-constexpr double bound_ms = 1000;
 
 int square(int x) { return x * x; }
 
@@ -44,18 +44,16 @@ int slow_square_or_die(int x, int at, death how) {
   return x * x;
 }
 
-/// Checks the error of a call whose task died in one of the ways, and how fast it came.
+/// Checks the error of a call whose task died in one of the ways, and how fast it came after
+/// the death, against a healthy call of the same shape that took `healthy_ms`.
 void check_death(const std::string& message, std::uint64_t caught_ns, death how,
-                 const std::string& item) {
+                 const std::string& item, double healthy_ms) {
   const board& b = shared_board();
   INFO("what(): " << message);
   REQUIRE(b.died_ns.load() != 0);
   const double latency_ms = static_cast<double>(caught_ns - b.died_ns.load()) / 1e6;
-  INFO("worker_died reached the caller " << latency_ms << " ms after the death");
-  if (latency_ms > target_ms)
-    WARN(name_of(how) << ": worker_died came " << latency_ms << " ms after the death (target "
-                      << target_ms << " ms)");
-  CHECK(latency_ms < bound_ms);
+  check_at_once(std::string(name_of(how)) + ": worker_died reached the caller", latency_ms,
+                healthy_ms, 0, target_ms);
   CHECK(contains(message, expected_cause(how)));
   CHECK(contains(message, item));
   CHECK(contains(message, "pid " + std::to_string(b.died_pid.load())));
@@ -81,6 +79,12 @@ TEMPLATE_TEST_CASE("faults: map raises worker_died within 100 ms when a worker d
       sleep_ms(2);
       return x * x;
     };
+    const auto healthy = [](int x) {
+      sleep_ms(2);
+      return x * x;
+    };
+    const double healthy_ms = time_ms(
+        [&] { CHECK(runner.map(healthy, items, {.chunksize = chunk}) == squares(item_count)); });
     std::string message;
     std::uint64_t caught_ns = 0;
     try {
@@ -90,7 +94,7 @@ TEMPLATE_TEST_CASE("faults: map raises worker_died within 100 ms when a worker d
       message = e.what();
     }
     REQUIRE(caught_ns != 0);
-    check_death(message, caught_ns, how, "item " + std::to_string(dying_item));
+    check_death(message, caught_ns, how, "item " + std::to_string(dying_item), healthy_ms);
     CHECK(runner.map(square, items) == squares(item_count));
   });
 }
@@ -101,10 +105,14 @@ TEMPLATE_TEST_CASE("faults: worker_died comes at once while the other workers ar
   watchdog guard{"faults: worker_died while others are busy", 120s};
   const std::vector<int> items = numbers(2);
   for_each_mode<TestType>([&](auto& runner) {
-    // Item 0 keeps one worker busy for 3 s; item 1 dies in the other at once.
+    const double healthy_ms =
+        time_ms([&] { CHECK(runner.map(square, items, {.chunksize = 1}) == squares(2)); });
+    // Item 0 would keep one worker busy for 30 s (and then count itself); item 1 dies in the
+    // other at once. The error must not wait for item 0: item 0 never counts itself.
     const auto task = [](int x) {
       if (x == 1) die(death::sigkill);
-      sleep_ms(3000);
+      sleep_ms(30'000);
+      shared_board().task_runs.fetch_add(1);
       return x;
     };
     const std::uint64_t start = now_ns();
@@ -118,7 +126,8 @@ TEMPLATE_TEST_CASE("faults: worker_died comes at once while the other workers ar
     }
     REQUIRE(caught_ns != 0);
     INFO("the call took " << static_cast<double>(caught_ns - start) / 1e6 << " ms");
-    check_death(message, caught_ns, death::sigkill, "item 1");
+    CHECK(shared_board().task_runs.load() == 0);
+    check_death(message, caught_ns, death::sigkill, "item 1", healthy_ms);
   });
 }
 
@@ -137,6 +146,15 @@ TEMPLATE_TEST_CASE(
       sleep_ms(2);
       return x * x;
     };
+    const auto healthy = [](int x) {
+      sleep_ms(2);
+      return x * x;
+    };
+    const double healthy_ms = time_ms([&] {
+      std::vector<int> all;
+      for (int r : runner.imap(healthy, items, {.chunksize = chunk})) all.push_back(r);
+      CHECK(all == squares(item_count));
+    });
     {
       std::vector<int> seen;
       std::string message;
@@ -148,7 +166,7 @@ TEMPLATE_TEST_CASE(
         message = e.what();
       }
       REQUIRE(caught_ns != 0);
-      check_death(message, caught_ns, how, "item " + std::to_string(dying_item));
+      check_death(message, caught_ns, how, "item " + std::to_string(dying_item), healthy_ms);
       if (chunk == 1) {
         CHECK(seen == squares(dying_item));
       } else {
@@ -186,23 +204,28 @@ TEMPLATE_TEST_CASE(
     parallel::start::forkserver) {
   watchdog guard{"faults: pool destruction after a failed call", 60s};
   reset_board();
+  // The same shape, healthy: a pool made, a call of two items, the pool destroyed.
+  const double healthy_ms = time_ms([] {
+    pool_of<TestType> pool{{.workers = 2}};
+    CHECK(pool.map(square, numbers(2), {.chunksize = 1}) == squares(2));
+  });
   const std::uint64_t start = now_ns();
   {
     pool_of<TestType> pool{{.workers = 2}};
-    // Item 0 would keep a worker busy for 10 s; item 1 dies: the call fails at once, and the
-    // pool's end kills the worker still running the failed call's item.
+    // Item 0 would keep a worker busy for 30 s, then count itself; item 1 dies: the call fails
+    // at once, and the pool's end kills the worker still running the failed call's item.
     CHECK_THROWS_AS(pool.map(
                         [](int x) {
                           if (x == 1) die(death::sigkill);
-                          sleep_ms(10'000);
+                          sleep_ms(30'000);
+                          shared_board().task_runs.fetch_add(1);
                           return x;
                         },
                         numbers(2), {.chunksize = 1}),
                     parallel::worker_died);
   }
-  const double took_ms = ms_since(start);
-  INFO("pool made, call failed and pool destroyed in " << took_ms << " ms");
-  CHECK(took_ms < 3000);
+  check_at_once("pool made, call failed and pool destroyed", ms_since(start), healthy_ms);
+  CHECK(shared_board().task_runs.load() == 0);  // item 0 was killed, not waited for
 }
 
 TEMPLATE_TEST_CASE("faults: a pool replaces a dead worker, and the next call runs on every worker",
@@ -246,6 +269,9 @@ TEMPLATE_TEST_CASE("faults: submit: only the future that ran in the dead worker 
   pool_of<TestType> pool{{.workers = 2}};
   constexpr int calls = 16;
   constexpr int dying_call = 5;
+  // A healthy submitted call (the first: it waits for the workers to start).
+  const double healthy_ms =
+      time_ms([&] { CHECK(pool.submit(slow_square_or_die, 3, -1, how).get() == 9); });
   std::vector<parallel::future<int>> futures;
   for (int i = 0; i < calls; ++i)
     futures.push_back(pool.submit(slow_square_or_die, i, dying_call, how));
@@ -259,7 +285,7 @@ TEMPLATE_TEST_CASE("faults: submit: only the future that ran in the dead worker 
     message = e.what();
   }
   REQUIRE(caught_ns != 0);
-  check_death(message, caught_ns, how, "while running a task");
+  check_death(message, caught_ns, how, "while running a task", healthy_ms);
   for (int i = 0; i < calls; ++i) {
     if (i == dying_call) continue;
     INFO("future " << i);
@@ -436,8 +462,11 @@ TEMPLATE_TEST_CASE(
     parallel::start::forkserver) {
   watchdog guard{"faults: early deaths bounded", 60s};
   board& b = reset_board();
+  const std::uint64_t made = now_ns();
   pool_of<TestType> pool{{.workers = 1, .initializer = initializer_by_mode}};
   replace_ready_worker(pool, 2);  // from now on every new worker kills itself in its initializer
+  // One worker started and one call run; the error comes after some five starts.
+  const double one_start_ms = ms_since(made);
   const std::uint64_t start = now_ns();
   parallel::future<int> waiting = pool.submit(square, 7);
   try {
@@ -448,8 +477,7 @@ TEMPLATE_TEST_CASE(
     CHECK(contains(e.what(), "SIGKILL"));
     CHECK(contains(e.what(), "initializer"));
   }
-  INFO("spawn_error after " << ms_since(start) << " ms");
-  CHECK(ms_since(start) < 10'000);
+  check_at_once("spawn_error", ms_since(start), 6 * one_start_ms);
   // The first worker and its replacement, three restarts, and maybe one more start for the call.
   const int runs = b.initializer_runs.load();
   INFO(runs << " initializer runs");

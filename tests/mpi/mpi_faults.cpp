@@ -1,6 +1,7 @@
 // One failure of parallel::mpi per run, under mpirun with 3 ranks (tests/mpi/CMakeLists.txt).
 // Each case checks what rank 0 gets and prints "PASS: <case>"; the ctest around it checks that
 // line and mpirun's exit status.
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -29,6 +30,22 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+/// The most a call with a 200 ms timeout may take to fail, in seconds: the rule of
+/// tests/test_support.hpp (no fixed wall-clock bound; ten times a healthy call of the same shape
+/// timed in this run, at least 2 s), plus the timeout.
+double timeout_bound() {
+  const auto start = std::chrono::steady_clock::now();
+  if (parallel::map(parallel::mpi{}, square, std::vector<int>{3},
+                    {.timeout = std::chrono::milliseconds(200)}) != std::vector<int>{9})
+    fail("a healthy call failed");
+  const double healthy = seconds_since(start);
+  const double bound = 0.2 + std::max(2.0, 10 * healthy);
+  std::printf("a healthy call took %.3f s: the bound is %.3f s\n", healthy, bound);
+  return bound;
+}
+
+void nap_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,7 +63,6 @@ int main(int argc, char** argv) {
   }
 
   parallel::mpi_main(argc, argv);
-  const auto start = std::chrono::steady_clock::now();
 
   if (which == "bad_frame") {
     // Item 0's task writes garbage to rank 0 on the library's channel before its result.
@@ -76,31 +92,39 @@ int main(int argc, char** argv) {
   }
 
   if (which == "late_task") {
-    // Overruns its 200 ms timeout, ends after 1.5 s: the call fails in time, the rank is left
-    // out, and once its task ends the job can still finalize normally (mpirun exits 0).
+    // Overruns its 200 ms timeout and ends half a second after the bound: the call fails in
+    // time, the rank is left out, and once its task ends the job can still finalize normally
+    // (mpirun exits 0).
+    const double bound = timeout_bound();
+    const int task_ms = static_cast<int>(bound * 1000) + 500;
+    const auto start = std::chrono::steady_clock::now();
     try {
       (void)parallel::map(parallel::mpi{},
-                          [](int x) {
-                            std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-                            return x;
+                          [](int ms) {
+                            nap_ms(ms);
+                            return ms;
                           },
-                          std::vector<int>{1}, {.timeout = std::chrono::milliseconds(200)});
+                          std::vector<int>{task_ms}, {.timeout = std::chrono::milliseconds(200)});
       fail("no timeout");
     } catch (const parallel::timeout_error& e) {
       const double took = seconds_since(start);
       std::printf("caught after %.3f s: %s\n", took, e.what());
-      if (took > 1.2) fail("the timeout came late");
+      if (took > bound) fail("the timeout came late");
     }
     if (parallel::map(parallel::mpi{}, square, std::vector<int>{2, 3}) != std::vector<int>{4, 9})
       fail("no rank served after the timeout");
-    std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+    std::this_thread::sleep_until(start + std::chrono::milliseconds(task_ms + 1000));
     (void)parallel::map(parallel::mpi{}, square, std::vector<int>{1});  // hears the late result
     std::printf("PASS: late_task\n");
     return 0;
   }
 
   if (which == "stuck_task") {
-    // Never ends: the call fails within its timeout; at exit the job ends with MPI_Abort.
+    // Never ends: the call fails within its timeout; at exit the job ends with MPI_Abort. A
+    // watchdog of 20 s, not a bound near the timeout (tests/test_support.hpp): a deadline that
+    // never fired would leave the call waiting for ever.
+    const double bound = 20;
+    const auto start = std::chrono::steady_clock::now();
     try {
       (void)parallel::map(parallel::mpi{},
                           [](int x) {
@@ -110,8 +134,9 @@ int main(int argc, char** argv) {
                           std::vector<int>{1}, {.timeout = std::chrono::milliseconds(200)});
       fail("no timeout");
     } catch (const parallel::timeout_error& e) {
-      std::printf("caught after %.3f s: %s\n", seconds_since(start), e.what());
-      if (seconds_since(start) > 1.2) fail("the timeout came late");
+      const double took = seconds_since(start);
+      std::printf("caught after %.3f s: %s\n", took, e.what());
+      if (took > bound) fail("the timeout came late");
     }
     std::printf("PASS: stuck_task\n");
     std::fflush(nullptr);
