@@ -54,9 +54,10 @@ class pool_lease {
       : pool_(pool), users_(users), owned_(std::move(owned)) {}
 
   void release() noexcept {
+    if (users_ == nullptr && owned_ == nullptr) return;  // borrowed: the default pool's calls
     // In a child forked during the call the pool has no threads and its slot was reset: the
     // count is not ours to lower, and the threads are not there to join.
-    const bool inherited = pool_ != nullptr && !pool_->usable();
+    const bool inherited = !pool_->usable();
     // Release: what the call did with the pool happens before its retirement (an acquire CAS).
     if (users_ != nullptr && !inherited) users_->fetch_sub(1, std::memory_order_release);
     if (owned_ != nullptr && inherited) (void)owned_.release();
