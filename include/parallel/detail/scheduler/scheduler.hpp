@@ -35,7 +35,7 @@ class scheduler {
   struct worker;
 
  public:
-  /// `who` names the pool in the error message (e.g. "parallel::thread_pool{8}").
+  /// `who` names the pool in the error message ("parallel::threads{.workers = 8}").
   explicit scheduler(std::size_t threads, on_thread_refused refused = on_thread_refused::fail,
                      std::string_view who = "parallel::thread_pool")
       : generation_(fork_guard::generation().load()) {
@@ -199,7 +199,8 @@ class scheduler {
     return std::string(who) + ": the system refused worker thread " + std::to_string(started + 1) +
            " of " + std::to_string(wanted) +
            " (the user's process/thread limit, ulimit -u / RLIMIT_NPROC, a cgroup's pids.max "
-           "or kernel.threads-max is reached); ask for fewer workers, or raise the limit";
+           "or kernel.threads-max is reached, or no memory is left for its stack); ask for "
+           "fewer workers, or raise the limit";
   }
 
   // Spin budget before sleeping: long enough to bridge the gaps between the tasks of one call,
