@@ -9,6 +9,7 @@
 
 #include "detail/algorithms/backends.hpp"
 #include "detail/scheduler/default_pools.hpp"
+#include "detail/scheduler/pool_lease.hpp"
 #include "detail/scheduler/scheduler.hpp"
 #include "errors.hpp"
 #include "future.hpp"
@@ -53,14 +54,14 @@ class thread_pool {
 
   template <class F, std::ranges::input_range Range>
   auto imap(F&& f, Range&& items, const options& opts = {}) {
-    return detail::threads_verbs::imap<true>(checked(), std::forward<F>(f),
-                                             std::forward<Range>(items), opts);
+    return detail::threads_verbs::imap<true>(detail::pool_lease::borrow(checked()),
+                                             std::forward<F>(f), std::forward<Range>(items), opts);
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
-    return detail::threads_verbs::imap<false>(checked(), std::forward<F>(f),
-                                              std::forward<Range>(items), opts);
+    return detail::threads_verbs::imap<false>(detail::pool_lease::borrow(checked()),
+                                              std::forward<F>(f), std::forward<Range>(items), opts);
   }
 
   /// Runs f(args...) on the pool (Python's apply_async). f and args are copied or moved in.

@@ -9,6 +9,7 @@
 
 #include "../../policy.hpp"
 #include "../scheduler/default_pools.hpp"
+#include "../scheduler/pool_lease.hpp"
 #include "../scheduler/scheduler.hpp"
 #include "imap_threads.hpp"
 #include "map_threads.hpp"
@@ -36,11 +37,12 @@ struct threads_verbs {
     return map_on_threads(pool, f, items, opts);
   }
 
+  /// The lease lives as long as the lazy range.
   template <bool Ordered, class F, class Range>
-  static auto imap(scheduler& pool, F&& f, Range&& items, const options& opts) {
+  static auto imap(pool_lease pool, F&& f, Range&& items, const options& opts) {
     using state = threaded_imap_state<std::decay_t<F>, held_range<Range>, Ordered>;
     return imap_view<state>(std::make_unique<state>(
-        pool, std::forward<F>(f), held_range<Range>(std::forward<Range>(items)), opts));
+        std::move(pool), std::forward<F>(f), held_range<Range>(std::forward<Range>(items)), opts));
   }
 };
 
@@ -48,11 +50,12 @@ template <>
 struct backend<threads> {
   template <class F, class Range>
   static auto map(const threads& p, F& f, Range& items, const options& opts) {
-    return threads_verbs::map(default_pools::get(p.workers), f, items, opts);
+    const pool_lease pool = default_pools::lease(p.workers);
+    return threads_verbs::map(pool.pool(), f, items, opts);
   }
   template <bool Ordered, class F, class Range>
   static auto imap(const threads& p, F&& f, Range&& items, const options& opts) {
-    return threads_verbs::imap<Ordered>(default_pools::get(p.workers), std::forward<F>(f),
+    return threads_verbs::imap<Ordered>(default_pools::lease(p.workers), std::forward<F>(f),
                                         std::forward<Range>(items), opts);
   }
 };

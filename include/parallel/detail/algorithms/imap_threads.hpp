@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../../policy.hpp"
+#include "../scheduler/pool_lease.hpp"
 #include "../scheduler/scheduler.hpp"
 #include "sequential.hpp"
 
@@ -58,9 +59,10 @@ class threaded_imap_state {
     latch done;
   };
 
-  threaded_imap_state(scheduler& pool, F f, View items, const options& opts)
-      : pool_(pool),
-        tag_(pool.new_tag()),
+  threaded_imap_state(pool_lease pool, F f, View items, const options& opts)
+      : lease_(std::move(pool)),
+        pool_(lease_.pool()),
+        tag_(pool_.new_tag()),
         f_(std::move(f)),
         items_(std::move(items)),
         chunksize_(opts.chunksize),
@@ -169,7 +171,8 @@ class threaded_imap_state {
     std::size_t size = learned_chunk_;
     // Keep at least two chunks per worker in the window, so nobody starves at the end of one.
     if (max_in_flight_ != 0)
-      size = std::min(size, std::max<std::size_t>(1, max_in_flight_ / (2 * pool_.size())));
+      size = std::min(size, std::max<std::size_t>(
+                                1, max_in_flight_ / (2 * std::max<std::size_t>(1, pool_.size()))));
     return size;
   }
 
@@ -202,7 +205,10 @@ class threaded_imap_state {
       in_flight_ += c->count;
       chunk* raw = c.get();
       window_.push_back(std::move(c));
-      pool_.spawn(raw);
+      if (pool_.size() != 0)
+        pool_.spawn(raw);
+      else
+        compute(*raw);  // a default pool that got no thread: the consumer runs the chunk
     }
   }
 
@@ -232,6 +238,7 @@ class threaded_imap_state {
     return taken;
   }
 
+  pool_lease lease_;  // first: released after the destructor has waited for every chunk
   scheduler& pool_;
   isolation_tag tag_;
   F f_;

@@ -45,6 +45,8 @@ class threaded_map {
     if (n != 0) {
       if (pool_.on_worker())
         spread(0, n, first_block());
+      else if (pool_.size() == 0)
+        run_block(0, n);  // a default pool that got no thread: the caller runs the call
       else if (chunksize_ == 0)
         start_from_outside(n);
       else if (n <= chunksize_)

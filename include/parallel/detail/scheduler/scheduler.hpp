@@ -9,6 +9,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -21,19 +24,50 @@
 
 namespace parallel::detail {
 
+/// What a scheduler does when the system refuses one of its threads (RLIMIT_NPROC, cgroup
+/// pids.max, no memory for a stack).
+enum class on_thread_refused {
+  fail,     // stop the threads already started and throw std::system_error
+  degrade,  // keep the threads already started (possibly none: size() == 0, callers run all)
+};
+
 class scheduler {
   struct worker;
 
  public:
-  explicit scheduler(std::size_t threads) : generation_(fork_guard::generation().load()) {
+  /// `who` names the pool in the error message ("parallel::threads{.workers = 8}").
+  explicit scheduler(std::size_t threads, on_thread_refused refused = on_thread_refused::fail,
+                     std::string_view who = "parallel::thread_pool")
+      : generation_(fork_guard::generation().load()) {
     fork_guard::install();
     threads = std::max<std::size_t>(threads, 1);
     workers_.reserve(threads);
     for (std::size_t i = 0; i < threads; ++i)
       workers_.push_back(std::make_unique<worker>(*this, i));
+    // Workers wait at the gate until the set of workers is final: a refused thread shrinks
+    // workers_, which the started ones read (find_task, wake_one) once they run.
+    std::size_t started = 0;
+    try {
+      for (; started < threads; ++started) {
+        worker* w = workers_[started].get();
+        w->thread = std::thread([this, w] {
+          gate_.wait(false, std::memory_order_acquire);
+          run_worker(*w);
+        });
+      }
+    } catch (const std::system_error& e) {
+      if (refused == on_thread_refused::fail) {
+        stop_started(started);
+        throw std::system_error(e.code(), refused_message(who, started, threads));
+      }
+      workers_.resize(started);
+    } catch (...) {  // no memory for a thread's state: not the system's refusal, not ours to hide
+      stop_started(started);
+      throw;
+    }
     // All workers start idle, hence hungry: the first call splits its work right away.
-    hungry_.store(static_cast<std::uint32_t>(threads), std::memory_order_relaxed);
-    for (auto& w : workers_) w->thread = std::thread([this, p = w.get()] { run_worker(*p); });
+    hungry_.store(static_cast<std::uint32_t>(workers_.size()), std::memory_order_relaxed);
+    open_gate();
   }
 
   scheduler(const scheduler&) = delete;
@@ -47,6 +81,7 @@ class scheduler {
       if (w->thread.joinable()) w->thread.join();
   }
 
+  /// Number of worker threads; 0 only for a degraded pool that got none (callers run all).
   std::size_t size() const noexcept { return workers_.size(); }
 
   /// False in a child forked after this scheduler was built: its threads do not exist there.
@@ -146,6 +181,27 @@ class scheduler {
     std::uint64_t random;
     std::thread thread;
   };
+
+  // Joins the first `started` workers of a constructor that gives up (no destructor will run).
+  void stop_started(std::size_t started) noexcept {
+    stop_.store(true, std::memory_order_seq_cst);
+    open_gate();
+    for (std::size_t i = 0; i < started; ++i) workers_[i]->thread.join();
+  }
+
+  void open_gate() noexcept {
+    gate_.store(true, std::memory_order_release);
+    gate_.notify_all();
+  }
+
+  static std::string refused_message(std::string_view who, std::size_t started,
+                                     std::size_t wanted) {
+    return std::string(who) + ": the system refused worker thread " + std::to_string(started + 1) +
+           " of " + std::to_string(wanted) +
+           " (the user's process/thread limit, ulimit -u / RLIMIT_NPROC, a cgroup's pids.max "
+           "or kernel.threads-max is reached, or no memory is left for its stack); ask for "
+           "fewer workers, or raise the limit";
+  }
 
   // Spin budget before sleeping: long enough to bridge the gaps between the tasks of one call,
   // short enough that an idle pool stops using CPU within tens of microseconds.
@@ -355,6 +411,7 @@ class scheduler {
   alignas(64) std::atomic<std::uint32_t> hungry_{0};
   std::atomic<std::size_t> wake_cursor_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> gate_{false};  // set once workers_ is final; workers start after it
   injection_queue injected_;
 };
 
