@@ -42,6 +42,7 @@ struct request {
   std::uint64_t ring_bytes = 0;
   std::uint64_t init_offset = 0;
   std::uint64_t has_init = 0;
+  std::uint64_t ignored_signals = 0;  // os::ignored_signals() of the caller: its workers' too
 };
 
 struct reply {
@@ -56,6 +57,7 @@ struct reply {
 [[noreturn]] inline void run_forkserver(os::pid_type parent) {
   using namespace forkserver_wire;
   const int control = os::spawned_channel_fd;
+  os::open_standard_fds();  // the descriptors it receives must not become a worker's stdout
   os::fd_handle signals;
   try {
     signals = os::child_signals();
@@ -87,11 +89,18 @@ struct reply {
     const std::ptrdiff_t n = os::receive_message(control, buffer, sizeof buffer, fds, 2);
     if (n <= 0) os::exit_now(0);  // the caller closed the channel
     request req;
-    if (static_cast<std::size_t>(n) < sizeof req || !fds[0] || !fds[1]) continue;
+    if (static_cast<std::size_t>(n) < sizeof req) continue;
     std::memcpy(&req, buffer, sizeof req);
     if (req.kind != fork_request || req.module_length > sizeof buffer - sizeof req ||
         sizeof req + req.module_length != static_cast<std::size_t>(n))
       continue;
+    if (!fds[0] || !fds[1]) {
+      // The kernel drops descriptors this process has no room for (MSG_CTRUNC): the server
+      // inherited its caller's descriptor limit. The caller waits for an answer: it gets one.
+      const reply r{fork_failed, EMFILE, -1};
+      if (!os::send_message(control, &r, sizeof r, nullptr, 0)) os::exit_now(0);
+      continue;
+    }
     const std::string module(buffer + sizeof req, req.module_length);
     std::fflush(nullptr);
     const os::pid_type pid = ::fork();
@@ -100,6 +109,7 @@ struct reply {
       signals.reset();
       os::unblock_child_signals();
       os::become_worker(self);
+      os::adopt_ignored_signals(req.ignored_signals);
       const int channel = fds[0].release();
       arena shared(arena::adopt_t{}, fds[1].release(), req.ring_bytes);
       void (*initializer)() = nullptr;
@@ -156,6 +166,7 @@ class forkserver_client {
     ensure_running();
     request req;
     req.ring_bytes = shared.ring_size();
+    req.ignored_signals = os::ignored_signals();
     std::string module;
     if (initializer != nullptr) {
       const code_location where = locate(reinterpret_cast<const void*>(initializer));
@@ -175,8 +186,7 @@ class forkserver_client {
       const reply r = next_reply();
       if (r.kind == forked) return static_cast<os::pid_type>(r.pid);
       if (r.kind == fork_failed)
-        throw spawn_error(std::string("parallel: the forkserver could not fork a worker: ") +
-                          std::strerror(r.value));
+        throw spawn_error(os::describe_errno("the forkserver's start of a worker", r.value));
     }
   }
 
