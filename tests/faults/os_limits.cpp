@@ -249,11 +249,10 @@ int serve(const std::string& scenario) {
     return failed;
   }
   if (scenario == "signals") {
-    // Phase 1, the server (forkserver) started while SIGINT was ignored, the caller now takes
-    // it by default: so do its workers.
-    ::signal(SIGINT, SIG_IGN);
+    // Phase 1: the server (forkserver) is started while the caller takes SIGINT by default,
+    // and ignores it itself (Ctrl-C is not for it): its workers take it by default, as their
+    // caller does.
     { pool_of<Start> warm{{.workers = 1}}; }
-    ::signal(SIGINT, SIG_DFL);
     std::vector<int> want;
     for (int x = 0; x < 16; ++x) want.push_back((int_default | usr1_default) * 1000 + x);
     int failed = per_call_and_pooled<Start>(
@@ -268,6 +267,26 @@ int serve(const std::string& scenario) {
       want.push_back((int_ignored | term_ignored | usr1_default) * 1000 + x);
     failed += per_call_and_pooled<Start>(
         [&](auto& r) { return r.map(ignoring_task, numbers(16), {.chunksize = 1}) == want; });
+    if constexpr (std::is_same_v<Start, parallel::start::forkserver>) {
+      // Phase 3, a caller that handles Ctrl-C itself: the server (this helper's only child
+      // now) is not interrupted with it, and the caller's next pool is served by it.
+      ::signal(SIGINT, on_usr1);
+      const std::vector<int> servers = children();
+      for (int pid : servers) ::kill(pid, SIGINT);
+      sleep_ms(50);
+      for (int pid : servers) {
+        if (process_state(pid) == 0 || process_state(pid) == 'Z') {
+          report("the forkserver ended on SIGINT");
+          ++failed;
+        }
+      }
+      pool_of<Start> pool{{.workers = 2}};
+      if (pool.map(square, numbers(8)) != squares(8)) ++failed;
+      if (children() != servers) {
+        report("the pool after SIGINT was not served by the same forkserver");
+        ++failed;
+      }
+    }
     return failed;
   }
   if (scenario == "closed-stdio") {

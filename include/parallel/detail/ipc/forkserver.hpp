@@ -58,6 +58,9 @@ struct reply {
   using namespace forkserver_wire;
   const int control = os::spawned_channel_fd;
   os::open_standard_fds();  // the descriptors it receives must not become a worker's stdout
+  // Ctrl-C reaches the whole process group: the server is not the caller's to interrupt (it
+  // ends with its caller), and its workers get the caller's own disposition with each request.
+  os::ignore_interrupts();
   os::fd_handle signals;
   try {
     signals = os::child_signals();

@@ -305,6 +305,9 @@ inline void adopt_ignored_signals(std::uint64_t mask) noexcept {
   }
 }
 
+/// Ctrl-C (SIGINT) ignored from now on: for the forkserver, as Python's does.
+inline void ignore_interrupts() noexcept { ::signal(SIGINT, SIG_IGN); }
+
 /// What a new worker does first: 0-2 open (open_standard_fds), the default action for every
 /// signal its caller catches while those it ignores stay ignored (a program started with Ctrl-C
 /// ignored — nohup, a background job, `trap '' INT` — keeps its workers through a Ctrl-C too),
