@@ -50,11 +50,12 @@ void report(const std::string& line) {
   write_fully(report_fd, text.data(), text.size());
 }
 
-/// Runs check(runner) per call (processes<Start>{.workers = 8}) and on a pool of 8 (made inside
+/// Runs check(runner) per call (processes<Start>{.workers = n}) and on a pool of n (made inside
 /// the check's try, so that a constructor's error counts); how many of the two failed, each
 /// failure reported. `expect_error`: the text a spawn_error must contain instead of success.
 template <class Start, class Check>
-int per_call_and_pooled(Check check, const std::vector<std::string>& expect_error = {}) {
+int per_call_and_pooled(Check check, const std::vector<std::string>& expect_error = {},
+                        int n = workers) {
   int failed = 0;
   const auto attempt = [&](const char* mode, auto run) {
     const std::string name = std::string(method_name<Start>()) + ", " + mode;
@@ -78,11 +79,11 @@ int per_call_and_pooled(Check check, const std::vector<std::string>& expect_erro
     }
   };
   attempt("per call", [&] {
-    per_call_of<Start> runner{workers};
+    per_call_of<Start> runner{n};
     return check(runner);
   });
   attempt("pooled", [&] {
-    pool_of<Start> pool{{.workers = workers}};
+    pool_of<Start> pool{{.workers = n}};
     return check(pool);
   });
   return failed;
@@ -256,7 +257,8 @@ int serve(const std::string& scenario) {
     std::vector<int> want;
     for (int x = 0; x < 16; ++x) want.push_back((int_default | usr1_default) * 1000 + x);
     int failed = per_call_and_pooled<Start>(
-        [&](auto& r) { return r.map(reporting_task, numbers(16), {.chunksize = 1}) == want; });
+        [&](auto& r) { return r.map(reporting_task, numbers(16), {.chunksize = 1}) == want; }, {},
+        2);
     // Phase 2: SIGINT and SIGTERM ignored (nohup, `trap '' INT`, a background job), SIGUSR1
     // caught: the workers ignore the first two and take SIGUSR1 by default.
     ::signal(SIGINT, SIG_IGN);
@@ -266,7 +268,8 @@ int serve(const std::string& scenario) {
     for (int x = 0; x < 16; ++x)
       want.push_back((int_ignored | term_ignored | usr1_default) * 1000 + x);
     failed += per_call_and_pooled<Start>(
-        [&](auto& r) { return r.map(ignoring_task, numbers(16), {.chunksize = 1}) == want; });
+        [&](auto& r) { return r.map(ignoring_task, numbers(16), {.chunksize = 1}) == want; }, {},
+        2);
     if constexpr (std::is_same_v<Start, parallel::start::forkserver>) {
       // Phase 3, a caller that handles Ctrl-C itself: the server (this helper's only child
       // now) is not interrupted with it, and the caller's next pool is served by it.
@@ -295,17 +298,19 @@ int serve(const std::string& scenario) {
     ::close(0);
     ::close(1);
     ::close(2);
-    return per_call_and_pooled<Start>([](auto& r) {
-      return r.map(
-                 [](int x) {
-                   std::printf("task %d writes to its stdout\n", x);
-                   std::fflush(stdout);
-                   std::fprintf(stderr, "task %d writes to its stderr\n", x);
-                   (void)::write(1, "raw\n", 4);
-                   return x * x;
-                 },
-                 numbers(32), {.chunksize = 1}) == squares(32);
-    });
+    return per_call_and_pooled<Start>(
+        [](auto& r) {
+          return r.map(
+                     [](int x) {
+                       std::printf("task %d writes to its stdout\n", x);
+                       std::fflush(stdout);
+                       std::fprintf(stderr, "task %d writes to its stderr\n", x);
+                       (void)::write(1, "raw\n", 4);
+                       return x * x;
+                     },
+                     numbers(32), {.chunksize = 1}) == squares(32);
+        },
+        {}, 4);
   }
   report("unknown scenario " + scenario);
   return 92;

@@ -289,9 +289,10 @@ inline std::uint64_t ignored_signals() noexcept {
 }
 
 /// In a worker forked by the forkserver: the caller's ignored signals (ignored_signals()) are
-/// ignored, every other signal has its default action.
+/// ignored, and those the server ignores and the caller does not have their default action.
+/// Handlers are left as they are: the server's are its program's own (exec dropped the
+/// caller's), as a spawned worker's are.
 inline void adopt_ignored_signals(std::uint64_t mask) noexcept {
-  default_caught_signals();
   for (int sig = 1; sig < NSIG && sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     struct sigaction action {};
@@ -308,13 +309,19 @@ inline void adopt_ignored_signals(std::uint64_t mask) noexcept {
 /// Ctrl-C (SIGINT) ignored from now on: for the forkserver, as Python's does.
 inline void ignore_interrupts() noexcept { ::signal(SIGINT, SIG_IGN); }
 
-/// What a new worker does first: 0-2 open (open_standard_fds), the default action for every
-/// signal its caller catches while those it ignores stay ignored (a program started with Ctrl-C
-/// ignored — nohup, a background job, `trap '' INT` — keeps its workers through a Ctrl-C too),
-/// and death with its parent.
+/// What a new worker does first: 0-2 open (open_standard_fds), Ctrl-C and SIGTERM by default
+/// where a handler catches them (a forked worker has none left: fork_with_default_handlers;
+/// a spawned one may have its program's own, installed before spawn_main ran), while an ignored
+/// one stays ignored (a program started with Ctrl-C ignored — nohup, a background job,
+/// `trap '' INT` — keeps its workers through a Ctrl-C too), and death with its parent.
 inline void become_worker(pid_type parent) noexcept {
   open_standard_fds();
-  default_caught_signals();
+  for (int sig : {SIGINT, SIGTERM}) {
+    struct sigaction action {};
+    if (::sigaction(sig, nullptr, &action) != 0) continue;
+    if ((action.sa_flags & SA_SIGINFO) == 0 && action.sa_handler == SIG_IGN) continue;
+    ::signal(sig, SIG_DFL);
+  }
   die_with_parent(parent);
 }
 
