@@ -186,6 +186,20 @@ int serve(const std::string& scenario) {
     return per_call_and_pooled<Start>([](auto& r) { return squares_right(r); },
                                       {"RLIMIT_NOFILE", "ulimit -n", "fewer workers"});
   }
+  if (scenario == "nofile-server") {
+    // The forkserver's own limit lowered to 6 (prlimit): room for its own descriptors (0-2,
+    // its channel, its signalfd), not for both of a request's. Its start of a worker fails,
+    // and the caller hears why instead of waiting for an answer forever.
+    { pool_of<Start> warm{{.workers = 1}}; }
+    const std::vector<int> servers = children();
+    if (servers.size() != 1) return 94;
+    rlimit six{};
+    ::getrlimit(RLIMIT_NOFILE, &six);
+    six.rlim_cur = 6;
+    if (::prlimit(servers[0], RLIMIT_NOFILE, &six, nullptr) != 0) return 95;
+    return per_call_and_pooled<Start>([](auto& r) { return squares_right(r); },
+                                      {"forkserver", "RLIMIT_NOFILE", "ulimit -n"}, 2);
+  }
   if (scenario == "as-500000") {
     limit(RLIMIT_AS, rlim_t{500000} * 1024);  // 64 MiB rings for 8 workers would be 512 MiB
     return per_call_and_pooled<Start>([](auto& r) { return large_results_right(r); });
@@ -372,6 +386,11 @@ TEMPLATE_TEST_CASE("faults: too few descriptors for a pool is a spawn_error nami
                    "[faults][processes][process_pool]", parallel::start::fork,
                    parallel::start::spawn, parallel::start::forkserver) {
   run_helper<TestType>("nofile-12");
+}
+
+TEST_CASE("faults: a forkserver out of descriptors answers with a spawn_error naming RLIMIT_NOFILE",
+          "[faults][processes][process_pool]") {
+  run_helper<parallel::start::forkserver>("nofile-server");
 }
 
 // The sanitizers reserve terabytes of address space for their shadow memory: no RLIMIT_AS there.

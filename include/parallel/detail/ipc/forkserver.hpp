@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -188,6 +189,13 @@ class forkserver_client {
     for (;;) {
       const reply r = next_reply();
       if (r.kind == forked) return static_cast<os::pid_type>(r.pid);
+      if (r.kind == fork_failed && r.value == EMFILE)
+        throw spawn_error(
+            "parallel: the forkserver (pid " + std::to_string(server_) +
+            ") could not take a new worker's descriptors (EMFILE): it has reached its limit of "
+            "open descriptors (RLIMIT_NOFILE), which it had from this process when it started; "
+            "raise the limit (ulimit -n, setrlimit) before the first forkserver pool starts, or "
+            "start fewer workers");
       if (r.kind == fork_failed)
         throw spawn_error(os::describe_errno("the forkserver's start of a worker", r.value));
     }
