@@ -36,7 +36,10 @@ ipc::engine::starter fork_starter(Handle& handle) {
     const os::pid_type parent = os::current_pid();
     std::fflush(nullptr);  // or the child would write the caller's buffered output again
     const os::pid_type pid = os::fork_with_default_handlers();
-    if (pid != 0) return pid;
+    if (pid != 0) {
+      shared.close_fd();  // the worker has the mapping: one descriptor less here
+      return pid;
+    }
     os::library_fds::close_all_except({channel});
     os::become_worker(parent);
     ipc::worker_main(channel, shared, handle);

@@ -8,16 +8,22 @@
 // the ring and in the free space, and sends (position, n) in an arena frame; the caller decodes
 // the bytes in place and then advances `tail`. A payload that does not fit goes through the
 // socket instead: the worker never waits for ring space, so the ring cannot deadlock anything.
+// For the same reason the ring may be smaller than asked, or absent (ring_size() 0), where the
+// address space is limited (arena's constructor): the worker learns its size from the caller,
+// and a worker that cannot map it maps the control page alone.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <optional>
 #include <span>
 
+#include "../../errors.hpp"
 #include "../process_platform.hpp"
 #include "frame.hpp"
 
@@ -43,20 +49,42 @@ class arena {
   /// Results of at least this many bytes go through the ring (when they fit).
   static constexpr std::size_t ring_threshold = std::size_t{32} << 10;
 
+  /// A smaller ring than this is none: the largest payload it could take (half the ring) would
+  /// be barely above ring_threshold.
+  static constexpr std::size_t min_ring_bytes = std::size_t{1} << 20;
+
   arena() = default;
+  /// The caller's side. The ring is address space reserved in the caller for each worker: it is
+  /// at most 1/64 of a limit on the address space (RLIMIT_AS), and none at all (every result then
+  /// travels by the socket) when the mapping is refused. Not a smaller one: a caller that close
+  /// to its limit needs what is left for its results and threads more than a worker needs a
+  /// ring. Only when not even the control page can be mapped is the worker not started:
+  /// spawn_error, naming the limit.
   explicit arena(std::size_t ring_bytes)
-      : ring_bytes_(ring_bytes),
-        fd_(os::anonymous_memory(control_bytes + ring_bytes)),
-        map_(fd_.get(), control_bytes + ring_bytes) {
+      : ring_bytes_(std::min(ring_bytes, ring_limit())),
+        fd_(os::anonymous_memory(control_bytes + ring_bytes_)),
+        map_(fd_.get(), control_bytes + ring_bytes_, std::nothrow) {
+    if (map_.data() == nullptr && ring_bytes_ > 0) {
+      ring_bytes_ = 0;
+      map_ = os::shared_mapping(fd_.get(), control_bytes, std::nothrow);
+    }
+    if (map_.data() == nullptr) throw spawn_error(os::address_space_advice());
     new (map_.data()) control_block();
   }
 
-  /// A spawned worker's side: the arena its caller made, received as handle `memory`.
+  /// A spawned worker's side: the arena its caller made, received as handle `memory`. A worker
+  /// that cannot map the ring (its own address space is limited too) maps the control page only
+  /// and sends every result by the socket: try_put never uses a ring of 0.
   struct adopt_t {};
   arena(adopt_t, os::native_handle memory, std::size_t ring_bytes)
       : ring_bytes_(ring_bytes),
         fd_(os::adopt_memory(memory)),
-        map_(memory, control_bytes + ring_bytes) {}
+        map_(memory, control_bytes + ring_bytes, std::nothrow) {
+    if (map_.data() != nullptr) return;
+    ring_bytes_ = 0;
+    map_ = os::shared_mapping(memory, control_bytes, std::nothrow);
+    if (map_.data() == nullptr) throw spawn_error(os::address_space_advice());
+  }
 
   control_block& control() const noexcept {
     return *std::launder(reinterpret_cast<control_block*>(map_.data()));
@@ -116,6 +144,14 @@ class arena {
 
  private:
   std::byte* ring() const noexcept { return map_.data() + control_bytes; }
+
+  // The largest ring the address-space limit allows a worker, rounded down to whole pages.
+  static std::size_t ring_limit() noexcept {
+    const std::size_t limit = os::address_space_limit();
+    if (limit == 0) return std::numeric_limits<std::size_t>::max();
+    const std::size_t share = limit / 64 / control_bytes * control_bytes;
+    return share < min_ring_bytes ? 0 : share;
+  }
 
   std::uint64_t ring_bytes_ = 0;
   os::memory_handle fd_;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -43,6 +44,7 @@ struct request {
   std::uint64_t ring_bytes = 0;
   std::uint64_t init_offset = 0;
   std::uint64_t has_init = 0;
+  std::uint64_t ignored_signals = 0;  // os::ignored_signals() of the caller: its workers' too
 };
 
 struct reply {
@@ -57,6 +59,10 @@ struct reply {
 [[noreturn]] inline void run_forkserver(os::pid_type parent) {
   using namespace forkserver_wire;
   const int control = os::spawned_channel_fd;
+  os::open_standard_fds();  // the descriptors it receives must not become a worker's stdout
+  // Ctrl-C reaches the whole process group: the server is not the caller's to interrupt (it
+  // ends with its caller), and its workers get the caller's own disposition with each request.
+  os::ignore_interrupts();
   os::fd_handle signals;
   try {
     signals = os::child_signals();
@@ -88,11 +94,18 @@ struct reply {
     const std::ptrdiff_t n = os::receive_message(control, buffer, sizeof buffer, fds, 2);
     if (n <= 0) os::exit_now(0);  // the caller closed the channel
     request req;
-    if (static_cast<std::size_t>(n) < sizeof req || !fds[0] || !fds[1]) continue;
+    if (static_cast<std::size_t>(n) < sizeof req) continue;
     std::memcpy(&req, buffer, sizeof req);
     if (req.kind != fork_request || req.module_length > sizeof buffer - sizeof req ||
         sizeof req + req.module_length != static_cast<std::size_t>(n))
       continue;
+    if (!fds[0] || !fds[1]) {
+      // The kernel drops descriptors this process has no room for (MSG_CTRUNC): the server
+      // inherited its caller's descriptor limit. The caller waits for an answer: it gets one.
+      const reply r{fork_failed, EMFILE, -1};
+      if (!os::send_message(control, &r, sizeof r, nullptr, 0)) os::exit_now(0);
+      continue;
+    }
     const std::string module(buffer + sizeof req, req.module_length);
     std::fflush(nullptr);
     const os::pid_type pid = ::fork();
@@ -101,6 +114,7 @@ struct reply {
       signals.reset();
       os::unblock_child_signals();
       os::become_worker(self);
+      os::adopt_ignored_signals(req.ignored_signals);
       const int channel = fds[0].release();
       arena shared(arena::adopt_t{}, fds[1].release(), req.ring_bytes);
       void (*initializer)() = nullptr;
@@ -158,6 +172,7 @@ class forkserver_client {
     ensure_running();
     request req;
     req.ring_bytes = shared.ring_size();
+    req.ignored_signals = os::ignored_signals();
     std::string module;
     if (initializer != nullptr) {
       const code_location where = locate(reinterpret_cast<const void*>(initializer));
@@ -202,9 +217,15 @@ class forkserver_client {
           return pid;
         }
         if (r->kind == forked) throw spawn_error("parallel: the forkserver reported no worker pid");
+        if (r->kind == fork_failed && r->value == EMFILE)
+          throw spawn_error(
+              "parallel: the forkserver (pid " + std::to_string(server_) +
+              ") could not take a new worker's descriptors (EMFILE): it has reached its limit of "
+              "open descriptors (RLIMIT_NOFILE), which it had from this process when it started; "
+              "raise the limit (ulimit -n, setrlimit) before the first forkserver pool starts, or "
+              "start fewer workers");
         if (r->kind == fork_failed)
-          throw spawn_error(std::string("parallel: the forkserver could not fork a worker: ") +
-                            std::strerror(r->value));
+          throw spawn_error(os::describe_errno("the forkserver's start of a worker", r->value));
       }
     }
   }

@@ -42,7 +42,9 @@ struct start_method<start::spawn> {
               } else {
                 marker += "-:";
               }
-              return os::spawn_self({channel, shared.handle()}, marker);
+              const os::pid_type pid = os::spawn_self({channel, shared.handle()}, marker);
+              shared.close_fd();  // the worker has its own copy: one descriptor less here
+              return pid;
             },
             spawn_hint,
             {}};

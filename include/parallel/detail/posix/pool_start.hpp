@@ -24,7 +24,10 @@ struct start_method<start::fork> {
               const os::pid_type parent = os::current_pid();
               std::fflush(nullptr);
               const os::pid_type pid = os::fork_with_default_handlers();
-              if (pid != 0) return pid;
+              if (pid != 0) {
+                shared.close_fd();  // the worker has the mapping: one descriptor less here
+                return pid;
+              }
               os::library_fds::close_all_except({channel});
               os::become_worker(parent);
               ipc::worker_main(channel, shared, &ipc::run_shipped, initializer);
@@ -38,7 +41,10 @@ template <>
 struct start_method<start::forkserver> {
   static start_plan plan(void (*initializer)()) {
     return {[initializer](int channel, ipc::arena& shared) {
-              return ipc::forkserver_client::instance().start_worker(channel, shared, initializer);
+              const os::pid_type pid =
+                  ipc::forkserver_client::instance().start_worker(channel, shared, initializer);
+              shared.close_fd();  // the worker has its own descriptor: one less here
+              return pid;
             },
             spawn_hint,  // the server is a spawned process too
             [](os::pid_type pid) { return ipc::forkserver_client::instance().wait_status(pid); }};

@@ -32,12 +32,14 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <string>
 #include <typeinfo>
 #include <utility>
 
 #include "../../errors.hpp"
 #include "../exception_names.hpp"
+#include "environment.hpp"
 
 namespace parallel::detail::os {
 
@@ -45,8 +47,13 @@ using pid_type = ::pid_t;
 /// What a worker's loop reads and writes, and what names an arena to a spawned child.
 using native_handle = int;
 
+/// Throws for a failed system call. Running out of descriptors or address space happens where
+/// a worker is being started (socketpair, memfd, eventfd, dup, fork, posix_spawn, mmap): a
+/// spawn_error that names the limit.
 [[noreturn]] inline void throw_errno(const std::string& what, int err = errno) {
-  throw parallel::error("parallel: " + what + " failed: " + std::strerror(err));
+  if (err == EMFILE || err == ENFILE || err == ENOMEM)
+    throw parallel::spawn_error(describe_errno(what, err));
+  throw parallel::error(describe_errno(what, err));
 }
 
 /// An owned descriptor.
@@ -82,7 +89,12 @@ class fd_handle {
 inline std::pair<fd_handle, fd_handle> socket_pair() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_errno("socketpair");
-  return {fd_handle(fds[0]), fd_handle(fds[1])};
+  fd_handle first(above_standard_fds(fds[0]));
+  const int first_errno = errno;
+  fd_handle second(above_standard_fds(fds[1]));
+  if (!first || !second)
+    throw_errno("fcntl(F_DUPFD_CLOEXEC) of a socket", first ? errno : first_errno);
+  return {std::move(first), std::move(second)};
 }
 
 inline void set_nonblocking(int fd, bool on) {
@@ -94,8 +106,10 @@ inline void set_nonblocking(int fd, bool on) {
 /// Anonymous shared memory of `bytes` bytes (memfd on Linux): O_CLOEXEC, never in /dev/shm.
 inline fd_handle anonymous_memory(std::size_t bytes) {
 #if defined(__linux__)
-  fd_handle fd(static_cast<int>(::syscall(SYS_memfd_create, "parallel-arena", 1u /*CLOEXEC*/)));
-  if (!fd) throw_errno("memfd_create");
+  const int made = static_cast<int>(::syscall(SYS_memfd_create, "parallel-arena", 1u /*CLOEXEC*/));
+  if (made < 0) throw_errno("memfd_create");
+  fd_handle fd(above_standard_fds(made));
+  if (!fd) throw_errno("fcntl(F_DUPFD_CLOEXEC) of a memfd");
 #else
 #error "parallel: the process backend needs memfd_create (Linux)"
 #endif
@@ -108,10 +122,15 @@ inline fd_handle anonymous_memory(std::size_t bytes) {
 class shared_mapping {
  public:
   shared_mapping() noexcept = default;
-  shared_mapping(int fd, std::size_t bytes) : size_(bytes) {
+  shared_mapping(int fd, std::size_t bytes) : shared_mapping(fd, bytes, std::nothrow) {
+    if (data_ == nullptr) throw_errno("mmap(shared arena)");
+  }
+  /// Empty (data() == nullptr, errno set) when the mapping cannot be made.
+  shared_mapping(int fd, std::size_t bytes, std::nothrow_t) noexcept {
     void* at = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (at == MAP_FAILED) throw_errno("mmap(shared arena)");
+    if (at == MAP_FAILED) return;
     data_ = static_cast<std::byte*>(at);
+    size_ = bytes;
   }
   shared_mapping(shared_mapping&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
@@ -141,7 +160,8 @@ class shared_mapping {
 /// the kernel has none (then the end is seen as EOF on the worker's channel).
 inline fd_handle process_watch(pid_type pid) noexcept {
 #if defined(__linux__) && defined(SYS_pidfd_open)
-  return fd_handle(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // CLOEXEC by default
+  // CLOEXEC by default. None when out of descriptors: the end is then seen on the channel.
+  return fd_handle(above_standard_fds(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))));
 #else
   (void)pid;
   return fd_handle();
@@ -167,11 +187,19 @@ inline void die_with_parent(pid_type parent) noexcept {
   if (::getppid() != parent) ::_exit(128 + SIGKILL);
 }
 
-/// What a new worker does first: default handling of Ctrl-C and SIGTERM (whatever its caller
-/// installed), and death with its parent.
+/// What a new worker does first: 0-2 open (open_standard_fds), Ctrl-C and SIGTERM by default
+/// where a handler catches them (a forked worker has none left: fork_with_default_handlers;
+/// a spawned one may have its program's own, installed before spawn_main ran), while an ignored
+/// one stays ignored (a program started with Ctrl-C ignored — nohup, a background job,
+/// `trap '' INT` — keeps its workers through a Ctrl-C too), and death with its parent.
 inline void become_worker(pid_type parent) noexcept {
-  ::signal(SIGINT, SIG_DFL);
-  ::signal(SIGTERM, SIG_DFL);
+  open_standard_fds();
+  for (int sig : {SIGINT, SIGTERM}) {
+    struct sigaction action {};
+    if (::sigaction(sig, nullptr, &action) != 0) continue;
+    if ((action.sa_flags & SA_SIGINFO) == 0 && action.sa_handler == SIG_IGN) continue;
+    ::signal(sig, SIG_DFL);
+  }
   die_with_parent(parent);
 }
 
@@ -344,18 +372,7 @@ inline pid_type fork_with_default_handlers() {
   ::pthread_sigmask(SIG_SETMASK, &all, &previous);
   const pid_type pid = ::fork();
   const int fork_errno = errno;
-  if (pid == 0) {
-    for (int sig = 1; sig < NSIG; ++sig) {
-      struct sigaction action {};
-      if (::sigaction(sig, nullptr, &action) != 0) continue;  // numbers the C library reserves
-      const bool caught = (action.sa_flags & SA_SIGINFO) != 0 ||
-                          (action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN);
-      if (!caught) continue;
-      struct sigaction fallback {};
-      fallback.sa_handler = SIG_DFL;
-      ::sigaction(sig, &fallback, nullptr);
-    }
-  }
+  if (pid == 0) default_caught_signals();
   ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (pid < 0) throw_errno("fork", fork_errno);
   return pid;
@@ -438,7 +455,12 @@ inline std::pair<fd_handle, fd_handle> message_socket_pair() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
     throw_errno("socketpair(SOCK_SEQPACKET)");
-  return {fd_handle(fds[0]), fd_handle(fds[1])};
+  fd_handle first(above_standard_fds(fds[0]));
+  const int first_errno = errno;
+  fd_handle second(above_standard_fds(fds[1]));
+  if (!first || !second)
+    throw_errno("fcntl(F_DUPFD_CLOEXEC) of a socket", first ? errno : first_errno);
+  return {std::move(first), std::move(second)};
 }
 
 /// Sends one message with up to two descriptors attached (SCM_RIGHTS). False when the peer is
@@ -581,7 +603,7 @@ class wakeup {
 
  private:
   static int make() {
-    const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    const int fd = above_standard_fds(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (fd < 0) throw_errno("eventfd");
     return fd;
   }

@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -50,10 +51,12 @@ inline std::vector<std::string> own_command_line() {
 /// Runs this executable again with `fds` as descriptors 3, 4, ... and `marker` as the value of
 /// PARALLEL_WORKER in its environment; returns its pid.
 inline pid_type spawn_self(std::initializer_list<int> fds, const std::string& marker) {
-  // Move the sources above the target numbers first: a source may itself be 3 or 4.
+  // Move the sources above the target numbers first: a source may itself be 3 or 4. Just
+  // above them, not at some high number: that number may be beyond the descriptor limit.
+  const int above_targets = spawned_channel_fd + static_cast<int>(fds.size());
   std::vector<fd_handle> moved;
   for (int fd : fds) {
-    moved.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 100));
+    moved.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, above_targets));
     if (!moved.back()) throw_errno("fcntl(F_DUPFD_CLOEXEC)");
   }
 
@@ -63,6 +66,11 @@ inline pid_type spawn_self(std::initializer_list<int> fds, const std::string& ma
     posix_spawn_file_actions_t* a;
     ~cleanup() { ::posix_spawn_file_actions_destroy(a); }
   } destroy_actions{&actions};
+  // 0-2 closed here are /dev/null in the child: its output goes nowhere, as it would have, and
+  // nothing it opens takes those numbers (a task's printf must not write into a channel).
+  for (int standard = 0; standard < spawned_channel_fd; ++standard)
+    if (::fcntl(standard, F_GETFD) < 0 && errno == EBADF)
+      ::posix_spawn_file_actions_addopen(&actions, standard, "/dev/null", O_RDWR, 0);
   int target = spawned_channel_fd;
   for (const auto& fd : moved) ::posix_spawn_file_actions_adddup2(&actions, fd.get(), target++);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))

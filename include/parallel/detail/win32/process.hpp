@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <typeinfo>
 #include <utility>
@@ -279,14 +280,28 @@ inline owned_handle anonymous_memory(std::size_t bytes) {
   return section;
 }
 
+/// Windows sets no limit on a process's address space (RLIMIT_AS): 0.
+inline std::size_t address_space_limit() noexcept { return 0; }
+
+/// Why a worker's shared memory could not be mapped at all, and what to do.
+inline std::string address_space_advice() {
+  return "parallel: cannot map a worker's shared arena, not even its control page: this "
+         "process is out of address space or commit charge; free memory or start fewer workers";
+}
+
 /// A view of a section, unmapped on destruction.
 class shared_mapping {
  public:
   shared_mapping() noexcept = default;
-  shared_mapping(HANDLE section, std::size_t bytes) : size_(bytes) {
+  shared_mapping(HANDLE section, std::size_t bytes) : shared_mapping(section, bytes, std::nothrow) {
+    if (data_ == nullptr) throw_last_error("MapViewOfFile(shared arena)");
+  }
+  /// Empty (data() == nullptr) when the view cannot be mapped.
+  shared_mapping(HANDLE section, std::size_t bytes, std::nothrow_t) noexcept {
     void* at = ::MapViewOfFile(section, FILE_MAP_ALL_ACCESS, 0, 0, bytes);
-    if (at == nullptr) throw_last_error("MapViewOfFile(shared arena)");
+    if (at == nullptr) return;
     data_ = static_cast<std::byte*>(at);
+    size_ = bytes;
   }
   shared_mapping(shared_mapping&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
