@@ -83,8 +83,6 @@ TEMPLATE_TEST_CASE("faults: map raises worker_died within 100 ms when a worker d
       sleep_ms(2);
       return x * x;
     };
-    const double healthy_ms = time_ms(
-        [&] { CHECK(runner.map(healthy, items, {.chunksize = chunk}) == squares(item_count)); });
     std::string message;
     std::uint64_t caught_ns = 0;
     try {
@@ -94,8 +92,11 @@ TEMPLATE_TEST_CASE("faults: map raises worker_died within 100 ms when a worker d
       message = e.what();
     }
     REQUIRE(caught_ns != 0);
+    // The next call works, and is the healthy call of the same shape that "at once" is measured
+    // against.
+    const double healthy_ms = time_ms(
+        [&] { CHECK(runner.map(healthy, items, {.chunksize = chunk}) == squares(item_count)); });
     check_death(message, caught_ns, how, "item " + std::to_string(dying_item), healthy_ms);
-    CHECK(runner.map(square, items) == squares(item_count));
   });
 }
 
