@@ -61,7 +61,11 @@ int per_call_and_pooled(Check check, const std::vector<std::string>& expect_erro
     const std::string name = std::string(method_name<Start>()) + ", " + mode;
     try {
       const bool right = run();
-      if (!expect_error.empty()) {
+      // A per-call fork map goes on with the workers it could start (a pool's constructor
+      // cannot: it promised n): right results there are what a user wants.
+      const bool degrades =
+          std::is_same_v<Start, parallel::start::fork> && std::string(mode) == "per call";
+      if (!expect_error.empty() && !(degrades && right)) {
         report(name + ": succeeded, where a spawn_error was expected");
         ++failed;
       } else if (!right) {

@@ -136,12 +136,12 @@ class engine {
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       if (try_launch(slots_[i])) continue;
       shut_down();
-      throw spawn_error("parallel: worker " + std::to_string(i + 1) + " of " +
-                        std::to_string(slots_.size()) + " could not be started (" +
-                        last_start_cause_ +
-                        "); the pool was not made (its other workers were "
-                        "ended). Check the limits on processes (ulimit -u), open files (ulimit "
-                        "-n) and memory (ulimit -v), or use fewer workers");
+      throw spawn_error(
+          "parallel: worker " + std::to_string(i + 1) + " of " + std::to_string(slots_.size()) +
+          " could not be started (" + last_start_cause_ +
+          "); the pool was not made (its other workers were "
+          "ended)" +
+          (names_a_limit(last_start_cause_) ? std::string() : ". " + std::string(limits_advice)));
     }
   }
 
@@ -207,9 +207,14 @@ class engine {
   /// for results, deaths, timeouts or `wake`, and handles them. Returns true when `wake` was
   /// signalled.
   bool pump(int wait_ms, const os::wakeup* wake = nullptr) {
-    replenish();
-    dispatch();
-    flush_all();
+    // A worker found dead while its jobs are flushed puts them back and leaves its slot to be
+    // started again: then round again, or the wait below would have no worker to wake it.
+    bool again = true;
+    for (int round = 0; again && round < 8; ++round) {
+      replenish();
+      dispatch();
+      again = flush_all();
+    }
     waits_.clear();
     owners_.clear();
     for (std::size_t i = 0; i < slots_.size(); ++i) {
@@ -232,8 +237,9 @@ class engine {
       owners_.push_back({no_slot, 0, false});
     }
     if (waits_.empty()) return false;
-    const int timeout =
+    int timeout =
         std::min(wait_ms < 0 ? std::numeric_limits<int>::max() : wait_ms, next_deadline_ms());
+    if (again) timeout = 0;  // still workers to start: look, but do not sleep
     const int ready = waits_.wait(timeout == std::numeric_limits<int>::max() ? -1 : timeout);
     bool woken = false;
     if (ready > 0) {
@@ -358,16 +364,27 @@ class engine {
     return false;
   }
 
+  static constexpr const char* limits_advice =
+      "check the limits on processes (ulimit -u), open files (ulimit -n) and memory (ulimit -v), "
+      "or use fewer workers";
+
+  /// True when a start's error already says which limit to raise (the OS layer's EMFILE and
+  /// RLIMIT_AS messages do).
+  static bool names_a_limit(const std::string& why) {
+    return why.find("ulimit") != std::string::npos;
+  }
+
   std::string start_failure_message(const std::string& why) const {
     std::size_t running = 0;
     for (const auto& s : slots_) running += s.pid >= 0 ? 1 : 0;
-    return "parallel: a worker process could not be started (" + why + "); " +
-           (running > 0 ? "the pool goes on with " + std::to_string(running) + " of " +
-                              std::to_string(slots_.size()) +
-                              " workers and tries again later. If this persists, "
-                        : std::string()) +
-           "check the limits on processes (ulimit -u), open files (ulimit -n) and memory "
-           "(ulimit -v), or use fewer workers";
+    std::string text = "parallel: a worker process could not be started (" + why + ")";
+    if (running > 0)
+      text += "; the pool goes on with " + std::to_string(running) + " of " +
+              std::to_string(slots_.size()) + " workers and tries again later";
+    if (!names_a_limit(why))
+      text += running > 0 ? ". If this persists, " + std::string(limits_advice)
+                          : "; " + std::string(limits_advice);
+    return text;
   }
 
   std::size_t running_workers() const noexcept {
@@ -689,9 +706,16 @@ class engine {
     return cfg_.max_tasks_per_child != 0 && s.sent >= cfg_.max_tasks_per_child;
   }
 
-  void flush_all() {
-    for (auto& s : slots_)
-      if (s.pid >= 0 && s.out_sent < s.out.size() && !flush(s)) end_worker(s);
+  /// Writes what each worker has waiting; true when a worker was found gone meanwhile.
+  bool flush_all() {
+    bool ended = false;
+    for (auto& s : slots_) {
+      if (s.pid >= 0 && s.out_sent < s.out.size() && !flush(s)) {
+        end_worker(s);
+        ended = true;
+      }
+    }
+    return ended;
   }
 
   bool flush(slot& s) {
