@@ -85,16 +85,21 @@ class fd_handle {
   int fd_ = -1;
 };
 
-/// A connected pair of stream sockets, both O_CLOEXEC.
-inline std::pair<fd_handle, fd_handle> socket_pair() {
+/// A connected pair of AF_UNIX sockets of `type`, both O_CLOEXEC and numbered 3 or more.
+inline std::pair<fd_handle, fd_handle> unix_socket_pair(int type, const char* what) {
   int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_errno("socketpair");
+  if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds) != 0) throw_errno(what);
   fd_handle first(above_standard_fds(fds[0]));
   const int first_errno = errno;
   fd_handle second(above_standard_fds(fds[1]));
   if (!first || !second)
     throw_errno("fcntl(F_DUPFD_CLOEXEC) of a socket", first ? errno : first_errno);
   return {std::move(first), std::move(second)};
+}
+
+/// A connected pair of stream sockets, both O_CLOEXEC.
+inline std::pair<fd_handle, fd_handle> socket_pair() {
+  return unix_socket_pair(SOCK_STREAM, "socketpair");
 }
 
 inline void set_nonblocking(int fd, bool on) {
@@ -452,15 +457,7 @@ inline memory_handle adopt_memory(native_handle fd) noexcept { return library_fd
 
 /// A connected pair of message sockets (message boundaries kept; descriptors can travel).
 inline std::pair<fd_handle, fd_handle> message_socket_pair() {
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
-    throw_errno("socketpair(SOCK_SEQPACKET)");
-  fd_handle first(above_standard_fds(fds[0]));
-  const int first_errno = errno;
-  fd_handle second(above_standard_fds(fds[1]));
-  if (!first || !second)
-    throw_errno("fcntl(F_DUPFD_CLOEXEC) of a socket", first ? errno : first_errno);
-  return {std::move(first), std::move(second)};
+  return unix_socket_pair(SOCK_SEQPACKET, "socketpair(SOCK_SEQPACKET)");
 }
 
 /// Sends one message with up to two descriptors attached (SCM_RIGHTS). False when the peer is
