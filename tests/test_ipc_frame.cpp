@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <parallel/detail/ipc/arena.hpp>
 #include <parallel/detail/ipc/frame.hpp>
 #include <parallel/detail/ipc/frame_reader.hpp>
 #include <random>
@@ -326,6 +327,55 @@ TEST_CASE("ipc frame: a forged length allocates nothing it has not received", "[
     REQUIRE(f);
     CHECK(f->payload == payload);
     CHECK(f->payload.capacity() == payload.size());
+  }
+}
+
+TEST_CASE("ipc arena: a ring emptied part-way takes a full ring of results again", "[ipc]") {
+  // One object plays both sides: the worker puts, the caller views and releases.
+  ipc::arena ring(ipc::arena::min_ring_bytes);
+  REQUIRE(ring.ring_size() == ipc::arena::min_ring_bytes);
+  const std::size_t size = ring.ring_size();
+  auto bytes_of = [](std::size_t n, unsigned char fill) {
+    return std::vector<std::byte>(n, std::byte{fill});
+  };
+  auto put = [&](const std::vector<std::byte>& bytes) { return ring.try_put(bytes); };
+
+  // Too small for the ring, or more than half of it: the socket's.
+  CHECK_FALSE(put(bytes_of(ipc::arena::ring_threshold - 1, 1)));
+  CHECK_FALSE(put(bytes_of(size / 2 + 1, 1)));
+
+  // One result, consumed: the ring is empty again, part-way through its first lap.
+  const auto first = put(bytes_of(size / 10, 1));
+  REQUIRE(first);
+  ring.release(*first);
+
+  // Two results that together fill 80% of the ring fit without the caller consuming either:
+  // the stretch skipped to start again at the beginning is free, not in use.
+  const auto a = put(bytes_of(size * 2 / 5, 2));
+  const auto b = put(bytes_of(size * 2 / 5, 3));
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->offset % size == 0);
+  CHECK(b->offset == a->offset + a->length);
+  const auto seen_a = ring.view(*a);
+  const auto seen_b = ring.view(*b);
+  CHECK(std::all_of(seen_a.begin(), seen_a.end(), [](std::byte x) { return x == std::byte{2}; }));
+  CHECK(std::all_of(seen_b.begin(), seen_b.end(), [](std::byte x) { return x == std::byte{3}; }));
+
+  // A third does not fit while both are unconsumed, and fits once the first is released.
+  CHECK_FALSE(put(bytes_of(size * 2 / 5, 4)));
+  ring.release(*a);
+  const auto c = put(bytes_of(size * 2 / 5, 4));
+  REQUIRE(c);
+  CHECK(c->offset % size == 0);  // wrapped to the start: the end had no room for it
+  ring.release(*b);
+  ring.release(*c);
+
+  // Many laps of results consumed one by one never fall back to the socket.
+  for (int i = 0; i < 64; ++i) {
+    const auto next = put(bytes_of(size / 3 + static_cast<std::size_t>(i) * 1000, 5));
+    REQUIRE(next);
+    ring.release(*next);
   }
 }
 

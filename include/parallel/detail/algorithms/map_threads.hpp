@@ -43,14 +43,15 @@ class threaded_map {
   std::vector<R> run() {
     const std::size_t n = input_.size();
     if (n != 0) {
+      // The caller runs the call itself when a default pool got no thread, or when the call is
+      // a single chunk (not worth waking anyone).
+      const bool caller_runs = pool_.size() == 0 || (chunksize_ != 0 && n <= chunksize_);
       if (pool_.on_worker())
         spread(0, n, first_block());
-      else if (pool_.size() == 0)
-        run_block(0, n);  // a default pool that got no thread: the caller runs the call
+      else if (caller_runs)
+        run_block(0, n);
       else if (chunksize_ == 0)
         start_from_outside(n);
-      else if (n <= chunksize_)
-        run_block(0, n);  // a single chunk: not worth waking anyone
       else
         hand_to_pool(0, n, 1);
     }

@@ -103,12 +103,19 @@ class arena {
     if (bytes.size() < ring_threshold || bytes.size() > ring_bytes_ / 2) return std::nullopt;
     control_block& c = control();
     std::uint64_t head = c.ring_head.load(std::memory_order_relaxed);
-    const std::uint64_t tail = c.ring_tail.load(std::memory_order_acquire);
+    std::uint64_t tail = c.ring_tail.load(std::memory_order_acquire);
+    // The stretch skipped when the ring was last found empty was never written: it is free
+    // although the caller's tail has not passed it yet (it passes it with the next release).
+    if (tail == skipped_from_) tail = skipped_to_;
     const std::uint64_t offset = head % ring_bytes_;
     if (head == tail) {
       // The caller has consumed everything: start again at the beginning, so the ring's pages
       // in use stay few and warm. The whole ring is free.
-      if (offset != 0) head += ring_bytes_ - offset;
+      if (offset != 0) {
+        skipped_from_ = head;
+        head += ring_bytes_ - offset;
+        skipped_to_ = head;
+      }
     } else {
       // Unconsumed bytes are in [tail, head). Bytes that would not fit before the end go to the
       // start; the skipped end counts as used until the caller passes it.
@@ -154,6 +161,9 @@ class arena {
   }
 
   std::uint64_t ring_bytes_ = 0;
+  // Worker side: the last stretch [skipped_from_, skipped_to_) skipped at an empty ring.
+  std::uint64_t skipped_from_ = ~std::uint64_t{0};
+  std::uint64_t skipped_to_ = 0;
   os::memory_handle fd_;
   os::shared_mapping map_;
 };

@@ -12,9 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <initializer_list>
-#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,10 +27,21 @@ inline constexpr int spawned_channel_fd = 3;
 inline constexpr int spawned_arena_fd = 4;
 inline constexpr const char* worker_marker = "PARALLEL_WORKER";
 
-/// The arguments this process was started with (Linux: /proc/self/cmdline).
+/// The arguments this process was started with (Linux: /proc/self/cmdline). Out of descriptors,
+/// a spawn_error naming the limit: a worker started without its arguments would not be the same
+/// program.
 inline std::vector<std::string> own_command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const fd_handle in(::open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC));
+  if (!in) throw_errno("open(/proc/self/cmdline)");
+  std::string all;
+  char buffer[4096];
+  for (;;) {
+    const ::ssize_t got = ::read(in.get(), buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw_errno("read(/proc/self/cmdline)");
+    if (got == 0) break;
+    all.append(buffer, static_cast<std::size_t>(got));
+  }
   std::vector<std::string> args;
   std::string current;
   for (char c : all) {
