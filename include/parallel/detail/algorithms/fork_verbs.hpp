@@ -92,6 +92,7 @@ struct backend<processes<start::fork>> {
     ipc::engine eng(ipc::engine::config{.workers = std::min(resolve_workers(p.workers), n),
                                         .handshake_timeout = std::chrono::seconds(5)},
                     fork_starter(handle));
+    eng.start_workers();  // before the result slots exist (no copy-on-write fault per result)
     inline_runner run(eng);
     process_map_call<R> call(
         run, n, opts,

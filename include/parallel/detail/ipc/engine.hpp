@@ -154,6 +154,14 @@ class engine {
 
   std::size_t size() const noexcept { return slots_.size(); }
 
+  /// Starts a worker in every empty slot now, not when work comes. Per-call fork does so before
+  /// the call's result memory exists: the caller's writes to it are then no copy-on-write
+  /// faults. A start that fails leaves its slot to dispatch(), as a start on demand would.
+  void start_workers() {
+    for (auto& s : slots_)
+      if (s.pid < 0) (void)try_launch(s);
+  }
+
   void post(std::unique_ptr<job> j) {
     j->id = ++last_id_;
     pending_.push_back(std::move(j));

@@ -4,6 +4,7 @@
 // this: README.md in this folder.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cstddef>
@@ -185,7 +186,10 @@ inline header_bytes encode_header(frame_type type, frame_flags flags, std::uint6
 inline void append_frame(std::vector<std::byte>& out, frame_type type, frame_flags flags,
                          std::uint64_t task_id, std::span<const std::byte> payload) {
   const header_bytes header = encode_header(type, flags, task_id, payload.size());
-  out.reserve(out.size() + header_size + payload.size());
+  // Grows by at least half: frames appended one after another to a batch would otherwise
+  // relocate the whole batch each time.
+  const std::size_t needed = out.size() + header_size + payload.size();
+  if (needed > out.capacity()) out.reserve(std::max(needed, out.capacity() + out.capacity() / 2));
   out.insert(out.end(), header.begin(), header.end());
   out.insert(out.end(), payload.begin(), payload.end());
 }
