@@ -154,14 +154,6 @@ class engine {
 
   std::size_t size() const noexcept { return slots_.size(); }
 
-  /// Starts a worker in every empty slot now, not when work comes. Per-call fork does so before
-  /// the call's result memory exists: the caller's writes to it are then no copy-on-write
-  /// faults. A start that fails leaves its slot to dispatch(), as a start on demand would.
-  void start_workers() {
-    for (auto& s : slots_)
-      if (s.pid < 0) (void)try_launch(s);
-  }
-
   void post(std::unique_ptr<job> j) {
     j->id = ++last_id_;
     pending_.push_back(std::move(j));
@@ -283,10 +275,6 @@ class engine {
   /// After a worker could not be started, its slot is tried again no sooner than this, unless
   /// no worker is left (then at once: the jobs would otherwise fail).
   static constexpr std::uint64_t start_retry_ns = 100'000'000;
-  /// A job this long (lately, on average) has no job queued behind it in its worker (depth()).
-  static constexpr std::uint64_t long_job_ns = 1'000'000;
-  /// About this much work waits in a worker behind its running job (depth(), dispatch()).
-  static constexpr std::uint64_t queue_budget_ns = 1'000'000;
   // Why the engine stopped a worker: a task's timeout, a start that took too long, a frame that
   // broke the protocol, or none of its jobs' doing (the caller could not take a result: the
   // result's job failed already, the others go to other workers).
@@ -301,12 +289,11 @@ class engine {
     std::vector<std::byte> out;
     std::size_t out_sent = 0;
     std::deque<std::unique_ptr<job>> in_flight;
-    std::uint64_t sent = 0;            // tasks sent to this worker
-    std::uint64_t front_since_ns = 0;  // when its first job in flight was sent or began
-    std::uint64_t generation = 0;      // bumped at each launch: poll results of a former worker
-    bool greeted = false;              // ready for tasks (its initializer, if any, has run)
-    bool alive = false;                // said hello at all
-    bool relaunch = false;             // empty, and to get a worker without waiting for jobs
+    std::uint64_t sent = 0;        // tasks sent to this worker
+    std::uint64_t generation = 0;  // bumped at each launch: poll results of a former worker
+    bool greeted = false;          // ready for tasks (its initializer, if any, has run)
+    bool alive = false;            // said hello at all
+    bool relaunch = false;         // empty, and to get a worker without waiting for jobs
     std::uint64_t launched_ns = 0;
     std::uint64_t start_failed_ns = 0;  // when a start last failed here (0: it did not)
     std::uint64_t failed_round = 0;     // the dispatch() round of that failure
@@ -653,25 +640,11 @@ class engine {
 
   // --- sending -----------------------------------------------------------------------------
 
-  /// How many jobs a worker may hold, the one it runs included. A job sent to a worker cannot be
-  /// taken back, so a worker holds only what it will start soon: about a millisecond of work
-  /// queued behind the running job, so a worker never waits for its next short job; one job
-  /// behind a job of a few milliseconds; none behind a long one, nor while no job's cost is
-  /// known yet (a first job that runs for seconds holds nothing that an idle worker could run).
   std::size_t depth() const noexcept {
-    if (job_ns_ == 0 || job_ns_ >= long_job_ns) return 1;
-    return std::clamp<std::size_t>(static_cast<std::size_t>(queue_budget_ns / job_ns_) + 1, 2, 64);
-  }
-
-  /// How long until a worker could start one more job: the time left of its running job, then
-  /// the typical time of each job queued behind it. A running job past the typical time is taken
-  /// to need as long again as it has run so far (a job that is slow now tends to stay slow):
-  /// so a worker stuck in a long job soon gets nothing queued behind it, while the others do.
-  std::uint64_t busy_for_ns(const slot& s, std::uint64_t now) const noexcept {
-    if (s.in_flight.empty()) return 0;
-    const std::uint64_t ran = now > s.front_since_ns ? now - s.front_since_ns : 0;
-    const std::uint64_t left = ran < job_ns_ ? job_ns_ - ran : ran;
-    return left + (s.in_flight.size() - 1) * job_ns_;
+    // Keep about a millisecond of work queued in each worker, at least two jobs, so a worker
+    // never waits for the next job and the last ones still spread over every worker.
+    if (job_ns_ == 0) return 2;
+    return std::clamp<std::size_t>(static_cast<std::size_t>(1'000'000 / job_ns_) + 1, 2, 64);
   }
 
   void dispatch() {
@@ -682,11 +655,9 @@ class engine {
     // With no worker running, an empty slot is tried at once, whenever it last failed.
     const bool none_running = running_workers() == 0;
     while (!pending_.empty()) {
-      // The worker that could start a job soonest, if within queue_budget_ns (busy_for_ns), and
-      // holding fewer than depth() jobs; a slot without a worker counts as idle but loses ties,
-      // so a call of one item starts one worker.
+      // The worker with the fewest jobs in flight; a slot without a worker counts as idle but
+      // loses ties, so a call of one item starts one worker.
       slot* best = nullptr;
-      std::uint64_t best_busy = 0;
       for (auto& s : slots_) {
         if (s.pid >= 0 && (s.stopping != stop_reason::none || retiring(s))) continue;
         if (s.pid < 0 && s.start_failed_ns != 0 &&
@@ -694,13 +665,9 @@ class engine {
              (!none_running && now - s.start_failed_ns < start_retry_ns)))
           continue;
         if (s.in_flight.size() >= limit) continue;
-        const std::uint64_t busy = busy_for_ns(s, now);
-        if (busy > queue_budget_ns) continue;
-        if (best == nullptr || busy < best_busy ||
-            (busy == best_busy && best->pid < 0 && s.pid >= 0)) {
+        if (best == nullptr || s.in_flight.size() < best->in_flight.size() ||
+            (s.in_flight.size() == best->in_flight.size() && best->pid < 0 && s.pid >= 0))
           best = &s;
-          best_busy = busy;
-        }
       }
       if (best == nullptr) break;
       if (best->pid < 0 && !try_launch(*best)) {
@@ -724,7 +691,6 @@ class engine {
       }
       j->seq = ++best->sent;
       j->sent_ns = now;
-      if (best->in_flight.empty()) best->front_since_ns = now;
       best->in_flight.push_back(std::move(j));
     }
     // Jobs wait, and no slot has a worker: every start failed just now. They fail rather than
@@ -871,7 +837,6 @@ class engine {
     std::unique_ptr<job> j = std::move(s.in_flight.front());
     s.in_flight.pop_front();
     --s.results_parsed;
-    s.front_since_ns = os::monotonic_ns();  // the next job, if any, began about now
 
     std::string failure;
     try {
