@@ -3,6 +3,7 @@
 // forged stream is a parallel::error naming the protocol violation — never a crash, never a
 // huge allocation.
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "catch.hpp"
@@ -377,6 +379,66 @@ TEST_CASE("ipc arena: a ring emptied part-way takes a full ring of results again
     REQUIRE(next);
     ring.release(*next);
   }
+}
+
+TEST_CASE("ipc frame: a withdrawn-task mark stands alone on an empty result frame", "[ipc]") {
+  const std::string prefix = "parallel: protocol error: a withdrawn-task mark";
+  const auto mark = ipc::encode_frame(frame_type::result, frame_flags::withdrawn, 9, {});
+  const auto frames = read_all(mark);
+  REQUIRE(frames.size() == 1);
+  CHECK(frames[0].flags == frame_flags::withdrawn);
+  CHECK(frames[0].task_id == 9);
+  // On a task frame, with a payload, or with the arena flag: refused.
+  CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(1, 2, 0)); }), prefix));
+  CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(2, 2, 8)); }), prefix));
+  CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(2, 3, 16)); }), prefix));
+}
+
+TEST_CASE("ipc arena: a task is taken by the worker or withdrawn by the caller, never both",
+          "[ipc]") {
+  ipc::arena shared(0);
+  ipc::control_block& c = shared.control();
+  // Offered, then taken: it can no longer be withdrawn.
+  c.offer(1);
+  CHECK(c.take(1));
+  CHECK_FALSE(c.withdraw(1));
+  // Offered, then withdrawn: the worker skips it, and a second withdrawal is refused.
+  c.offer(2);
+  CHECK(c.withdraw(2));
+  CHECK_FALSE(c.take(2));
+  CHECK_FALSE(c.withdraw(2));
+  // The same place a lap later holds a new task: the old word does not match it.
+  const std::uint64_t later = 2 + ipc::control_block::claim_slots;
+  CHECK_FALSE(c.withdraw(later));  // not offered yet
+  c.offer(later);
+  CHECK(c.withdraw(later));
+  // A task never offered (a caller without claims, as MPI's) is run.
+  CHECK(c.take(5));
+  // Two threads race for each of many tasks: exactly one wins each.
+  constexpr std::uint64_t tasks = 20000;
+  constexpr std::uint64_t from = 1000;
+  std::uint64_t taken = 0;
+  std::atomic<std::uint64_t> offered{from};  // tasks below this are offered
+  std::atomic<std::uint64_t> reached{from};  // the worker is past tasks below this
+  std::thread worker([&] {
+    for (std::uint64_t seq = from; seq < from + tasks; ++seq) {
+      while (offered.load(std::memory_order_acquire) <= seq) std::this_thread::yield();
+      if (c.take(seq)) ++taken;
+      reached.store(seq + 1, std::memory_order_release);
+    }
+  });
+  std::uint64_t withdrawn = 0;
+  for (std::uint64_t seq = from; seq < from + tasks; ++seq) {
+    // At most claim_slots - 1 tasks ahead of the worker, as the engine keeps them.
+    while (seq - reached.load(std::memory_order_acquire) + 1 >= ipc::control_block::claim_slots)
+      std::this_thread::yield();
+    c.offer(seq);
+    offered.store(seq + 1, std::memory_order_release);
+    if (seq % 2 == 0 && c.withdraw(seq)) ++withdrawn;
+  }
+  worker.join();
+  CHECK(taken + withdrawn == tasks);
+  CHECK(taken >= tasks / 2);  // the odd ones were never withdrawn
 }
 
 TEST_CASE("ipc frame: arena descriptors are checked against the frame and the arena", "[ipc]") {

@@ -283,7 +283,7 @@ auto pool_map(runner& run, F& f, Range& items, const options& opts) {
     return std::vector<R>{};
   }
   const body_prefix prefix = shipped_prefix<Fn, V, Apply>(f);
-  process_map_call<R> call(run, n, opts);
+  process_map_call<R> call(run, n, opts, learned_cost_for<Fn, V>());
   return call.run(prefix, [&](encoder& body, std::size_t first, std::size_t count) {
     for (std::size_t i = first; i < first + count; ++i) {
       const V& item = input[i];
@@ -309,7 +309,7 @@ auto pool_imap(std::unique_ptr<Runner> run, F&& f, Range&& items, const options&
   typename state::filler fill = &ship_items<View, V>;
   return imap_view<state>(std::make_unique<state>(r, View(std::forward<Range>(items)), opts,
                                                   shipped_prefix<Fn, V, Apply>(f), std::move(fill),
-                                                  std::move(keep)));
+                                                  std::move(keep), learned_cost_for<Fn, V>()));
 }
 
 /// submit on workers that run shipped tasks: one job of one call, its outcome in a future.

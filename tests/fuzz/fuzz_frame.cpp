@@ -79,6 +79,11 @@ std::optional<ipc::frame_header> valid_header(std::span<const std::byte, ipc::he
   header.task_id = ipc::wire::load<std::uint64_t>(bytes.data() + 16);
   header.payload_length = ipc::wire::load<std::uint64_t>(bytes.data() + 24);
   if (!ipc::is_known(header.type) || (flags & ~ipc::known_flags_mask) != 0) return std::nullopt;
+  // A withdrawn-task mark stands alone, on an empty result frame.
+  if (ipc::has_flag(header.flags, ipc::frame_flags::withdrawn) &&
+      (header.type != ipc::frame_type::result || flags != 2u || header.payload_length != 0)) {
+    return std::nullopt;
+  }
   if (ipc::has_flag(header.flags, ipc::frame_flags::payload_in_arena) &&
       header.payload_length != ipc::arena_descriptor_size) {
     return std::nullopt;

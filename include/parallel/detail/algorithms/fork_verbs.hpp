@@ -92,8 +92,12 @@ struct backend<processes<start::fork>> {
     ipc::engine eng(ipc::engine::config{.workers = std::min(resolve_workers(p.workers), n),
                                         .handshake_timeout = std::chrono::seconds(5)},
                     fork_starter(handle));
+    eng.start_workers();  // before the result slots exist (no copy-on-write fault per result)
     inline_runner run(eng);
-    process_map_call<R> call(run, n, opts);
+    process_map_call<R> call(
+        run, n, opts,
+        learned_cost_for<std::decay_t<F>,
+                         std::remove_cvref_t<std::ranges::range_reference_t<Range>>>());
     return call.run({}, [](encoder&, std::size_t, std::size_t) {});
   }
 
@@ -143,7 +147,7 @@ struct backend<processes<start::fork>> {
     std::unique_ptr<void, void (*)(void*)> keep(ctx.release(),
                                                 [](void* p) { delete static_cast<context*>(p); });
     auto s = std::make_unique<state>(run, View(std::forward<Range>(items)), opts, body_prefix{},
-                                     std::move(fill), std::move(keep));
+                                     std::move(fill), std::move(keep), learned_cost_for<Fn, V>());
     c->origin = s->origin();
     return imap_view<state>(std::move(s));
   }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -92,11 +93,56 @@ class inline_runner final : public runner {
   ipc::engine& engine_;
 };
 
-/// Automatic batching shared by map and imap: a few probe jobs of growing size, then chunks
-/// that take ~2 ms in a worker, shrinking towards the end so the last ones spread out.
+/// What automatic batching learned of a function's items, kept for its next call: that call
+/// sizes its first chunks from it instead of probing again with one-item jobs. One per function
+/// and item type (learned_cost_for), shared by every pool, process backend and MPI.
+struct learned_cost {
+  std::atomic<std::uint64_t> ns_per_item{0};  // 0: never measured
+  std::atomic<std::uint64_t> bytes_per_item{0};
+};
+template <class F, class V>
+inline learned_cost learned_cost_of;
+
+template <class F>
+inline constexpr bool is_std_function = false;
+template <class R, class... A>
+inline constexpr bool is_std_function<std::function<R(A...)>> = true;
+
+/// Where a call of F over items V keeps its learned cost, or null: only a closure or function
+/// object type names one function. A function pointer type (`int (*)(int)`) or std::function
+/// stands for every function of its signature, and a cheap one must not size the chunks of a
+/// slow one.
+template <class F, class V>
+learned_cost* learned_cost_for() noexcept {
+  if constexpr (std::is_class_v<F> && !is_std_function<F>)
+    return &learned_cost_of<F, V>;
+  else
+    return nullptr;
+}
+
+/// Automatic batching shared by map and imap: chunks that take ~2 ms in a worker, shrinking
+/// towards the end so the last ones spread out, but never below min_tail_ns of work or 1/8 of a
+/// worker's share of the call (a tail of one-item jobs costs a round trip each). A function run
+/// before starts from what was learned then; a new one from a few probe jobs of growing size.
 class chunk_planner {
  public:
-  chunk_planner(std::size_t fixed, std::size_t workers) : fixed_(fixed), workers_(workers) {}
+  chunk_planner(std::size_t fixed, std::size_t workers, std::size_t total = unknown,
+                learned_cost* memory = nullptr)
+      : fixed_(fixed), workers_(workers), total_(total), memory_(memory) {
+    if (memory_ == nullptr || fixed_ != 0) return;
+    const std::uint64_t ns = memory_->ns_per_item.load(std::memory_order_relaxed);
+    if (ns == 0) return;
+    items_ = 1;  // weighs one item: the call's own measurements take over at once
+    ns_ = ns;
+    bytes_ = memory_->bytes_per_item.load(std::memory_order_relaxed);
+  }
+  chunk_planner(const chunk_planner&) = delete;
+  chunk_planner& operator=(const chunk_planner&) = delete;
+  ~chunk_planner() {
+    if (memory_ == nullptr || measured_ == 0) return;
+    memory_->ns_per_item.store(std::max<std::uint64_t>(1, ns_ / items_), std::memory_order_relaxed);
+    memory_->bytes_per_item.store(bytes_ / items_, std::memory_order_relaxed);
+  }
 
   std::size_t next(std::size_t remaining) {
     if (fixed_ != 0) return fixed_;
@@ -111,8 +157,16 @@ class chunk_planner {
       const std::uint64_t bytes_per_item = std::max<std::uint64_t>(1, bytes_ / items_);
       size =
           std::min<std::size_t>(size, static_cast<std::size_t>(max_chunk_bytes / bytes_per_item));
-      if (remaining != unknown)
-        size = std::min(size, std::max<std::size_t>(1, remaining / (4 * workers_)));
+      if (remaining != unknown) {
+        // Shrink towards the end, down to a floor: min_tail_ns of work, or an eighth of a
+        // worker's share of the whole call, whichever is more.
+        std::size_t floor = static_cast<std::size_t>(min_tail_ns / per_item);
+        if (total_ != unknown) floor = std::max(floor, total_ / (8 * workers_));
+        size = std::min(size, std::max(floor, remaining / (4 * workers_)));
+        // Never more than a worker's share of what is left: every worker gets a chunk, whatever
+        // a cost learned in an earlier call says.
+        size = std::min(size, (remaining + workers_ - 1) / workers_);
+      }
     }
     return std::clamp<std::size_t>(size, 1, max_chunk);
   }
@@ -121,6 +175,7 @@ class chunk_planner {
     items_ += items;
     ns_ += ns;
     bytes_ += bytes;
+    measured_ += items;
   }
 
   /// Jobs to keep posted: about two milliseconds of work per worker, at least two jobs each.
@@ -137,14 +192,18 @@ class chunk_planner {
 
  private:
   static constexpr std::uint64_t target_ns = 2'000'000;
+  static constexpr std::uint64_t min_tail_ns = 50'000;
   static constexpr std::size_t max_chunk = std::size_t{1} << 20;
   static constexpr std::uint64_t max_chunk_bytes = std::uint64_t{4} << 20;
   std::size_t fixed_;
   std::size_t workers_;
+  std::size_t total_;
+  learned_cost* memory_;
   std::size_t probes_ = 0;
   std::uint64_t items_ = 0;
   std::uint64_t ns_ = 0;
   std::uint64_t bytes_ = 0;
+  std::uint64_t measured_ = 0;  // items measured by this call (not the seed)
 };
 
 /// Writes a job's body: nothing more (fork-per-call, index mode), or the items (and, on a pool,
@@ -168,8 +227,12 @@ inline std::unique_ptr<ipc::job> make_job(std::uint64_t first, std::uint64_t cou
 template <class R>
 class process_map_call final : public ipc::job_sink {
  public:
-  process_map_call(runner& run, std::size_t n, const options& opts)
-      : run_(run), n_(n), opts_(opts), slots_(n), planner_(opts.chunksize, run.workers()) {}
+  process_map_call(runner& run, std::size_t n, const options& opts, learned_cost* memory = nullptr)
+      : run_(run),
+        n_(n),
+        opts_(opts),
+        slots_(n),
+        planner_(opts.chunksize, run.workers(), n, memory) {}
 
   /// Posts jobs as results come back; `fill(encoder&, first, count)` writes a job's items.
   template <class Fill>
@@ -270,14 +333,15 @@ class process_imap_state final : public ipc::job_sink {
                                            const std::ranges::sentinel_t<View>&, std::size_t)>;
 
   process_imap_state(runner& run, View items, const options& opts, body_prefix prefix, filler fill,
-                     std::unique_ptr<void, void (*)(void*)> keep_alive)
+                     std::unique_ptr<void, void (*)(void*)> keep_alive,
+                     learned_cost* memory = nullptr)
       : keep_alive_(std::move(keep_alive)),
         run_(run),
         items_(std::move(items)),
         opts_(opts),
         prefix_(std::move(prefix)),
         fill_(std::move(fill)),
-        planner_(opts.chunksize, run.workers()),
+        planner_(opts.chunksize, run.workers(), total_of(items_), memory),
         next_(std::ranges::begin(items_)) {
     if constexpr (std::ranges::sized_range<View>)
       total_ = static_cast<std::size_t>(std::ranges::size(items_));
@@ -410,6 +474,13 @@ class process_imap_state final : public ipc::job_sink {
       window_.push_back(std::move(c));
       batch_.push_back(std::move(j));
     }
+  }
+
+  static std::size_t total_of(View& items) {
+    if constexpr (std::ranges::sized_range<View>)
+      return static_cast<std::size_t>(std::ranges::size(items));
+    else
+      return chunk_planner::unknown;
   }
 
   bool failed_seen() const noexcept {

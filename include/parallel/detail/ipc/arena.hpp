@@ -39,6 +39,42 @@ struct control_block {
   std::atomic<std::uint64_t> ring_head{0};
   // Written by the caller.
   alignas(64) std::atomic<std::uint64_t> ring_tail{0};
+
+  // The claim on each task sent and not yet started, by its position in the worker's task
+  // stream (seq, 1-based): the caller offers it before sending it, then either the worker takes
+  // it as it starts it or the caller withdraws it (to give it to an idle worker, or because its
+  // call was left). One compare-and-swap decides which. A word holds seq * 4 + state, so a word
+  // left from an earlier task in the same place never matches. The caller keeps fewer than
+  // claim_slots tasks in a worker.
+  static constexpr std::size_t claim_slots = 256;
+  enum : std::uint64_t { queued = 1, started = 2, withdrawn = 3 };
+  static constexpr std::uint64_t claim_word(std::uint64_t seq, std::uint64_t state) noexcept {
+    return seq * 4 + state;
+  }
+  std::atomic<std::uint64_t>& claim(std::uint64_t seq) noexcept {
+    return claims[seq % claim_slots];
+  }
+  /// The caller, before it sends task `seq`.
+  void offer(std::uint64_t seq) noexcept {
+    claim(seq).store(claim_word(seq, queued), std::memory_order_release);
+  }
+  /// The caller: true when the worker will not run task `seq` (it had not started it).
+  bool withdraw(std::uint64_t seq) noexcept {
+    std::uint64_t expected = claim_word(seq, queued);
+    return claim(seq).compare_exchange_strong(expected, claim_word(seq, withdrawn),
+                                              std::memory_order_acq_rel);
+  }
+  /// The worker, as it starts task `seq`: false when the caller withdrew it. A task never
+  /// offered (a caller that does not use claims) is taken.
+  bool take(std::uint64_t seq) noexcept {
+    std::uint64_t expected = claim_word(seq, queued);
+    if (claim(seq).compare_exchange_strong(expected, claim_word(seq, started),
+                                           std::memory_order_acq_rel))
+      return true;
+    return expected != claim_word(seq, withdrawn);
+  }
+
+  alignas(64) std::atomic<std::uint64_t> claims[claim_slots]{};
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "the control block is shared between processes: its atomics must be lock-free");
@@ -46,6 +82,7 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
 class arena {
  public:
   static constexpr std::size_t control_bytes = 4096;
+  static_assert(sizeof(control_block) <= control_bytes);
   /// Results of at least this many bytes go through the ring (when they fit).
   static constexpr std::size_t ring_threshold = std::size_t{32} << 10;
 

@@ -68,6 +68,9 @@ struct job {
   std::uint64_t id = 0;
   std::uint64_t seq = 0;      // position in its worker's task stream
   std::uint64_t sent_ns = 0;  // when it was given to that worker
+  // Taken back from its worker before it started (control_block::withdraw): what stays in that
+  // worker's queue is this mark, without sink, until the worker says it skipped the task.
+  bool withdrawn = false;
 };
 
 /// The end of a result payload (worker.hpp's layout), after its results: nothing when the task
@@ -154,17 +157,29 @@ class engine {
 
   std::size_t size() const noexcept { return slots_.size(); }
 
+  /// Starts a worker in every empty slot now, not when work comes. Per-call fork does so before
+  /// the call's result memory exists: the caller's writes to it are then no copy-on-write
+  /// faults. A start that fails leaves its slot to dispatch(), as a start on demand would.
+  void start_workers() {
+    for (auto& s : slots_)
+      if (s.pid < 0) (void)try_launch(s);
+  }
+
   void post(std::unique_ptr<job> j) {
     j->id = ++last_id_;
     pending_.push_back(std::move(j));
   }
 
-  /// Drops the sink's jobs that were not sent and forgets the outcome of those in flight.
+  /// Drops the sink's jobs that were not sent, withdraws those sent that have not started, and
+  /// forgets the outcome of those running.
   void cancel(const job_sink* sink) {
     std::erase_if(pending_, [sink](const std::unique_ptr<job>& j) { return j->sink == sink; });
     for (auto& s : slots_)
-      for (auto& j : s.in_flight)
-        if (j->sink == sink) j->sink = nullptr;
+      for (auto& j : s.in_flight) {
+        if (j->sink != sink) continue;
+        j->sink = nullptr;
+        if (!j->withdrawn && s.shared && s.shared->control().withdraw(j->seq)) j->withdrawn = true;
+      }
   }
 
   /// Jobs posted and not finished whose outcome someone still waits for (a cancelled job
@@ -275,6 +290,10 @@ class engine {
   /// After a worker could not be started, its slot is tried again no sooner than this, unless
   /// no worker is left (then at once: the jobs would otherwise fail).
   static constexpr std::uint64_t start_retry_ns = 100'000'000;
+  /// A job this long (lately, on average) has no job queued behind it in its worker (depth()).
+  static constexpr std::uint64_t long_job_ns = 1'000'000;
+  /// About this much work waits in a worker behind its running job (depth(), dispatch()).
+  static constexpr std::uint64_t queue_budget_ns = 1'000'000;
   // Why the engine stopped a worker: a task's timeout, a start that took too long, a frame that
   // broke the protocol, or none of its jobs' doing (the caller could not take a result: the
   // result's job failed already, the others go to other workers).
@@ -289,11 +308,12 @@ class engine {
     std::vector<std::byte> out;
     std::size_t out_sent = 0;
     std::deque<std::unique_ptr<job>> in_flight;
-    std::uint64_t sent = 0;        // tasks sent to this worker
-    std::uint64_t generation = 0;  // bumped at each launch: poll results of a former worker
-    bool greeted = false;          // ready for tasks (its initializer, if any, has run)
-    bool alive = false;            // said hello at all
-    bool relaunch = false;         // empty, and to get a worker without waiting for jobs
+    std::uint64_t sent = 0;            // tasks sent to this worker
+    std::uint64_t front_since_ns = 0;  // when its first job in flight was sent or began
+    std::uint64_t generation = 0;      // bumped at each launch: poll results of a former worker
+    bool greeted = false;              // ready for tasks (its initializer, if any, has run)
+    bool alive = false;                // said hello at all
+    bool relaunch = false;             // empty, and to get a worker without waiting for jobs
     std::uint64_t launched_ns = 0;
     std::uint64_t start_failed_ns = 0;  // when a start last failed here (0: it did not)
     std::uint64_t failed_round = 0;     // the dispatch() round of that failure
@@ -640,14 +660,83 @@ class engine {
 
   // --- sending -----------------------------------------------------------------------------
 
+  /// How many jobs a worker may hold, the one it runs included. A job sent to a worker cannot be
+  /// taken back, so a worker holds only what it will start soon: about a millisecond of work
+  /// queued behind the running job, so a worker never waits for its next short job; one job
+  /// behind a job of a few milliseconds; none behind a long one, nor while no job's cost is
+  /// known yet (a first job that runs for seconds holds nothing that an idle worker could run).
   std::size_t depth() const noexcept {
-    // Keep about a millisecond of work queued in each worker, at least two jobs, so a worker
-    // never waits for the next job and the last ones still spread over every worker.
-    if (job_ns_ == 0) return 2;
-    return std::clamp<std::size_t>(static_cast<std::size_t>(1'000'000 / job_ns_) + 1, 2, 64);
+    if (job_ns_ == 0 || job_ns_ >= long_job_ns) return 1;
+    return std::clamp<std::size_t>(static_cast<std::size_t>(queue_budget_ns / job_ns_) + 1, 2, 64);
+  }
+
+  /// Jobs a worker holds that it will run (not withdrawn).
+  static std::size_t live_jobs(const slot& s) noexcept {
+    return static_cast<std::size_t>(std::count_if(s.in_flight.begin(), s.in_flight.end(),
+                                                  [](const auto& j) { return !j->withdrawn; }));
+  }
+
+  /// How long until a worker could start one more job: the time left of its running job, then
+  /// the typical time of each job queued behind it. A running job past the typical time is taken
+  /// to need as long again as it has run so far (a job that is slow now tends to stay slow):
+  /// so a worker stuck in a long job soon gets nothing queued behind it, while the others do.
+  std::uint64_t busy_for_ns(const slot& s, std::uint64_t now) const noexcept {
+    const std::size_t live = live_jobs(s);
+    if (live == 0) return 0;
+    if (s.in_flight.front()->withdrawn) return live * job_ns_;
+    const std::uint64_t ran = now > s.front_since_ns ? now - s.front_since_ns : 0;
+    const std::uint64_t left = ran < job_ns_ ? job_ns_ - ran : ran;
+    return left + (live - 1) * job_ns_;
+  }
+
+  /// A worker that could run a job now, and none is waiting to be sent: it takes back from the
+  /// busiest other worker (the one holding most jobs) half the jobs queued there that have not
+  /// started, for dispatch() to give out again. So a worker never idles while another holds
+  /// queued work, whatever the costs guessed when the work was sent. A worker that has not said
+  /// hello yet has all its jobs queued; a started one keeps the job it runs.
+  void rebalance() {
+    for (auto& thief : slots_) {
+      if (thief.pid < 0 || !thief.greeted || thief.stopping != stop_reason::none ||
+          retiring(thief) || live_jobs(thief) != 0)
+        continue;
+      slot* victim = nullptr;
+      std::size_t most = 0;
+      for (auto& v : slots_) {
+        if (&v == &thief || v.pid < 0 || !v.shared || retiring(v)) continue;
+        const std::size_t live = live_jobs(v);
+        const std::size_t queued = v.greeted ? (live > 0 ? live - 1 : 0) : live;
+        if (queued > most) {
+          most = queued;
+          victim = &v;
+        }
+      }
+      if (victim == nullptr) return;  // nothing queued anywhere
+      std::size_t take = (most + 1) / 2;
+      std::deque<std::unique_ptr<job>> back;
+      for (auto it = victim->in_flight.rbegin(); it != victim->in_flight.rend() && take > 0; ++it) {
+        std::unique_ptr<job>& j = *it;
+        if (j->withdrawn) continue;
+        if (!victim->shared->control().withdraw(j->seq)) break;  // started: so did those before
+        --take;
+        auto mark = std::make_unique<job>();
+        mark->id = j->id;
+        mark->seq = j->seq;
+        mark->sent_ns = j->sent_ns;
+        mark->withdrawn = true;
+        std::unique_ptr<job> taken = std::exchange(j, std::move(mark));
+        if (taken->sink != nullptr) back.push_front(std::move(taken));
+      }
+      // Ahead of the rest, in their order: they were due before anything still pending.
+      for (auto it = back.rbegin(); it != back.rend(); ++it) {
+        (*it)->id = ++last_id_;
+        pending_.push_front(std::move(*it));
+      }
+      if (!pending_.empty()) return;  // dispatch() gives them out, then looks again
+    }
   }
 
   void dispatch() {
+    if (pending_.empty()) rebalance();
     if (pending_.empty()) return;
     const std::size_t limit = depth();
     const std::uint64_t now = os::monotonic_ns();
@@ -655,19 +744,25 @@ class engine {
     // With no worker running, an empty slot is tried at once, whenever it last failed.
     const bool none_running = running_workers() == 0;
     while (!pending_.empty()) {
-      // The worker with the fewest jobs in flight; a slot without a worker counts as idle but
-      // loses ties, so a call of one item starts one worker.
+      // The worker that could start a job soonest, if within queue_budget_ns (busy_for_ns), and
+      // holding fewer than depth() jobs; a slot without a worker counts as idle but loses ties,
+      // so a call of one item starts one worker.
       slot* best = nullptr;
+      std::uint64_t best_busy = 0;
       for (auto& s : slots_) {
         if (s.pid >= 0 && (s.stopping != stop_reason::none || retiring(s))) continue;
         if (s.pid < 0 && s.start_failed_ns != 0 &&
             (s.failed_round == round ||
              (!none_running && now - s.start_failed_ns < start_retry_ns)))
           continue;
-        if (s.in_flight.size() >= limit) continue;
-        if (best == nullptr || s.in_flight.size() < best->in_flight.size() ||
-            (s.in_flight.size() == best->in_flight.size() && best->pid < 0 && s.pid >= 0))
+        if (live_jobs(s) >= limit || s.in_flight.size() + 1 >= control_block::claim_slots) continue;
+        const std::uint64_t busy = busy_for_ns(s, now);
+        if (busy > queue_budget_ns) continue;
+        if (best == nullptr || busy < best_busy ||
+            (busy == best_busy && best->pid < 0 && s.pid >= 0)) {
           best = &s;
+          best_busy = busy;
+        }
       }
       if (best == nullptr) break;
       if (best->pid < 0 && !try_launch(*best)) {
@@ -682,6 +777,7 @@ class engine {
         best->out_sent = 0;
       }
       const std::size_t mark = best->out.size();
+      best->shared->control().offer(best->sent + 1);  // before the worker can see the task
       try {
         append_frame(best->out, frame_type::task, frame_flags::none, j->id, j->payload);
       } catch (...) {  // no memory for the frame: this job fails, the worker goes on
@@ -691,6 +787,7 @@ class engine {
       }
       j->seq = ++best->sent;
       j->sent_ns = now;
+      if (best->in_flight.empty()) best->front_since_ns = now;
       best->in_flight.push_back(std::move(j));
     }
     // Jobs wait, and no slot has a worker: every start failed just now. They fail rather than
@@ -834,9 +931,20 @@ class engine {
       wire::protocol_error("a worker sent the result of task " + std::to_string(f.task_id) +
                            ", which it was not running");
     }
+    if (has_flag(f.flags, frame_flags::withdrawn) != s.in_flight.front()->withdrawn) {
+      wire::protocol_error(std::string("a worker ") +
+                           (s.in_flight.front()->withdrawn ? "ran" : "skipped") + " task " +
+                           std::to_string(f.task_id) + ", which was " +
+                           (s.in_flight.front()->withdrawn ? "withdrawn" : "not withdrawn"));
+    }
     std::unique_ptr<job> j = std::move(s.in_flight.front());
     s.in_flight.pop_front();
     --s.results_parsed;
+    s.front_since_ns = os::monotonic_ns();  // the next job, if any, began about now
+    if (j->withdrawn) {
+      if (retiring(s) && s.in_flight.empty()) retire(s);
+      return;
+    }
 
     std::string failure;
     try {

@@ -85,8 +85,11 @@ enum class frame_flags : std::uint32_t {
   none = 0,
   // The payload is an arena_descriptor (16 bytes); the data is in the shared-memory arena.
   payload_in_arena = 1u << 0,
+  // A result frame without payload: the worker did not run the task, which the caller had
+  // withdrawn (control_block::withdraw) before it started.
+  withdrawn = 1u << 1,
 };
-inline constexpr std::uint32_t known_flags_mask = 1u << 0;
+inline constexpr std::uint32_t known_flags_mask = (1u << 0) | (1u << 1);
 
 constexpr frame_flags operator|(frame_flags a, frame_flags b) noexcept {
   return static_cast<frame_flags>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
@@ -249,6 +252,13 @@ inline frame_header decode_header(std::span<const std::byte, header_size> bytes,
   header.flags = static_cast<frame_flags>(flags);
   header.task_id = wire::load<std::uint64_t>(bytes.data() + 16);
   header.payload_length = wire::load<std::uint64_t>(bytes.data() + 24);
+  if (has_flag(header.flags, frame_flags::withdrawn) &&
+      (header.type != frame_type::result || header.flags != frame_flags::withdrawn ||
+       header.payload_length != 0)) {
+    wire::protocol_error(std::string("a withdrawn-task mark on a ") + to_string(header.type) +
+                         " frame with flags " + wire::hex(flags) + " and " +
+                         std::to_string(header.payload_length) + " payload bytes");
+  }
   if (has_flag(header.flags, frame_flags::payload_in_arena) &&
       header.payload_length != arena_descriptor_size) {
     wire::protocol_error("arena frame with payload length " +

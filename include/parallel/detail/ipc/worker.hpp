@@ -327,12 +327,20 @@ template <class Handle>
         wire::protocol_error(std::string("a worker received a ") + to_string(next->type) +
                              " frame");
       }
+      if (!control.take(++seq)) {
+        // The caller withdrew this task before it started (it went to an idle worker, or its
+        // call was left): say so, so that the results still come in the order sent.
+        append_frame(out, frame_type::result, frame_flags::withdrawn, next->task_id, {});
+        if (!os::write_all(channel, out.data(), out.size())) break;
+        out.clear();
+        continue;
+      }
       decoder in(next->payload);
       const task_header task = read_task_header(in);
       if ((task.flags & task_timed) != 0)
         control.started_ns.store(os::monotonic_ns(), std::memory_order_relaxed);
       control.current_index.store(task.first, std::memory_order_relaxed);
-      control.started_seq.store(++seq, std::memory_order_release);
+      control.started_seq.store(seq, std::memory_order_release);
       payload.clear();
       chunk_output result(payload, control);
       try {
