@@ -285,9 +285,15 @@ auto pool_map(runner& run, F& f, Range& items, const options& opts) {
   const body_prefix prefix = shipped_prefix<Fn, V, Apply>(f);
   process_map_call<R> call(run, n, opts, learned_cost_for<Fn, V>());
   return call.run(prefix, [&](encoder& body, std::size_t first, std::size_t count) {
-    for (std::size_t i = first; i < first + count; ++i) {
-      const V& item = input[i];
-      body.write(item);
+    if constexpr (crosses_as_bytes<V> && std::ranges::contiguous_range<Range> &&
+                  std::is_same_v<std::ranges::range_value_t<Range>, V>) {
+      // Items that are their bytes, side by side in memory: one copy of the block.
+      body.write_bytes(std::ranges::data(items) + first, count * sizeof(V));
+    } else {
+      for (std::size_t i = first; i < first + count; ++i) {
+        const V& item = input[i];
+        body.write(item);
+      }
     }
   });
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <iterator>
@@ -15,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../codec.hpp"
 #include "../../policy.hpp"
 #include "../platform.hpp"
 
@@ -163,6 +165,21 @@ class result_slots {
         std::construct_at(raw_ + i, std::invoke(f, input[i]));
         built_[i] = 1;
       }
+    }
+  }
+
+  /// Stores slots [first, first + k) from a block of k values encoded as bytes (only for a
+  /// type that crosses as its bytes: crosses_as_bytes<R>).
+  void put_block(std::size_t first, std::size_t k, const std::byte* block) noexcept {
+    static_assert(crosses_as_bytes<R>);
+    if (k == 0) return;
+    if constexpr (direct) {
+      std::memcpy(static_cast<void*>(values_.data() + first), block, k * sizeof(R));
+    } else {
+      // Trivially copyable: the bytes are the objects (implicit lifetime).
+      std::memcpy(static_cast<void*>(raw_ + first), block, k * sizeof(R));
+      std::fill(built_.begin() + static_cast<std::ptrdiff_t>(first),
+                built_.begin() + static_cast<std::ptrdiff_t>(first + k), 1);
     }
   }
 

@@ -283,8 +283,18 @@ class process_map_call final : public ipc::job_sink {
 
   void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
     const std::size_t bytes = in.remaining();
-    for (std::uint64_t i = 0; i < k; ++i)
-      slots_.put(static_cast<std::size_t>(j.first + i), in.read<R>());
+    if constexpr (crosses_as_bytes<R>) {
+      // Results that are their bytes: one copy of the block into the result vector.
+      if (k > bytes / sizeof(R))
+        protocol_error("a result of " + std::to_string(k) + " values carries " +
+                       std::to_string(bytes) + " bytes of them");
+      const std::byte* block =
+          in.read_span(static_cast<std::size_t>(k) * sizeof(R), type_name<R>()).data();
+      slots_.put_block(static_cast<std::size_t>(j.first), static_cast<std::size_t>(k), block);
+    } else {
+      for (std::uint64_t i = 0; i < k; ++i)
+        slots_.put(static_cast<std::size_t>(j.first + i), in.read<R>());
+    }
     std::lock_guard lock(mutex_);
     done_ += static_cast<std::size_t>(k);
     if (k > 0) planner_.learn(k, ns, bytes);

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -49,6 +50,14 @@ constexpr std::size_t min_size() noexcept {
 /// T crosses as its bytes, so an array of T crosses as one memcpy.
 template <class T>
 inline constexpr bool crosses_as_bytes = std::is_base_of_v<bitwise_codec<T>, codec<T>>;
+
+/// Value k of a block of values that cross as bytes.
+template <class T>
+T value_in_block(const std::byte* block, std::size_t k) noexcept {
+  alignas(T) std::byte raw[sizeof(T)];
+  std::memcpy(raw, block + k * sizeof(T), sizeof(T));
+  return std::bit_cast<T>(raw);
+}
 
 /// How many elements to reserve for a count already checked by read_size: never more memory than
 /// the bytes left, so that elements that encode smaller than they are cannot multiply it.

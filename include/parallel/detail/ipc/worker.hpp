@@ -74,6 +74,27 @@ class chunk_output {
   /// first exception (thrown by produce or by the result's codec) and records it.
   template <class Produce>
   void run(std::uint64_t first, std::uint64_t count, bool timed, Produce&& produce) {
+    using R = std::remove_cvref_t<std::invoke_result_t<Produce&, std::uint64_t>>;
+    if constexpr (crosses_as_bytes<R>) {
+      // Results that are their bytes: the block is sized once and each result copied in.
+      const std::size_t mark = buffer_.size();
+      buffer_.resize(mark + static_cast<std::size_t>(count) * sizeof(R));
+      for (std::uint64_t k = 0; k < count; ++k) {
+        const std::uint64_t index = first + k;
+        control_.current_index.store(index, std::memory_order_relaxed);
+        if (timed) control_.started_ns.store(os::monotonic_ns(), std::memory_order_release);
+        try {
+          const R value = produce(index);
+          std::memcpy(buffer_.data() + mark + k * sizeof(R), &value, sizeof(R));
+          ++produced_;
+        } catch (...) {
+          buffer_.resize(mark + static_cast<std::size_t>(k) * sizeof(R));
+          fail_current(index);
+          return;
+        }
+      }
+      return;
+    }
     for (std::uint64_t k = 0; k < count; ++k) {
       const std::uint64_t index = first + k;
       control_.current_index.store(index, std::memory_order_relaxed);
@@ -227,7 +248,22 @@ void run_items(const task_header& task, decoder& body, chunk_output& out) {
     out.fail_current(task.first);
     return;
   }
-  out.run(task.first, task.count, (task.flags & task_timed) != 0, [&](std::uint64_t) {
+  const bool timed = (task.flags & task_timed) != 0;
+  if constexpr (!Apply && crosses_as_bytes<Arg>) {
+    // Items that are their bytes: one block, read in place.
+    if (task.count > body.remaining() / sizeof(Arg))
+      parallel::detail::protocol_error("a task of " + std::to_string(task.count) +
+                                       " items carries " + std::to_string(body.remaining()) +
+                                       " bytes of them");
+    const std::byte* block =
+        body.read_span(static_cast<std::size_t>(task.count) * sizeof(Arg), type_name<Arg>()).data();
+    out.run(task.first, task.count, timed, [&](std::uint64_t index) {
+      Arg arg = value_in_block<Arg>(block, static_cast<std::size_t>(index - task.first));
+      return std::invoke(*fn, arg);
+    });
+    return;
+  }
+  out.run(task.first, task.count, timed, [&](std::uint64_t) {
     Arg arg = body.read<Arg>();
     if constexpr (Apply)
       return std::apply(*fn, arg);
