@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <list>
@@ -20,6 +22,7 @@
 #include <parallel/parallel.hpp>
 #include <ranges>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <variant>
@@ -316,5 +319,57 @@ void check_every_kind_of_value(Verbs& verbs) {
     REQUIRE(expected == 50);
   }
 }
+
+// --- gates across processes ----------------------------------------------------------------
+
+/// A gate a task in a worker process waits at: a file of this test run's own that the test
+/// creates to open it. The task first leaves a "started" file, so the test knows it runs. Every
+/// wait is bounded (10 s): a failing test ends instead of hanging.
+class file_gate {
+ public:
+  explicit file_gate(const std::string& name)
+      : path_((std::filesystem::temp_directory_path() /
+               ("parallel-gate." + name + "." + std::to_string(current_pid()) + "." +
+                std::to_string(next_number())))
+                  .string()) {
+    remove_files();
+  }
+  file_gate(const file_gate&) = delete;
+  file_gate& operator=(const file_gate&) = delete;
+  ~file_gate() { remove_files(); }
+
+  const std::string& path() const { return path_; }
+  void open() const { std::ofstream(path_) << "open\n"; }
+  /// True once the task that waits at the gate has started (false after 10 s).
+  bool wait_started() const { return appears(path_ + ".started"); }
+
+  /// The task's side: says it started, then waits for the gate; returns `value` when it opened,
+  /// -1 after 10 s.
+  static int pass(const std::string& path, int value) {
+    std::ofstream(path + ".started") << "started\n";
+    return appears(path) ? value : -1;
+  }
+
+ private:
+  static bool appears(const std::string& path) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!std::filesystem::exists(path)) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  }
+  static int next_number() {
+    static std::atomic<int> n{0};
+    return n.fetch_add(1);
+  }
+  void remove_files() const {
+    std::error_code ignored;
+    std::filesystem::remove(path_, ignored);
+    std::filesystem::remove(path_ + ".started", ignored);
+  }
+
+  std::string path_;
+};
 
 }  // namespace process_test_support

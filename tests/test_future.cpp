@@ -1,6 +1,7 @@
 // thread_pool::submit and parallel::future (future.hpp): Python's apply_async. get returns the
 // value or rethrows f's exception with its own type; wait_for and valid behave as std::future's;
-// tasks may submit and wait for tasks; a pool runs every submitted task before it is destroyed.
+// tasks may submit and wait for tasks; a pool runs every submitted task before it is destroyed;
+// cancel takes back a queued task (not a running one); then chains a function on the result.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -212,4 +213,224 @@ TEST_CASE("future: submit really runs tasks at the same time on a 2-worker pool"
   auto b = pool.submit(meet);
   REQUIRE(a.get());
   REQUIRE(b.get());
+}
+
+// --- cancel --------------------------------------------------------------------------------------
+
+namespace {
+
+/// A task that holds its worker until the test opens the gate (bounded: a failing test cannot
+/// hang the pool's destructor), after saying it started.
+struct gated_task {
+  std::shared_future<void> gate;
+  std::shared_ptr<std::promise<void>> started;
+  int operator()() const {
+    started->set_value();
+    return gate.wait_for(10s) == std::future_status::ready ? 1 : 0;
+  }
+};
+
+struct gate_pair {
+  std::promise<void> gate;
+  std::shared_future<void> opened = gate.get_future().share();
+  std::shared_ptr<std::promise<void>> started = std::make_shared<std::promise<void>>();
+  std::future<void> running = started->get_future();
+  gated_task task() const { return {opened, started}; }
+};
+
+}  // namespace
+
+TEST_CASE("future: cancel takes back a queued task, not a running one", "[future][cancel]") {
+  watchdog guard{"future: cancel queued vs running"};
+  std::atomic<int> ran{0};
+  {
+    parallel::thread_pool pool{1};
+    gate_pair blocker;
+    auto running = pool.submit(blocker.task());
+    REQUIRE(blocker.running.wait_for(10s) == std::future_status::ready);  // the worker is held
+    auto queued = pool.submit([&ran] { return ran.fetch_add(1) + 100; });
+    auto kept = pool.submit([&ran] { return ran.fetch_add(1) + 200; });
+
+    REQUIRE_FALSE(running.cancel());  // started: it goes on
+    REQUIRE(queued.cancel());
+    REQUIRE(queued.cancel());  // again: still cancelled
+    REQUIRE(queued.is_ready());
+    REQUIRE(queued.wait_for(0s) == std::future_status::ready);
+    REQUIRE(queued.valid());
+
+    blocker.gate.set_value();
+    REQUIRE(running.get() == 1);
+    REQUIRE(kept.get() == 200);  // the first to run after the blocker: the cancelled one did not
+    std::string message;
+    try {
+      (void)queued.get();
+    } catch (const parallel::cancelled_error& e) {
+      message = e.what();
+    }
+    REQUIRE(message.find("cancelled") != std::string::npos);
+    REQUIRE_FALSE(queued.valid());
+  }  // the pool ran every task still queued (the cancelled one is only dropped)
+  REQUIRE(ran == 1);
+}
+
+TEST_CASE("future: cancel of a finished task returns false and keeps its result",
+          "[future][cancel]") {
+  watchdog guard{"future: cancel after the end"};
+  parallel::thread_pool pool{2};
+  auto done = pool.submit(add, 2, 2);
+  done.wait();
+  REQUIRE_FALSE(done.cancel());
+  REQUIRE(done.get() == 4);
+  REQUIRE_THROWS_AS(done.cancel(), std::future_error);  // empty after get()
+}
+
+TEST_CASE("future: a cancelled future may be dropped before its queue entry is reached",
+          "[future][cancel]") {
+  watchdog guard{"future: drop a cancelled future"};
+  std::atomic<int> ran{0};
+  {
+    parallel::thread_pool pool{1};
+    gate_pair blocker;
+    auto running = pool.submit(blocker.task());
+    REQUIRE(blocker.running.wait_for(10s) == std::future_status::ready);
+    for (int i = 0; i < 100; ++i) {
+      auto f = pool.submit([&ran, big = std::vector<int>(1000, i)] { ran += big[0] >= 0; });
+      REQUIRE(f.cancel());
+    }  // each future dropped while its task still sits in the queue
+    blocker.gate.set_value();
+    REQUIRE(running.get() == 1);
+  }
+  REQUIRE(ran == 0);
+}
+
+// --- then ----------------------------------------------------------------------------------------
+
+TEST_CASE("future: then chains a function on the result", "[future][then]") {
+  watchdog guard{"future: then"};
+  parallel::thread_pool pool{2};
+  auto source = pool.submit(add, 20, 1);
+  parallel::future<std::string> text =
+      source.then([](int r) { return 2 * r; }).then([](int r) { return std::to_string(r); });
+  REQUIRE_FALSE(source.valid());  // then() took the future over
+  REQUIRE(text.get() == "42");
+
+  // Move-only results pass along by move; a void source gives g no argument; void g.
+  auto owned =
+      pool.submit([] { return std::make_unique<int>(7); }).then([](std::unique_ptr<int> p) {
+        return *p * 6;
+      });
+  REQUIRE(owned.get() == 42);
+  std::atomic<int> seen{0};
+  parallel::future<void> both = pool.submit([&seen] { seen += 1; }).then([&seen] { seen += 10; });
+  both.get();
+  REQUIRE(seen == 11);
+  REQUIRE(pool.submit([] {}).then([] { return 5; }).get() == 5);
+}
+
+TEST_CASE("future: then on a result that is already there runs at once", "[future][then]") {
+  watchdog guard{"future: then on a ready future"};
+  parallel::thread_pool pool{1};
+  auto ready = pool.submit(add, 1, 1);
+  ready.wait();
+  std::thread::id where;
+  auto next = ready.then([&where](int r) {
+    where = std::this_thread::get_id();
+    return r + 1;
+  });
+  REQUIRE(next.is_ready());  // ran inside then(), on this thread (Python's add_done_callback)
+  REQUIRE(where == std::this_thread::get_id());
+  REQUIRE(next.get() == 3);
+}
+
+TEST_CASE("future: then runs without anyone waiting, as soon as the result is there",
+          "[future][then]") {
+  watchdog guard{"future: then without a waiter"};
+  parallel::thread_pool pool{2};
+  gate_pair blocker;
+  std::promise<int> reached;
+  std::future<int> reached_value = reached.get_future();
+  auto chained = pool.submit(blocker.task()).then([&reached](int r) {
+    reached.set_value(r);
+    return r;
+  });
+  REQUIRE(blocker.running.wait_for(10s) == std::future_status::ready);
+  REQUIRE_FALSE(chained.is_ready());
+  blocker.gate.set_value();
+  // Nobody waits on `chained`: the continuation is run by the pool itself.
+  REQUIRE(reached_value.wait_for(10s) == std::future_status::ready);
+  REQUIRE(reached_value.get() == 1);
+  REQUIRE(chained.get() == 1);
+}
+
+TEST_CASE("future: an exception skips then's function and reaches its future", "[future][then]") {
+  watchdog guard{"future: then and exceptions"};
+  parallel::thread_pool pool{2};
+  std::atomic<int> calls{0};
+  auto failed = pool.submit([]() -> int { throw task_failed{"source"}; })
+                    .then([&calls](int r) {
+                      ++calls;
+                      return r;
+                    })
+                    .then([&calls](int r) {
+                      ++calls;
+                      return r;
+                    });
+  std::string reason;
+  try {
+    (void)failed.get();
+  } catch (const task_failed& e) {
+    reason = e.reason;
+  }
+  REQUIRE(reason == "source");
+  REQUIRE(calls == 0);
+
+  auto thrown_by_g = pool.submit(add, 1, 2).then([](int) -> int { throw std::out_of_range{"g"}; });
+  REQUIRE_THROWS_AS(thrown_by_g.get(), std::out_of_range);
+}
+
+TEST_CASE("future: cancel and then", "[future][then][cancel]") {
+  watchdog guard{"future: cancel and then"};
+  std::atomic<int> calls{0};
+  {
+    parallel::thread_pool pool{1};
+    gate_pair blocker;
+    auto running = pool.submit(blocker.task());
+    REQUIRE(blocker.running.wait_for(10s) == std::future_status::ready);
+
+    // then() of a cancelled future: g is skipped, the cancellation reaches g's future.
+    auto queued = pool.submit(add, 1, 2);
+    REQUIRE(queued.cancel());
+    auto after = queued.then([&calls](int r) { return r + calls++; });
+    REQUIRE_THROWS_AS(after.get(), parallel::cancelled_error);
+
+    // Cancelling then()'s future before its source is done: g never runs; the source does.
+    std::atomic<int> source_ran{0};
+    auto source = pool.submit([&source_ran] { return ++source_ran; });
+    auto next = source.then([&calls](int r) { return r + calls++; });
+    REQUIRE(next.cancel());
+    REQUIRE_THROWS_AS(next.get(), parallel::cancelled_error);
+    blocker.gate.set_value();
+    REQUIRE(running.get() == 1);
+    // A then() whose g already ran cannot be cancelled.
+    auto finished = pool.submit(add, 2, 2).then([](int r) { return r; });
+    finished.wait();
+    REQUIRE_FALSE(finished.cancel());
+    REQUIRE(finished.get() == 4);
+  }
+  REQUIRE(calls == 0);
+}
+
+TEST_CASE("future: a long chain of then() completes", "[future][then]") {
+  watchdog guard{"future: a long chain"};
+  parallel::thread_pool pool{2};
+  parallel::future<long> chain = pool.submit([] { return 0L; });
+  for (int i = 0; i < 1000; ++i) chain = chain.then([](long r) { return r + 1; });
+  REQUIRE(chain.get() == 1000);
+  // Many independent chains at once.
+  std::vector<parallel::future<int>> chains;
+  for (int i = 0; i < 200; ++i)
+    chains.push_back(pool.submit(add, i, 0).then([](int r) { return r * 2; }));
+  long sum = 0;
+  for (auto& c : chains) sum += c.get();
+  REQUIRE(sum == 2 * (199 * 200 / 2));
 }

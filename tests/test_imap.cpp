@@ -307,3 +307,43 @@ TEST_CASE("imap_unordered: an exception reaches the caller with its own type", "
     REQUIRE(seen.count(30) == 0);
   });
 }
+
+TEST_CASE("imap: f returning void yields nothing, and the loop ends after every item ran",
+          "[imap][void]") {
+  watchdog guard{"imap: void f"};
+  for_each_policy([](auto policy) {
+    std::vector<std::atomic<int>> hits(500);
+    const auto hit = [&hits](int x) { hits[static_cast<std::size_t>(x)].fetch_add(1); };
+    int yielded = 0;
+    for (auto&& nothing : parallel::imap(policy, hit, numbers(500))) {
+      (void)nothing;
+      ++yielded;
+    }
+    for (auto&& nothing : parallel::imap_unordered(policy, hit, numbers(500))) {
+      (void)nothing;
+      ++yielded;
+    }
+    REQUIRE(yielded == 0);
+    for (auto& h : hits) REQUIRE(h.load() == 2);
+    // The first exception of a task is thrown from the loop's start.
+    bool caught = false;
+    try {
+      for (auto&& nothing : parallel::imap(
+               policy,
+               [](int x) {
+                 if (x == failing) throw item_failed{x};
+               },
+               numbers(100)))
+        (void)nothing;
+    } catch (const item_failed& e) {
+      caught = e.index == failing;
+    }
+    REQUIRE(caught);
+  });
+  std::atomic<int> count{0};
+  parallel::thread_pool pool{2};
+  for (auto&& nothing : pool.imap([&count](int) { ++count; }, numbers(100))) (void)nothing;
+  for (auto&& nothing : pool.imap_unordered([&count](int) { ++count; }, numbers(100)))
+    (void)nothing;
+  REQUIRE(count == 200);
+}

@@ -1,6 +1,7 @@
 // parallel::map and parallel::starmap (map.hpp) on sequential, threads and thread_pool:
 // results equal the plain loop for every kind of input range, inputs are read in place,
-// results may be move-only, chunksize is honoured and f's exceptions keep their type.
+// results may be move-only, chunksize is honoured and f's exceptions keep their type; f may
+// return void (map then returns void).
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -11,6 +12,7 @@
 #include <ranges>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -334,4 +336,37 @@ TEST_CASE("map: the pool is usable after an exception", "[map][errors]") {
   }
   REQUIRE_THROWS_AS(parallel::map([](int) -> int { throw item_failed{1}; }, items), item_failed);
   REQUIRE(parallel::map(triple_plus_one, items) == loop_triple_plus_one(items));
+}
+
+TEST_CASE("map: f returning void runs for every item and map returns void", "[map][void]") {
+  for_each_policy([](auto policy) {
+    std::vector<std::atomic<int>> hits(1000);
+    const auto hit = [&hits](int x) { hits[static_cast<std::size_t>(x)].fetch_add(1); };
+    static_assert(std::is_void_v<decltype(parallel::map(policy, hit, numbers(1)))>);
+    parallel::map(policy, hit, numbers(1000));
+    for (auto& h : hits) REQUIRE(h.load() == 1);
+    // From a single-pass input too, and through starmap.
+    parallel::map(policy, hit, generator_like{1000});
+    std::vector<std::tuple<int, int>> pairs;
+    for (int i = 0; i < 1000; ++i) pairs.emplace_back(i, 1);
+    parallel::starmap(
+        policy, [&hits](int x, int k) { hits[static_cast<std::size_t>(x)] += k; }, pairs);
+    for (auto& h : hits) REQUIRE(h.load() == 3);
+    // An exception still reaches the caller with its type.
+    REQUIRE_THROWS_AS(parallel::map(
+                          policy,
+                          [](int x) {
+                            if (x == 500) throw item_failed{x};
+                          },
+                          numbers(1000)),
+                      item_failed);
+  });
+  // The pool objects and the policy-less form.
+  std::atomic<int> count{0};
+  parallel::thread_pool pool{2};
+  pool.map([&count](int) { ++count; }, numbers(100));
+  pool.starmap([&count](int a, int b) { count += a + b; },
+               std::vector<std::tuple<int, int>>{{1, 2}});
+  parallel::map([&count](int) { ++count; }, numbers(100));
+  REQUIRE(count == 203);
 }

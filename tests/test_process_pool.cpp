@@ -2,9 +2,11 @@
 // task ships its function, closure and items. The verbs equal the plain loop for every input;
 // closures, function pointers and lambdas written after the pool was built run in its workers;
 // submit's futures complete; every kind of value crosses; large results arrive intact; the pool
-// can be moved, shared by two threads, and finishes submitted tasks when destroyed. The failure
-// cases are in tests/faults/.
+// can be moved, shared by two threads, and finishes submitted tasks when destroyed; cancel takes
+// back a queued task, then chains on a result, void tasks work. The failure cases are in
+// tests/faults/.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -15,9 +17,11 @@
 #include <parallel/parallel.hpp>
 #include <ranges>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -490,6 +494,128 @@ TEST_CASE("process_pool: two threads use one pool at once", "[process_pool]") {
   REQUIRE(second.size() == 5);
   for (const auto& r : first) REQUIRE(r == expected);
   for (const auto& r : second) REQUIRE(r == negated);
+}
+
+// --- cancel, then, void tasks ----------------------------------------------------------------
+
+namespace {
+
+void fail_for_negative(int x) {
+  if (x < 0) throw std::invalid_argument("negative: " + std::to_string(x));
+}
+
+template <class Start>
+void check_cancel(const char* name) {
+  INFO(name);
+  parallel::process_pool<Start> pool{{.workers = 1}};
+  file_gate gate("cancel");
+  auto running = pool.submit(&file_gate::pass, gate.path(), 1);
+  REQUIRE(gate.wait_started());  // the only worker runs it
+  std::vector<parallel::future<int>> behind;
+  for (int i = 0; i < 6; ++i) behind.push_back(pool.submit([](int x) { return x * 10; }, i));
+  // A pool sends a few jobs ahead to a busy worker; the last ones are still in its queue.
+  REQUIRE(behind.back().cancel());
+  REQUIRE(behind.back().is_ready());
+  REQUIRE_FALSE(running.cancel());  // sent, and running: it goes on
+  gate.open();
+  REQUIRE(running.get() == 1);
+  REQUIRE_THROWS_AS(behind.back().get(), parallel::cancelled_error);
+  for (int i = 0; i < 5; ++i) REQUIRE(behind[static_cast<std::size_t>(i)].get() == i * 10);
+  auto done = pool.submit([] { return 3; });
+  REQUIRE(done.get() == 3);
+  auto finished = pool.submit([] { return 4; });
+  finished.wait();
+  REQUIRE_FALSE(finished.cancel());
+  REQUIRE(finished.get() == 4);
+}
+
+}  // namespace
+
+TEST_CASE("process_pool: cancel takes back a task still queued, not one sent to a worker",
+          "[process_pool][cancel]") {
+  watchdog guard{"process_pool: cancel", 60s};
+  check_cancel<parallel::start::fork>("start::fork");
+  check_cancel<parallel::start::spawn>("start::spawn");
+  check_cancel<parallel::start::forkserver>("start::forkserver");
+}
+
+TEST_CASE("process_pool: cancelled futures are dropped, the pool ends cleanly",
+          "[process_pool][cancel]") {
+  watchdog guard{"process_pool: drop cancelled futures", 60s};
+  fork_pool pool{{.workers = 1}};
+  file_gate gate("cancel-drop");
+  auto running = pool.submit(&file_gate::pass, gate.path(), 2);
+  REQUIRE(gate.wait_started());
+  int cancelled = 0;
+  for (int i = 0; i < 50; ++i)
+    cancelled += pool.submit([](int x) { return x; }, i).cancel() ? 1 : 0;
+  REQUIRE(cancelled >= 45);  // at most a few went ahead to the busy worker
+  gate.open();
+  REQUIRE(running.get() == 2);
+}
+
+TEST_CASE("process_pool: then runs on the result, off the pool's I/O thread",
+          "[process_pool][then]") {
+  watchdog guard{"process_pool: then", 60s};
+  fork_pool pool{{.workers = 2}};
+  auto text = pool.submit(triple_plus_one, 4).then([](int r) { return std::to_string(r); });
+  REQUIRE(text.get() == "13");
+  // g may wait for another future of the same pool: it does not run on the I/O thread.
+  auto outer = pool.submit(triple_plus_one, 1).then([&pool](int r) {
+    return pool.submit(triple_plus_one, r).get();
+  });
+  REQUIRE(outer.get() == 13);
+  // A task's exception skips g and reaches g's future, as remote_error.
+  std::atomic<int> calls{0};
+  auto failed = pool.submit([](int x) { return x > 0 ? throw std::out_of_range("x") : x; }, 1)
+                    .then([&calls](int r) {
+                      ++calls;
+                      return r;
+                    });
+  REQUIRE_THROWS_AS(failed.get(), parallel::remote_error);
+  REQUIRE(calls == 0);
+  // future<void> from a void task, and then() on it.
+  parallel::future<void> touched = pool.submit(fail_for_negative, 3);
+  touched.get();
+  REQUIRE(pool.submit(fail_for_negative, 1).then([] { return 9; }).get() == 9);
+}
+
+TEST_CASE("process_pool: f returning void: submit gives future<void>, map returns void",
+          "[process_pool][void]") {
+  watchdog guard{"process_pool: void f", 60s};
+  fork_pool pool{{.workers = 2}};
+  parallel::future<void> ok = pool.submit(fail_for_negative, 1);
+  static_assert(std::is_same_v<decltype(ok), parallel::future<void>>);
+  REQUIRE_NOTHROW(ok.get());
+  auto failing = pool.submit(fail_for_negative, -4);
+  std::string message;
+  try {
+    failing.get();
+  } catch (const parallel::remote_error& e) {
+    message = e.what();
+  }
+  REQUIRE(message.find("negative: -4") != std::string::npos);
+
+  static_assert(std::is_void_v<decltype(pool.map(fail_for_negative, numbers(10)))>);
+  pool.map(fail_for_negative, numbers(100));
+  pool.starmap([](int a, int b) { fail_for_negative(a - b); },
+               std::vector<std::tuple<int, int>>{{3, 1}, {5, 5}});
+  std::vector<int> items = numbers(100);
+  items[42] = -42;
+  REQUIRE_THROWS_AS(pool.map(fail_for_negative, items), parallel::remote_error);
+  int yielded = 0;
+  for (auto&& nothing : pool.imap(fail_for_negative, numbers(100))) {
+    (void)nothing;
+    ++yielded;
+  }
+  REQUIRE(yielded == 0);
+  REQUIRE_THROWS_AS(
+      [&] {
+        for (auto&& nothing : pool.imap_unordered(fail_for_negative, items)) (void)nothing;
+      }(),
+      parallel::remote_error);
+  // Every void call ran on a pool still usable afterwards.
+  REQUIRE(pool.submit(triple_plus_one, 2).get() == 7);
 }
 
 #endif  // !_WIN32

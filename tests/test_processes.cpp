@@ -2,18 +2,23 @@
 // forked at the call): results equal the plain loop for every kind of input and every worker
 // count; every kind of value crosses; the input and f's reference captures are read in place;
 // imap reads a bounded window of an unbounded input; the options are honoured; large results
-// arrive intact. The failure cases are in tests/faults/.
+// arrive intact; f returning void runs for every item with every start method. The failure cases
+// are in tests/faults/.
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <list>
 #include <parallel/parallel.hpp>
 #include <ranges>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -400,3 +405,98 @@ TEST_CASE("processes: four workers on two cores all deliver results", "[processe
 }
 
 #endif  // !_WIN32
+
+// --- f returning void --------------------------------------------------------------------------
+
+#if !defined(_WIN32)
+
+namespace {
+
+/// f of the void tests: leaves a file for its item, and fails for an item named "fail".
+void leave_mark(const std::string& path) {
+  if (path.ends_with("fail")) throw std::invalid_argument("no mark for " + path);
+  std::ofstream(path) << "ran\n";
+}
+
+/// Files a void map must leave, one per item, removed at the end.
+struct marks {
+  explicit marks(const std::string& name, int n) {
+    for (int i = 0; i < n; ++i) {
+      paths.push_back((std::filesystem::temp_directory_path() /
+                       ("parallel-mark." + name + "." + std::to_string(current_pid()) + "." +
+                        std::to_string(i)))
+                          .string());
+    }
+    clear();
+  }
+  marks(const marks&) = delete;
+  marks& operator=(const marks&) = delete;
+  ~marks() { clear(); }
+  void clear() const {
+    for (const auto& p : paths) std::filesystem::remove(p);
+  }
+  std::size_t left() const {
+    std::size_t n = 0;
+    for (const auto& p : paths) n += std::filesystem::exists(p) ? 1 : 0;
+    return n;
+  }
+  std::vector<std::string> paths;
+};
+
+template <class Policy>
+void check_void_verbs(const Policy& policy) {
+  marks m("void", 40);
+  static_assert(std::is_void_v<decltype(parallel::map(policy, leave_mark, m.paths))>);
+  parallel::map(policy, leave_mark, m.paths);
+  REQUIRE(m.left() == 40);
+
+  m.clear();
+  std::vector<std::tuple<std::string>> tuples;
+  for (const auto& p : m.paths) tuples.emplace_back(p);
+  parallel::starmap(policy, leave_mark, tuples);
+  REQUIRE(m.left() == 40);
+
+  m.clear();
+  int yielded = 0;
+  for (auto&& nothing : parallel::imap(policy, leave_mark, m.paths)) {
+    (void)nothing;
+    ++yielded;
+  }
+  REQUIRE(yielded == 0);
+  REQUIRE(m.left() == 40);  // the loop ended after every item ran
+  m.clear();
+  for (auto&& nothing : parallel::imap_unordered(policy, leave_mark, m.paths)) (void)nothing;
+  REQUIRE(m.left() == 40);
+
+  std::vector<std::string> failing = m.paths;
+  failing[7] += ".fail";
+  REQUIRE_THROWS_AS(parallel::map(policy, leave_mark, failing), parallel::remote_error);
+  bool thrown = false;
+  try {
+    for (auto&& nothing : parallel::imap(policy, leave_mark, failing)) (void)nothing;
+  } catch (const parallel::remote_error& e) {
+    thrown = std::string(e.what()).find("no mark for") != std::string::npos;
+  }
+  REQUIRE(thrown);
+}
+
+}  // namespace
+
+TEST_CASE("processes: f returning void runs for every item, with every start method",
+          "[processes][void]") {
+  watchdog guard{"processes: void f", 120s};
+  {
+    INFO("processes<fork>");
+    check_void_verbs(fork_processes{.workers = 2});
+  }
+  {
+    INFO("processes<spawn>");
+    check_void_verbs(parallel::processes<parallel::start::spawn>{.workers = 2});
+  }
+  {
+    INFO("processes<forkserver>");
+    check_void_verbs(parallel::processes<parallel::start::forkserver>{.workers = 2});
+  }
+}
+
+#endif

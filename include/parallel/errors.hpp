@@ -68,4 +68,13 @@ class spawn_error : public error {
   using error::error;
 };
 
+/// future::get() of a task that was cancelled (future::cancel) before it started: it never ran
+/// (Python's concurrent.futures.CancelledError).
+///
+///     if (fut.cancel()) { /* fut.get() now throws parallel::cancelled_error */ }
+class cancelled_error : public error {
+ public:
+  using error::error;
+};
+
 }  // namespace parallel

@@ -1,21 +1,30 @@
-// parallel::future<R>: the result of pool.submit (Python's apply_async / executor.submit).
+// parallel::future<R>: the result of pool.submit (Python's apply_async / executor.submit), with
+// cancel() and then(), and the waits on many futures: as_completed, wait_any, wait_all.
 // One allocation holds the task, its arguments and its result; no std::promise, no mutex.
+// How a completion reaches continuations and waiters: detail/futures/completion.hpp.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <future>
 #include <memory>
 #include <new>
 #include <optional>
+#include <ranges>
 #include <stdexcept>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "detail/block_cache.hpp"
+#include "detail/futures/completion.hpp"
+#include "detail/scheduler/default_pools.hpp"
 #include "detail/scheduler/scheduler.hpp"
 #include "errors.hpp"
 
@@ -26,25 +35,63 @@ class future;
 
 namespace detail {
 
+/// Decides, once, whether a queued task runs (its worker takes it) or never does (cancel).
+class run_claim {
+ public:
+  bool start() noexcept { return claim(running); }
+  bool cancel() noexcept { return claim(cancelled); }
+
+ private:
+  enum : std::uint8_t { queued, running, cancelled };
+  bool claim(std::uint8_t to) noexcept {
+    std::uint8_t expected = queued;
+    return phase_.compare_exchange_strong(expected, to, std::memory_order_acq_rel);
+  }
+  std::atomic<std::uint8_t> phase_{queued};
+};
+
 /// Shared by the task (while queued or running) and the future. Owned by the future, unless the
 /// future is dropped before the task ends: then done_ is detached and the task frees it. No
 /// reference count: the latch word already says who is last.
+///
+/// The completer writes the result, fires the hooks (continuations, waiters on many futures),
+/// then sets the latch: complete(). A cancelled task is taken off by its future: cancel_ makes
+/// sure it never runs; the future then writes the cancelled_error and fires the hooks itself.
 template <class R>
 struct future_state : task {
   using destroy_fn = void (*)(future_state*) noexcept;
+  /// The future's side of cancel(): true when the task will never run (nothing but the future
+  /// touches the result then). Null: this kind of task cannot be cancelled.
+  using cancel_fn = bool (*)(future_state*);
 
   /// `pool` is null for a result made elsewhere (a process pool): waiting then just sleeps.
-  future_state(execute_fn execute, destroy_fn destroy, scheduler* pool, isolation_tag tag)
-      : task(execute, tag), destroy_(destroy), pool_(pool) {}
+  future_state(execute_fn execute, destroy_fn destroy, scheduler* pool, isolation_tag tag,
+               cancel_fn cancel = nullptr)
+      : task(execute, tag), destroy_(destroy), cancel_(cancel), pool_(pool) {}
 
   /// The future lets go of the state.
   void release() noexcept {
     if (!done_.detach()) destroy_(this);  // already done: nobody else holds it
   }
 
+  /// The completer's last steps, after the result is written. The state may be gone after it.
+  void complete() noexcept {
+    hooks_.fire_all();
+    if (done_.set()) destroy_(this);  // the future was dropped unread
+  }
+
+  /// The future's side: the result is there (or the task was cancelled). Hooks fire a few
+  /// instructions before the latch is set; this waits out that gap.
+  void settle() const noexcept {
+    while (!cancelled_ && !done_.is_set()) std::this_thread::yield();
+  }
+
   destroy_fn destroy_;
+  cancel_fn cancel_;
   scheduler* pool_;
   latch done_;
+  hook_list hooks_;
+  bool cancelled_ = false;  // the future's own: its cancel() succeeded
   std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value_{};
   std::exception_ptr error_;
 };
@@ -55,27 +102,42 @@ struct future_access {
   static future<R> make(future_state<R>* state) noexcept {
     return future<R>(state);
   }
+  template <class R>
+  static future_state<R>* state(future<R>& f) noexcept {
+    return f.state_;
+  }
 };
 
 template <class R, class Call>
 struct submitted_task final : future_state<R> {
   submitted_task(scheduler& pool, isolation_tag tag, Call&& call)
-      : future_state<R>(&execute, &destroy, &pool, tag), call_(std::move(call)) {}
+      : future_state<R>(&execute, &destroy, &pool, tag, &cancel), call_(std::move(call)) {}
 
+  // A cancelled task stays in its queue (a work-stealing deque cannot give one up): taken, it
+  // only sets the latch, the last word on who frees the state.
   static void execute(task* base) noexcept {
     auto* self = static_cast<submitted_task*>(base);
-    try {
-      if constexpr (std::is_void_v<R>) {
-        (*self->call_)();
-      } else {
-        self->value_.emplace((*self->call_)());
+    if (self->claim_.start()) {
+      try {
+        if constexpr (std::is_void_v<R>) {
+          (*self->call_)();
+        } else {
+          self->value_.emplace((*self->call_)());
+        }
+      } catch (...) {
+        self->error_ = std::current_exception();
       }
-    } catch (...) {
-      self->error_ = std::current_exception();
+      // The call (and what it captured) ends before the future sees the result.
+      self->call_.reset();
     }
-    // The call (and what it captured) ends before the future sees the result.
-    self->call_.reset();
-    if (self->done_.set()) destroy(self);  // the future was dropped unread
+    self->complete();
+  }
+
+  static bool cancel(future_state<R>* base) {
+    auto* self = static_cast<submitted_task*>(base);
+    if (!self->claim_.cancel()) return false;
+    self->call_.reset();  // its captures go now, not when a worker reaches the task
+    return true;
   }
 
   static void destroy(future_state<R>* base) noexcept { delete static_cast<submitted_task*>(base); }
@@ -95,6 +157,7 @@ struct submitted_task final : future_state<R> {
       ::operator delete (block, std::align_val_t{alignof(submitted_task)});
   }
 
+  run_claim claim_;
   std::optional<Call> call_;
 };
 
@@ -115,12 +178,113 @@ future<submit_result_t<F, Args...>> submit_to(scheduler& pool, F&& f, Args&&... 
   return future<R>(state);
 }
 
+/// What fut.then(g) gives: g's result, from the source's value (or from nothing, for a void
+/// source).
+template <class R, class G>
+struct then_result {
+  using type = std::remove_cvref_t<std::invoke_result_t<G&, R&&>>;
+};
+template <class G>
+struct then_result<void, G> {
+  using type = std::remove_cvref_t<std::invoke_result_t<G&>>;
+};
+template <class R, class G>
+using then_result_t = typename then_result<R, G>::type;
+
+/// fut.then(g): the state of g's future, and the hook that the source's completion fires. It
+/// holds the source in place of the source's future (then() takes the future over).
+///
+/// Where g runs: a thread pool's source was completed by one of that pool's workers, which
+/// queues g on its own deque (a continuation, run next by that worker or stolen). A process
+/// pool's (or MPI pool's) source is completed by the pool's I/O thread, which must not run user
+/// code: a long g there would hold up every other result of the pool, and a g that waits for
+/// another future of the same pool would wait for itself. So g goes to the default thread pool
+/// (parallel::threads{}'s). A source already complete when then() is called runs g at once on
+/// the calling thread, as Python's add_done_callback does.
+template <class R, class R2, class G>
+struct continuation final : future_state<R2>, completion_hook {
+  continuation(future_state<R>* source, G&& g, scheduler& pool, isolation_tag tag)
+      : future_state<R2>(&execute, &destroy, &pool, tag, &cancel),
+        completion_hook(&on_source_done),
+        source_(source),
+        g_(std::move(g)) {}
+
+  /// Runs g now when the source is complete, else when it completes.
+  void attach() {
+    if (!source_->hooks_.add(this)) execute(this);
+  }
+
+  static void on_source_done(completion_hook* hook) noexcept {
+    auto* self = static_cast<continuation*>(hook);
+    scheduler* pool = self->pool_;
+    if (pool->size() == 0) {  // a pool the system gave no threads: nobody else would run it
+      execute(self);
+      return;
+    }
+    try {
+      pool->spawn(self);
+    } catch (...) {  // no memory to queue it: run it here rather than never
+      execute(self);
+    }
+  }
+
+  static void execute(task* base) noexcept {
+    auto* self = static_cast<continuation*>(base);
+    future_state<R>* source = std::exchange(self->source_, nullptr);
+    if (self->claim_.start()) {
+      if (source->error_) {
+        self->error_ = std::move(source->error_);  // g is skipped; its future gets the error
+      } else {
+        try {
+          if constexpr (std::is_void_v<R> && std::is_void_v<R2>)
+            std::invoke(*self->g_);
+          else if constexpr (std::is_void_v<R>)
+            self->value_.emplace(std::invoke(*self->g_));
+          else if constexpr (std::is_void_v<R2>)
+            std::invoke(*self->g_, std::move(*source->value_));
+          else
+            self->value_.emplace(std::invoke(*self->g_, std::move(*source->value_)));
+        } catch (...) {
+          self->error_ = std::current_exception();
+        }
+      }
+      self->g_.reset();
+    }
+    source->release();  // as its future would
+    self->complete();
+  }
+
+  static bool cancel(future_state<R2>* base) {
+    auto* self = static_cast<continuation*>(base);
+    if (!self->claim_.cancel()) return false;
+    self->g_.reset();
+    return true;
+  }
+
+  static void destroy(future_state<R2>* base) noexcept { delete static_cast<continuation*>(base); }
+
+  future_state<R>* source_;
+  run_claim claim_;
+  std::optional<G> g_;
+};
+
+/// Where a continuation of `source` is queued (see continuation), and with which tag.
+template <class R>
+std::pair<scheduler*, isolation_tag> continuation_home(const future_state<R>& source) {
+  if (source.pool_ != nullptr) return {source.pool_, source.tag_};
+  scheduler& fallback = default_pools::lease(0).pool();  // never destroyed: a borrow
+  return {&fallback, fallback.current_tag()};
+}
+
 }  // namespace detail
 
 /// The result of `pool.submit(f, args...)`. get() waits and returns the value or rethrows the
 /// task's exception with its own type. Waiting inside a pool task runs other tasks meanwhile.
+/// cancel() takes back a task that has not started; then(g) chains g on the result. Like
+/// std::future, one future is used by one thread at a time.
 ///
 ///     parallel::future<int> f = pool.submit(add, 1, 2);
+///     parallel::future<int> g = pool.submit(add, 3, 4).then([](int r) { return 2 * r; });
 ///     int three = f.get();
 template <class R>
 class future {
@@ -136,17 +300,21 @@ class future {
   }
   future(const future&) = delete;
   future& operator=(const future&) = delete;
-  /// Dropping a future does not cancel its task; the task still runs.
+  /// Dropping a future does not cancel its task; the task still runs (call cancel() first to
+  /// take back a task that has not started).
   ~future() { drop(); }
 
-  /// True until get() is called (and for a default-constructed future, false).
+  /// True until get() or then() is called (and for a default-constructed future, false).
   bool valid() const noexcept { return state_ != nullptr; }
 
-  /// Ready when the task has finished (with a value or an exception).
-  bool is_ready() const noexcept { return state_ != nullptr && state_->done_.is_set(); }
+  /// Ready when the task has finished (with a value or an exception), or was cancelled.
+  bool is_ready() const noexcept {
+    return state_ != nullptr && (state_->cancelled_ || state_->done_.is_set());
+  }
 
   void wait() const {
     check();
+    if (state_->cancelled_) return;
     if (state_->pool_ != nullptr)
       state_->pool_->wait(state_->done_, state_->tag_);
     else
@@ -161,13 +329,15 @@ class future {
 
   std::future_status wait_until(std::chrono::steady_clock::time_point deadline) const {
     check();
+    if (state_->cancelled_) return std::future_status::ready;
     const bool ready = state_->pool_ != nullptr
                            ? state_->pool_->wait_until(state_->done_, state_->tag_, deadline)
                            : detail::scheduler::block(state_->done_, &deadline);
     return ready ? std::future_status::ready : std::future_status::timeout;
   }
 
-  /// Waits, then returns the result or rethrows the task's exception. The future is then empty.
+  /// Waits, then returns the result or rethrows the task's exception (parallel::cancelled_error
+  /// for a cancelled task). The future is then empty.
   R get() {
     wait();
     std::unique_ptr<detail::future_state<R>, releaser> state(std::exchange(state_, nullptr));
@@ -178,6 +348,47 @@ class future {
       std::rethrow_exception(std::move(error));
     }
     if constexpr (!std::is_void_v<R>) return std::move(*state->value_);
+  }
+
+  /// Takes back a task that has not started (Python's Future.cancel): true when it never will
+  /// run, and get() then throws parallel::cancelled_error; false when it is running or done (it
+  /// goes on; nothing is interrupted). On a thread pool, a queued task; on a process pool or an
+  /// MPI pool, a task not yet sent to a worker (a pool sends a few ahead to each worker: those
+  /// cannot be taken back). On then()'s future: g will not run (the source still does).
+  /// Calling it again after it succeeded returns true again.
+  bool cancel() {
+    check();
+    if (state_->cancelled_) return true;
+    if (state_->cancel_ == nullptr || state_->hooks_.fired()) return false;
+    std::exception_ptr error = std::make_exception_ptr(
+        cancelled_error("parallel: the task was cancelled (future::cancel) before it started; it "
+                        "never ran"));
+    if (!state_->cancel_(state_)) return false;
+    state_->error_ = std::move(error);
+    state_->cancelled_ = true;
+    state_->hooks_.fire_all();  // as_completed, wait_any and wait_all see it done
+    return true;
+  }
+
+  /// A future of g(result) (Python's add_done_callback, returning g's result): g runs once the
+  /// result is there, without a thread waiting for it; g takes the result by value (nothing for
+  /// future<void>). If the task threw (or was cancelled), g is skipped and its future holds that
+  /// exception; an exception thrown by g goes to its future too. This future is taken over: it is
+  /// empty afterwards (valid() == false), as with std::experimental::future::then.
+  /// g runs on the thread pool that ran the task, on the default thread pool for a process or
+  /// MPI pool's task, or at once on the calling thread when the result is already there.
+  ///
+  ///     auto label = pool.submit(square, 4).then([](int r) { return std::to_string(r); });
+  template <class G>
+  auto then(G&& g) -> future<detail::then_result_t<R, std::decay_t<G>>> {
+    using Fn = std::decay_t<G>;
+    using R2 = detail::then_result_t<R, Fn>;
+    check();
+    const auto [pool, tag] = detail::continuation_home(*state_);
+    auto* next = new detail::continuation<R, R2, Fn>(state_, Fn(std::forward<G>(g)), *pool, tag);
+    state_ = nullptr;  // the continuation holds the source now
+    next->attach();
+    return detail::future_access::make<R2>(next);
   }
 
  private:

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "detail/algorithms/backends.hpp"
+#include "detail/algorithms/void_results.hpp"
 #include "policy.hpp"
 
 namespace parallel {
@@ -18,12 +19,14 @@ concept not_a_policy = !execution_policy<F>;
 }  // namespace detail
 
 /// Applies f to every item and returns the results in input order (Python's Pool.map).
-/// `items` is any input range that ends; random-access ranges are read in place.
+/// `items` is any input range that ends; random-access ranges are read in place. When f returns
+/// void, map runs it for every item and returns void (so do starmap and the pools' map).
 ///
 ///     std::vector<int> squares = parallel::map(parallel::threads{}, square, xs);
 template <execution_policy Policy, class F, std::ranges::input_range Range>
 auto map(const Policy& policy, F&& f, Range&& items, const options& opts = {}) {
-  return detail::backend<std::remove_cvref_t<Policy>>::map(policy, f, items, opts);
+  return detail::map_outcome(
+      detail::backend<std::remove_cvref_t<Policy>>::map(policy, f, items, opts));
 }
 
 template <detail::not_a_policy F, std::ranges::input_range Range>
@@ -37,7 +40,8 @@ auto map(F&& f, Range&& items, const options& opts = {}) {
 template <execution_policy Policy, class F, std::ranges::input_range Range>
 auto starmap(const Policy& policy, F&& f, Range&& items, const options& opts = {}) {
   detail::apply_each<F&> each{f};
-  return detail::backend<std::remove_cvref_t<Policy>>::map(policy, each, items, opts);
+  return detail::map_outcome(
+      detail::backend<std::remove_cvref_t<Policy>>::map(policy, each, items, opts));
 }
 
 template <detail::not_a_policy F, std::ranges::input_range Range>
@@ -47,13 +51,15 @@ auto starmap(F&& f, Range&& items, const options& opts = {}) {
 
 /// A lazy range of f(item) in input order, computed ahead by at most options.max_in_flight
 /// items (Python's Pool.imap). Works on unbounded inputs; leaving the loop stops the work. The
-/// range keeps a copy of f and refers to an lvalue `items`, which must outlive the loop.
+/// range keeps a copy of f and refers to an lvalue `items`, which must outlive the loop. When f
+/// returns void, the range yields nothing: starting the loop runs every item, and throws the
+/// first exception of a task (`for (auto&& done : parallel::imap(log_it, xs)) {}`).
 ///
 ///     for (auto& r : parallel::imap(fit, params, {.progress = parallel::progress_bar()})) use(r);
 template <execution_policy Policy, class F, std::ranges::input_range Range>
 auto imap(const Policy& policy, F&& f, Range&& items, const options& opts = {}) {
-  return detail::backend<std::remove_cvref_t<Policy>>::template imap<true>(
-      policy, std::forward<F>(f), std::forward<Range>(items), opts);
+  return detail::imap_outcome(detail::backend<std::remove_cvref_t<Policy>>::template imap<true>(
+      policy, std::forward<F>(f), std::forward<Range>(items), opts));
 }
 
 template <detail::not_a_policy F, std::ranges::input_range Range>
@@ -66,8 +72,8 @@ auto imap(F&& f, Range&& items, const options& opts = {}) {
 ///     for (auto& r : parallel::imap_unordered(download, urls)) save(r);
 template <execution_policy Policy, class F, std::ranges::input_range Range>
 auto imap_unordered(const Policy& policy, F&& f, Range&& items, const options& opts = {}) {
-  return detail::backend<std::remove_cvref_t<Policy>>::template imap<false>(
-      policy, std::forward<F>(f), std::forward<Range>(items), opts);
+  return detail::imap_outcome(detail::backend<std::remove_cvref_t<Policy>>::template imap<false>(
+      policy, std::forward<F>(f), std::forward<Range>(items), opts));
 }
 
 template <detail::not_a_policy F, std::ranges::input_range Range>

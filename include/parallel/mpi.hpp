@@ -132,6 +132,7 @@ class mpi_runner final : public runner {
     cluster_.post(batch, limit_);
   }
   void cancel(ipc::job_sink* sink) override { cluster_.cancel(sink); }
+  withdrawal withdrawer() override { return {&cluster::withdraw_from, &cluster_}; }
   void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) override {
     changed.wait(lock);
   }
@@ -230,27 +231,27 @@ class mpi_pool {
   template <class F, std::ranges::input_range Range>
   auto map(F&& f, Range&& items, const options& opts = {}) {
     detail::ranks::mpi_runner run(*cluster_, limit_);
-    return detail::pool_map<false>(run, f, items, opts);
+    return detail::map_outcome(detail::pool_map<false>(run, f, items, opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& items, const options& opts = {}) {
     detail::ranks::mpi_runner run(*cluster_, limit_);
-    return detail::pool_map<true>(run, f, items, opts);
+    return detail::map_outcome(detail::pool_map<true>(run, f, items, opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_imap<true, false>(
+    return detail::imap_outcome(detail::pool_imap<true, false>(
         std::make_unique<detail::ranks::mpi_runner>(*cluster_, limit_), std::forward<F>(f),
-        std::forward<Range>(items), opts);
+        std::forward<Range>(items), opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_imap<false, false>(
+    return detail::imap_outcome(detail::pool_imap<false, false>(
         std::make_unique<detail::ranks::mpi_runner>(*cluster_, limit_), std::forward<F>(f),
-        std::forward<Range>(items), opts);
+        std::forward<Range>(items), opts));
   }
 
   /// Runs f(args...) on a rank; its result (or its exception, as remote_error) in the future.

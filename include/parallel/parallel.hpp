@@ -11,3 +11,4 @@
 #include "process_pool.hpp"
 #include "progress.hpp"
 #include "thread_pool.hpp"
+#include "wait.hpp"

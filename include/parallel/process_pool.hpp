@@ -4,6 +4,7 @@
 // captures and its arguments; results come back through the codec.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -24,10 +25,12 @@
 
 #include "codec.hpp"
 #include "detail/algorithms/process_verbs.hpp"
+#include "detail/algorithms/void_results.hpp"
 #include "detail/ipc/engine.hpp"
 #include "detail/ipc/spawn_start.hpp"
 #include "detail/ipc/start_plan.hpp"
 #include "detail/ipc/worker.hpp"
+#include "detail/no_result.hpp"
 #include "detail/process_platform.hpp"
 #include "detail/scheduler/default_pools.hpp"
 #include "errors.hpp"
@@ -121,6 +124,28 @@ class process_pool_core {
     changed_.wait(lock, [&] { return cancel_done_ >= ticket; });
   }
 
+  /// future::cancel of a submitted task: true when its job was not sent to a worker yet, and
+  /// now never will be (the sink is not called). Waits for the I/O thread's answer, which comes
+  /// at its next round: it is woken for it.
+  bool withdraw(ipc::job_sink* sink) {
+    std::unique_lock lock(mutex_);
+    const auto posted = std::find_if(inbox_.begin(), inbox_.end(),
+                                     [sink](const auto& j) { return j->sink == sink; });
+    if (posted != inbox_.end()) {  // the I/O thread has not seen it yet
+      inbox_.erase(posted);
+      return true;
+    }
+    withdrawal_request request{sink};
+    withdrawals_.push_back(&request);
+    wake_.signal();
+    changed_.wait(lock, [&] { return request.answered; });
+    return request.taken;
+  }
+
+  static bool withdraw_from(void* core, ipc::job_sink* sink) {
+    return static_cast<process_pool_core*>(core)->withdraw(sink);
+  }
+
  private:
   void loop() {
     std::optional<ipc::engine> engine;
@@ -158,6 +183,14 @@ class process_pool_core {
           cancel_done_ = cancel_requests_;
           changed_.notify_all();
         }
+        if (!withdrawals_.empty()) {
+          for (auto* request : withdrawals_) {
+            request->taken = engine->withdraw(request->sink);
+            request->answered = true;
+          }
+          withdrawals_.clear();
+          changed_.notify_all();
+        }
         if (stopping_ && engine->outstanding() == 0) break;
       }
       // The engine settles what it can place itself (a worker that cannot start, a result the
@@ -183,6 +216,12 @@ class process_pool_core {
   std::exception_ptr startup_error_;
   std::vector<std::unique_ptr<ipc::job>> inbox_;
   std::vector<ipc::job_sink*> cancels_;
+  struct withdrawal_request {
+    ipc::job_sink* sink;
+    bool answered = false;
+    bool taken = false;
+  };
+  std::vector<withdrawal_request*> withdrawals_;  // each on its caller's stack until answered
   std::uint64_t cancel_requests_ = 0;
   std::uint64_t cancel_done_ = 0;
   os::wakeup wake_;
@@ -199,6 +238,7 @@ class pool_runner final : public runner {
     changed.wait(lock);
   }
   std::size_t workers() const override { return core_.size(); }
+  withdrawal withdrawer() override { return {&process_pool_core::withdraw_from, &core_}; }
 
  private:
   std::shared_ptr<process_pool_core> owned_;  // a per-call pool (processes<start::spawn>)
@@ -219,26 +259,38 @@ using shipped_arg_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const c
                                              std::is_same_v<std::decay_t<T>, char*>,
                                          c_string_arg, std::decay_t<T>>;
 
-/// A submitted call's future: completed by the pool's I/O thread.
+/// A submitted call's future: completed by the pool's I/O thread, or taken back by cancel()
+/// before its job was sent (the pool outlives every future not complete: it finishes their jobs
+/// before it ends).
 template <class R>
 struct process_future final : future_state<R>, ipc::job_sink {
-  process_future() : future_state<R>(&never_run, &destroy, nullptr, any_tag) {}
+  explicit process_future(withdrawal w)
+      : future_state<R>(&never_run, &destroy, nullptr, any_tag, w.take ? &cancel : nullptr),
+        withdraw_(w) {}
 
   static void never_run(task*) noexcept {}
   static void destroy(future_state<R>* base) noexcept { delete static_cast<process_future*>(base); }
 
+  static bool cancel(future_state<R>* base) {
+    auto* self = static_cast<process_future*>(base);
+    if (!self->withdraw_.take(self->withdraw_.owner, self)) return false;
+    // The engine will never call this sink: the future alone holds the state from now on.
+    (void)self->done_.set();
+    return true;
+  }
+
   void results(ipc::job&, decoder& in, std::uint64_t k, std::uint64_t) override {
     if (k == 1) {
       if constexpr (std::is_void_v<R>)
-        (void)in.read<std::uint8_t>();
+        (void)in.read<no_result>();
       else
         this->value_.emplace(in.read<R>());
     }
   }
   void failed(ipc::job&, std::exception_ptr error) override { this->error_ = std::move(error); }
-  void done(ipc::job&) override {
-    if (this->done_.set()) destroy(this);  // the future was dropped unread
-  }
+  void done(ipc::job&) override { this->complete(); }
+
+  withdrawal withdraw_;
 };
 
 /// The item type a pool's worker decodes, and what f returns for it.
@@ -272,8 +324,7 @@ template <bool Apply, class F, class Range>
 auto pool_map(runner& run, F& f, Range& items, const options& opts) {
   using Fn = std::decay_t<F>;
   using V = pool_item_t<Range>;
-  using R = typename pool_call<Fn, V, Apply>::result;
-  static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
+  using R = unit_if_void_t<typename pool_call<Fn, V, Apply>::result>;
   require_transferable<V>();
   require_transferable<R>();
   indexed_input<Range> input(items);
@@ -304,9 +355,8 @@ auto pool_imap(std::unique_ptr<Runner> run, F&& f, Range&& items, const options&
   using View = held_range<Range>;
   using Fn = std::decay_t<F>;
   using V = pool_item_t<View>;
-  using R = typename pool_call<Fn, V, Apply>::result;
+  using R = unit_if_void_t<typename pool_call<Fn, V, Apply>::result>;
   using state = process_imap_state<R, View, Ordered>;
-  static_assert(!std::is_void_v<R>, "parallel::imap: f must return a value for each item");
   require_transferable<V>();
   require_transferable<R>();
   runner& r = *run;
@@ -324,8 +374,7 @@ auto pool_submit(runner& run, F&& f, Args&&... args) {
   using Fn = std::decay_t<F>;
   using Tuple = std::tuple<shipped_arg_t<Args>...>;
   using R = submit_result_t<F, Args...>;
-  static_assert(!std::is_void_v<R>, "parallel: submit: f must return a value");
-  require_transferable<R>();
+  require_transferable<unit_if_void_t<R>>();
   require_transferable<Tuple>();
   auto j = std::make_unique<ipc::job>();
   j->first = remote_error::no_index;
@@ -337,7 +386,7 @@ auto pool_submit(runner& run, F&& f, Args&&... args) {
     out.write_bytes(prefix.data(), prefix.size());
     out.write(Tuple(std::forward<Args>(args)...));
   }
-  auto* state = new process_future<R>();
+  auto* state = new process_future<R>(run.withdrawer());
   j->sink = state;
   std::vector<std::unique_ptr<ipc::job>> one;
   one.push_back(std::move(j));
@@ -431,32 +480,38 @@ class process_pool {
   /// Number of worker processes.
   std::size_t size() const noexcept { return core_->size(); }
 
+  /// f returning void: map and starmap return void, imap and imap_unordered a range that yields
+  /// nothing and runs every item when the loop over it starts.
   template <class F, std::ranges::input_range Range>
   auto map(F&& f, Range&& items, const options& opts = {}) {
     detail::pool_runner run(*core_);
-    return detail::pool_map<false>(run, f, items, opts);
+    return detail::map_outcome(detail::pool_map<false>(run, f, items, opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& items, const options& opts = {}) {
     detail::pool_runner run(*core_);
-    return detail::pool_map<true>(run, f, items, opts);
+    return detail::map_outcome(detail::pool_map<true>(run, f, items, opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_imap<true, false>(std::make_unique<detail::pool_runner>(*core_),
-                                          std::forward<F>(f), std::forward<Range>(items), opts);
+    return detail::imap_outcome(
+        detail::pool_imap<true, false>(std::make_unique<detail::pool_runner>(*core_),
+                                       std::forward<F>(f), std::forward<Range>(items), opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
-    return detail::pool_imap<false, false>(std::make_unique<detail::pool_runner>(*core_),
-                                           std::forward<F>(f), std::forward<Range>(items), opts);
+    return detail::imap_outcome(
+        detail::pool_imap<false, false>(std::make_unique<detail::pool_runner>(*core_),
+                                        std::forward<F>(f), std::forward<Range>(items), opts));
   }
 
   /// Runs f(args...) in a worker (Python's apply_async / executor.submit). If that worker dies,
-  /// only this future fails (parallel::worker_died); the others complete.
+  /// only this future fails (parallel::worker_died); the others complete. A void f gives a
+  /// future<void>. future::cancel() takes the task back while it is still in the pool's queue
+  /// (the pool sends a few tasks ahead to each worker: those run).
   template <class F, class... Args>
   auto submit(F&& f, Args&&... args) {
     detail::pool_runner run(*core_);

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "detail/algorithms/backends.hpp"
+#include "detail/algorithms/void_results.hpp"
 #include "detail/scheduler/default_pools.hpp"
 #include "detail/scheduler/pool_lease.hpp"
 #include "detail/scheduler/scheduler.hpp"
@@ -43,25 +44,27 @@ class thread_pool {
 
   template <class F, std::ranges::input_range Range>
   auto map(F&& f, Range&& items, const options& opts = {}) {
-    return detail::threads_verbs::map(checked(), f, items, opts);
+    return detail::map_outcome(detail::threads_verbs::map(checked(), f, items, opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& items, const options& opts = {}) {
     detail::apply_each<F&> each{f};
-    return detail::threads_verbs::map(checked(), each, items, opts);
+    return detail::map_outcome(detail::threads_verbs::map(checked(), each, items, opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap(F&& f, Range&& items, const options& opts = {}) {
-    return detail::threads_verbs::imap<true>(detail::pool_lease::borrow(checked()),
-                                             std::forward<F>(f), std::forward<Range>(items), opts);
+    return detail::imap_outcome(
+        detail::threads_verbs::imap<true>(detail::pool_lease::borrow(checked()), std::forward<F>(f),
+                                          std::forward<Range>(items), opts));
   }
 
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F&& f, Range&& items, const options& opts = {}) {
-    return detail::threads_verbs::imap<false>(detail::pool_lease::borrow(checked()),
-                                              std::forward<F>(f), std::forward<Range>(items), opts);
+    return detail::imap_outcome(
+        detail::threads_verbs::imap<false>(detail::pool_lease::borrow(checked()),
+                                           std::forward<F>(f), std::forward<Range>(items), opts));
   }
 
   /// Runs f(args...) on the pool (Python's apply_async). f and args are copied or moved in.

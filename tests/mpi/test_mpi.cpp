@@ -1,9 +1,13 @@
 // parallel::mpi and parallel::mpi_pool, run by ctest under mpirun with 3 ranks and with 1 (see
 // CMakeLists.txt). These cases run on rank 0; the other ranks serve their tasks.
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <parallel/mpi.hpp>
@@ -14,6 +18,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -218,5 +223,78 @@ TEST_CASE("a task cannot start MPI calls itself: only rank 0 drives", "[mpi]") {
   } catch (const parallel::remote_error& e) {
     CHECK(e.type_name() == "parallel::error");
     CHECK(std::string(e.what()).find("only rank 0 drives") != std::string::npos);
+  }
+}
+
+namespace {
+
+/// A task that holds its rank until the test creates the file `path` (bounded: 10 s), after
+/// leaving `path`.started. Ranks run on one machine here, so a file is a gate they all see.
+int gated(const std::string& path, int value) {
+  std::ofstream(path + ".started") << "started\n";
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!std::filesystem::exists(path)) {
+    if (std::chrono::steady_clock::now() > until) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return value;
+}
+
+bool appears(const std::string& path) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!std::filesystem::exists(path)) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+void must_be_positive(int x) {
+  if (x <= 0) throw std::invalid_argument("not positive: " + std::to_string(x));
+}
+
+}  // namespace
+
+TEST_CASE("mpi_pool: cancel, then, as_completed and void tasks", "[mpi][futures]") {
+  parallel::mpi_pool pool;
+  // void f: map returns void, submit gives future<void>; an exception still arrives.
+  static_assert(std::is_void_v<decltype(pool.map(must_be_positive, iota_vector(1)))>);
+  pool.map(must_be_positive, std::vector<int>{1, 2, 3});
+  parallel::map(parallel::mpi{}, must_be_positive, std::vector<int>{4, 5});
+  parallel::future<void> fine = pool.submit(must_be_positive, 1);
+  CHECK_NOTHROW(fine.get());
+  CHECK_THROWS_AS(pool.submit(must_be_positive, 0).get(), parallel::remote_error);
+  CHECK_THROWS_AS(pool.map(must_be_positive, std::vector<int>{1, 0}), parallel::remote_error);
+
+  // then: g runs in this process once the rank's result is there.
+  CHECK(pool.submit(square, 6).then([](int r) { return r + 1; }).get() == 37);
+
+  // as_completed over the ranks' futures.
+  std::vector<parallel::future<int>> futs;
+  for (int i = 0; i < 20; ++i) futs.push_back(pool.submit(square, i));
+  std::set<int> seen;
+  for (parallel::future<int>& f : parallel::as_completed(futs)) seen.insert(f.get());
+  CHECK(seen.size() == 20);
+
+  // cancel: a task still queued at rank 0 is taken back; one a rank runs is not.
+  if (world_size() > 1) {
+    parallel::mpi_pool one{{.workers = 1}};
+    const std::string gate = (std::filesystem::temp_directory_path() /
+                              ("parallel-mpi-gate." + std::to_string(::getpid())))
+                                 .string();
+    std::filesystem::remove(gate);
+    std::filesystem::remove(gate + ".started");
+    auto running = one.submit(gated, gate, 7);
+    REQUIRE(appears(gate + ".started"));
+    std::vector<parallel::future<int>> behind;
+    for (int i = 0; i < 6; ++i) behind.push_back(one.submit(square, i));
+    CHECK(behind.back().cancel());  // a rank holds at most two jobs: the last is queued
+    CHECK_FALSE(running.cancel());
+    std::ofstream(gate) << "open\n";
+    CHECK(running.get() == 7);
+    CHECK_THROWS_AS(behind.back().get(), parallel::cancelled_error);
+    for (int i = 0; i < 5; ++i) CHECK(behind[static_cast<std::size_t>(i)].get() == i * i);
+    std::filesystem::remove(gate);
+    std::filesystem::remove(gate + ".started");
   }
 }

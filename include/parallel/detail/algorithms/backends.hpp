@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "../../policy.hpp"
+#include "../no_result.hpp"
 #include "../scheduler/default_pools.hpp"
 #include "../scheduler/pool_lease.hpp"
 #include "../scheduler/scheduler.hpp"
@@ -40,9 +41,18 @@ struct threads_verbs {
   /// The lease lives as long as the lazy range.
   template <bool Ordered, class F, class Range>
   static auto imap(pool_lease pool, F&& f, Range&& items, const options& opts) {
-    using state = threaded_imap_state<std::decay_t<F>, held_range<Range>, Ordered>;
-    return imap_view<state>(std::make_unique<state>(
-        std::move(pool), std::forward<F>(f), held_range<Range>(std::forward<Range>(items)), opts));
+    using Fn = std::decay_t<F>;
+    using View = held_range<Range>;
+    if constexpr (std::is_void_v<sequential_result_t<Fn, View>>) {
+      using state = threaded_imap_state<unit_returning<Fn>, View, Ordered>;
+      return imap_view<state>(std::make_unique<state>(std::move(pool),
+                                                      unit_returning<Fn>{std::forward<F>(f)},
+                                                      View(std::forward<Range>(items)), opts));
+    } else {
+      using state = threaded_imap_state<Fn, View, Ordered>;
+      return imap_view<state>(std::make_unique<state>(std::move(pool), std::forward<F>(f),
+                                                      View(std::forward<Range>(items)), opts));
+    }
   }
 };
 
@@ -69,8 +79,13 @@ struct backend<sequential> {
   // Sequential imap is lazy and in order either way: completion order is input order.
   template <bool Ordered, class F, class Range>
   static auto imap(const sequential&, F&& f, Range&& items, const options& opts) {
-    return sequential_imap<std::decay_t<F>, held_range<Range>>(
-        std::forward<F>(f), held_range<Range>(std::forward<Range>(items)), opts);
+    using Fn = std::decay_t<F>;
+    using View = held_range<Range>;
+    if constexpr (std::is_void_v<sequential_result_t<Fn, View>>)
+      return sequential_imap<unit_returning<Fn>, View>(unit_returning<Fn>{std::forward<F>(f)},
+                                                       View(std::forward<Range>(items)), opts);
+    else
+      return sequential_imap<Fn, View>(std::forward<F>(f), View(std::forward<Range>(items)), opts);
   }
 };
 

@@ -21,6 +21,7 @@
 #include "../../policy.hpp"
 #include "../ipc/engine.hpp"
 #include "../ipc/worker.hpp"
+#include "../no_result.hpp"
 #include "../posix/process.hpp"
 #include "common.hpp"
 #include "process_verbs.hpp"
@@ -72,8 +73,7 @@ template <>
 struct backend<processes<start::fork>> {
   template <class F, class Range>
   static auto map(const processes<start::fork>& p, F& f, Range& items, const options& opts) {
-    using R = map_result_t<F, Range>;
-    static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
+    using R = unit_if_void_t<map_result_t<F, Range>>;
     require_transferable<R>();
     refuse_in_spawned_child();
     indexed_input<Range> input(items);
@@ -86,7 +86,7 @@ struct backend<processes<start::fork>> {
     auto handle = [&](const ipc::task_header& t, decoder&, ipc::chunk_output& out) {
       out.run(t.first, t.count, (t.flags & ipc::task_timed) != 0,
               [&](std::uint64_t i) -> decltype(auto) {
-                return std::invoke(f, input[static_cast<std::size_t>(i)]);
+                return invoke_or_unit(f, input[static_cast<std::size_t>(i)]);
               });
     };
     ipc::engine eng(ipc::engine::config{.workers = std::min(resolve_workers(p.workers), n),
@@ -105,11 +105,10 @@ struct backend<processes<start::fork>> {
   static auto imap(const processes<start::fork>& p, F&& f, Range&& items, const options& opts) {
     using View = held_range<Range>;
     using Fn = std::decay_t<F>;
-    using R = sequential_result_t<Fn, View>;
+    using R = unit_if_void_t<sequential_result_t<Fn, View>>;
     using V = std::ranges::range_value_t<View>;
     using context = forked_imap_context<Fn, View>;
     using state = process_imap_state<R, View, Ordered>;
-    static_assert(!std::is_void_v<R>, "parallel::imap: f must return a value for each item");
     require_transferable<R>();
     constexpr bool in_place =
         std::ranges::random_access_range<View> && std::ranges::sized_range<View>;
@@ -121,12 +120,12 @@ struct backend<processes<start::fork>> {
       const bool timed = (t.flags & ipc::task_timed) != 0;
       if constexpr (in_place) {
         out.run(t.first, t.count, timed, [&](std::uint64_t i) -> decltype(auto) {
-          return std::invoke(c->f, (*c->origin)[static_cast<std::ptrdiff_t>(i)]);
+          return invoke_or_unit(c->f, (*c->origin)[static_cast<std::ptrdiff_t>(i)]);
         });
       } else {
         out.run(t.first, t.count, timed, [&](std::uint64_t) {
           V item = body.read<V>();
-          return std::invoke(c->f, item);
+          return invoke_or_unit(c->f, item);
         });
       }
     };

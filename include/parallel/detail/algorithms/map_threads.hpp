@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../../policy.hpp"
+#include "../no_result.hpp"
 #include "../scheduler/scheduler.hpp"
 #include "common.hpp"
 
@@ -209,9 +210,13 @@ template <class F, class Range>
 auto map_on_threads(scheduler& pool, F& f, Range& items, const options& opts) {
   using input_t = indexed_input<Range>;
   using R = map_result_t<F, Range>;
-  static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
-  input_t input(items);
-  return threaded_map<F, input_t, R>(pool, f, input, opts).run();
+  if constexpr (std::is_void_v<R>) {
+    unit_returning<F&> g{f};
+    return map_on_threads(pool, g, items, opts);
+  } else {
+    input_t input(items);
+    return threaded_map<F, input_t, R>(pool, f, input, opts).run();
+  }
 }
 
 }  // namespace parallel::detail

@@ -51,6 +51,13 @@ inline void refuse_in_spawned_child() {
   }
 }
 
+/// How a submitted task's future takes its job back from a pool (future::cancel): `take(owner,
+/// sink)` is true when the job was not sent yet and now never will be.
+struct withdrawal {
+  bool (*take)(void* owner, ipc::job_sink* sink) = nullptr;
+  void* owner = nullptr;
+};
+
 /// How a call reaches its engine.
 class runner {
  public:
@@ -63,6 +70,8 @@ class runner {
   /// changed (the engine ran, or the pool's thread notified `changed`).
   virtual void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) = 0;
   virtual std::size_t workers() const = 0;
+  /// For the futures of submit: how to take a job back later (none: it cannot be).
+  virtual withdrawal withdrawer() { return {}; }
 
  protected:
   ~runner() = default;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../policy.hpp"
+#include "../no_result.hpp"
 #include "common.hpp"
 
 namespace parallel::detail {
@@ -28,10 +29,8 @@ std::size_t known_size(Range& items) {
     return 0;
 }
 
-template <class F, class Range>
-auto map_sequential(F& f, Range& items, const options& opts) {
-  using R = sequential_result_t<F, Range>;
-  static_assert(!std::is_void_v<R>, "parallel::map: f must return a value for each item");
+template <class R, class F, class Range>
+std::vector<R> map_sequential_values(F& f, Range& items, const options& opts) {
   std::vector<R> out;
   const std::size_t total = known_size(items);
   reserve_results(out, total);
@@ -41,6 +40,17 @@ auto map_sequential(F& f, Range& items, const options& opts) {
   }
   if (opts.progress && (out.empty() || total != out.size())) opts.progress(out.size(), out.size());
   return out;
+}
+
+template <class F, class Range>
+auto map_sequential(F& f, Range& items, const options& opts) {
+  using R = sequential_result_t<F, Range>;
+  if constexpr (std::is_void_v<R>) {
+    unit_returning<F&> g{f};
+    return map_sequential(g, items, opts);
+  } else {
+    return map_sequential_values<R>(f, items, opts);
+  }
 }
 
 /// imap on parallel::sequential: computes each result when the loop asks for it.

@@ -31,6 +31,8 @@
 #include <variant>
 #include <vector>
 
+#include "../no_result.hpp"
+
 namespace parallel {
 namespace detail {
 
@@ -191,6 +193,17 @@ struct codec<std::monostate> {
   static void encode(encoder& out, std::monostate) { detail::write_placeholder(out); }
   static std::monostate decode(decoder& in) {
     detail::read_placeholder(in, "std::monostate");
+    return {};
+  }
+};
+
+/// What a function returning void sends back (no_result.hpp): one placeholder byte.
+template <>
+struct codec<detail::no_result> {
+  static constexpr std::size_t min_size = 1;
+  static void encode(encoder& out, detail::no_result) { detail::write_placeholder(out); }
+  static detail::no_result decode(decoder& in) {
+    detail::read_placeholder(in, "the result of a function returning void");
     return {};
   }
 };

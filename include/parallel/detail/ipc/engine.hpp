@@ -182,6 +182,16 @@ class engine {
       }
   }
 
+  /// Takes the sink's job out of the queue if it was not sent to a worker yet (future::cancel):
+  /// true when it was there; its sink is then never called. A job sent already stays.
+  bool withdraw(const job_sink* sink) {
+    const auto it = std::find_if(pending_.begin(), pending_.end(),
+                                 [sink](const std::unique_ptr<job>& j) { return j->sink == sink; });
+    if (it == pending_.end()) return false;
+    pending_.erase(it);
+    return true;
+  }
+
   /// Jobs posted and not finished whose outcome someone still waits for (a cancelled job
   /// still running in a worker does not count: destroying the engine kills that worker).
   std::size_t outstanding() const noexcept {

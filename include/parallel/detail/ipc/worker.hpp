@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "../../codec.hpp"
+#include "../no_result.hpp"
 #include "../process_platform.hpp"
 #include "arena.hpp"
 #include "frame.hpp"
@@ -266,9 +267,10 @@ void run_items(const task_header& task, decoder& body, chunk_output& out) {
   out.run(task.first, task.count, timed, [&](std::uint64_t) {
     Arg arg = body.read<Arg>();
     if constexpr (Apply)
-      return std::apply(*fn, arg);
+      return std::apply([&fn](auto&... a) -> decltype(auto) { return invoke_or_unit(*fn, a...); },
+                        arg);
     else
-      return std::invoke(*fn, arg);
+      return invoke_or_unit(*fn, arg);
   });
 }
 

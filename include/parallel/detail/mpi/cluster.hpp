@@ -73,6 +73,27 @@ class cluster {
     cancelled_.wait(lock, [&] { return cancel_done_ >= ticket; });
   }
 
+  /// future::cancel of a submitted task: true when its job was not sent to a rank yet, and now
+  /// never will be (the sink is not called). The I/O thread answers at its next round.
+  bool withdraw(ipc::job_sink* sink) {
+    std::unique_lock lock(mutex_);
+    const auto posted = std::find_if(inbox_.begin(), inbox_.end(),
+                                     [sink](const entry& e) { return e.job->sink == sink; });
+    if (posted != inbox_.end()) {
+      inbox_.erase(posted);
+      return true;
+    }
+    withdrawal_request request{sink};
+    withdrawals_.push_back(&request);
+    wake_.notify_all();
+    cancelled_.wait(lock, [&] { return request.answered; });
+    return request.taken;
+  }
+
+  static bool withdraw_from(void* c, ipc::job_sink* sink) {
+    return static_cast<cluster*>(c)->withdraw(sink);
+  }
+
   /// Ranks abandoned because a task overran its timeout there: they are still running it, so
   /// MPI cannot be finalized cleanly at the end.
   std::vector<int> stuck_ranks() const {
@@ -122,6 +143,18 @@ class cluster {
           for (auto* sink : cancels_) forget(sink);
           cancels_.clear();
           cancel_done_ = cancel_requests_;
+          cancelled_.notify_all();
+        }
+        if (!withdrawals_.empty()) {
+          for (auto* request : withdrawals_) {
+            const auto it = std::find_if(pending_.begin(), pending_.end(), [&](const entry& e) {
+              return e.job->sink == request->sink;
+            });
+            request->taken = it != pending_.end();
+            if (request->taken) pending_.erase(it);
+            request->answered = true;
+          }
+          withdrawals_.clear();
           cancelled_.notify_all();
         }
         const bool busy = !pending_.empty() || in_flight() > 0;
@@ -439,6 +472,12 @@ class cluster {
   std::condition_variable cancelled_;  // cancel() waits on it
   std::vector<entry> inbox_;
   std::vector<ipc::job_sink*> cancels_;
+  struct withdrawal_request {
+    ipc::job_sink* sink;
+    bool answered = false;
+    bool taken = false;
+  };
+  std::vector<withdrawal_request*> withdrawals_;  // each on its caller's stack until answered
   std::uint64_t cancel_requests_ = 0;
   std::uint64_t cancel_done_ = 0;
   bool stopping_ = false;
