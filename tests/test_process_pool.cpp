@@ -539,6 +539,39 @@ TEST_CASE("process_pool: cancel takes back a task still queued, not one sent to 
   check_cancel<parallel::start::forkserver>("start::forkserver");
 }
 
+namespace {
+
+/// Leaves a mark that it ran: the file `path`.ran.`x`.
+int mark_ran(const std::string& path, int x) {
+  std::ofstream(path + ".ran." + std::to_string(x)) << "ran\n";
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("process_pool: cancel takes back a task sent to a busy worker that has not started it",
+          "[process_pool][cancel]") {
+  watchdog guard{"process_pool: cancel in the worker's queue", 60s};
+  fork_pool pool{{.workers = 1}};
+  // Short tasks first: the pool then sends several tasks ahead to its worker.
+  for (int i = 0; i < 50; ++i) REQUIRE(pool.submit([](int x) { return x; }, i).get() == i);
+  file_gate gate("cancel-sent");
+  auto running = pool.submit(&file_gate::pass, gate.path(), 1);
+  std::vector<parallel::future<int>> behind;
+  for (int i = 0; i < 6; ++i) behind.push_back(pool.submit(&mark_ran, gate.path(), i));
+  REQUIRE(gate.wait_started());
+  // Whether each was sent ahead to the worker or still waits in the pool, none has started.
+  for (auto& f : behind) REQUIRE(f.cancel());
+  gate.open();
+  REQUIRE(running.get() == 1);
+  for (auto& f : behind) REQUIRE_THROWS_AS(f.get(), parallel::cancelled_error);
+  // One worker runs its tasks in order: after this one, every task sent before it ran or was
+  // skipped.
+  REQUIRE(pool.submit([] { return 7; }).get() == 7);
+  for (int i = 0; i < 6; ++i)
+    CHECK_FALSE(std::filesystem::exists(gate.path() + ".ran." + std::to_string(i)));
+}
+
 TEST_CASE("process_pool: cancelled futures are dropped, the pool ends cleanly",
           "[process_pool][cancel]") {
   watchdog guard{"process_pool: drop cancelled futures", 60s};

@@ -182,14 +182,25 @@ class engine {
       }
   }
 
-  /// Takes the sink's job out of the queue if it was not sent to a worker yet (future::cancel):
-  /// true when it was there; its sink is then never called. A job sent already stays.
+  /// Takes the sink's job back (future::cancel): out of the queue if it was not sent yet, or out
+  /// of its worker's queue if the worker has not started it (control_block::withdraw). True
+  /// when it was taken back: its sink is then never called. A job that started stays.
   bool withdraw(const job_sink* sink) {
     const auto it = std::find_if(pending_.begin(), pending_.end(),
                                  [sink](const std::unique_ptr<job>& j) { return j->sink == sink; });
-    if (it == pending_.end()) return false;
-    pending_.erase(it);
-    return true;
+    if (it != pending_.end()) {
+      pending_.erase(it);
+      return true;
+    }
+    for (auto& s : slots_)
+      for (auto& j : s.in_flight) {
+        if (j->sink != sink || j->withdrawn) continue;
+        if (!s.shared || !s.shared->control().withdraw(j->seq)) return false;
+        j->withdrawn = true;
+        j->sink = nullptr;
+        return true;
+      }
+    return false;
   }
 
   /// Jobs posted and not finished whose outcome someone still waits for (a cancelled job

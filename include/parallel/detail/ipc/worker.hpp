@@ -260,7 +260,7 @@ void run_items(const task_header& task, decoder& body, chunk_output& out) {
         body.read_span(static_cast<std::size_t>(task.count) * sizeof(Arg), type_name<Arg>()).data();
     out.run(task.first, task.count, timed, [&](std::uint64_t index) {
       Arg arg = value_in_block<Arg>(block, static_cast<std::size_t>(index - task.first));
-      return std::invoke(*fn, arg);
+      return invoke_or_unit(*fn, arg);
     });
     return;
   }
