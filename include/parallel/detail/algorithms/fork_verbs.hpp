@@ -97,7 +97,8 @@ struct backend<processes<start::fork>> {
     process_map_call<R> call(
         run, n, opts,
         learned_cost_for<std::decay_t<F>,
-                         std::remove_cvref_t<std::ranges::range_reference_t<Range>>>());
+                         std::remove_cvref_t<std::ranges::range_reference_t<Range>>>(),
+        /*split=*/true);
     return call.run({}, [](encoder&, std::size_t, std::size_t) {});
   }
 

@@ -135,9 +135,12 @@ learned_cost* learned_cost_for() noexcept {
 /// before starts from what was learned then; a new one from a few probe jobs of growing size.
 class chunk_planner {
  public:
+  /// `split`: with nothing measured, cut the call into a few chunks per worker at once rather
+  /// than probing with one-item jobs (per-call fork, whose workers read the items in place: a
+  /// chunk costs nothing to send however large).
   chunk_planner(std::size_t fixed, std::size_t workers, std::size_t total = unknown,
-                learned_cost* memory = nullptr)
-      : fixed_(fixed), workers_(workers), total_(total), memory_(memory) {
+                learned_cost* memory = nullptr, bool split = false)
+      : fixed_(fixed), workers_(workers), total_(total), memory_(memory), split_(split) {
     if (memory_ == nullptr || fixed_ != 0) return;
     const std::uint64_t ns = memory_->ns_per_item.load(std::memory_order_relaxed);
     if (ns == 0) return;
@@ -156,7 +159,13 @@ class chunk_planner {
   std::size_t next(std::size_t remaining) {
     if (fixed_ != 0) return fixed_;
     std::size_t size;
-    if (items_ == 0) {
+    if (items_ == 0 && split_ && total_ != unknown &&
+        total_ >= split_per_worker * workers_ * min_split_chunk) {
+      // Nothing measured yet, many items in place: a few chunks per worker (an idle worker
+      // takes back those still queued in a busy one, so an uneven split evens out). Fewer items
+      // are probed one by one: then one slow item holds no other.
+      size = (total_ + split_per_worker * workers_ - 1) / (split_per_worker * workers_);
+    } else if (items_ == 0) {
       // Nothing measured yet: one item per job for the first round, then slowly larger.
       size = std::size_t{1} << std::min<std::size_t>(probes_++ / (2 * workers_), 4);
     } else {
@@ -202,12 +211,15 @@ class chunk_planner {
  private:
   static constexpr std::uint64_t target_ns = 2'000'000;
   static constexpr std::uint64_t min_tail_ns = 50'000;
+  static constexpr std::size_t split_per_worker = 4;
+  static constexpr std::size_t min_split_chunk = 16;
   static constexpr std::size_t max_chunk = std::size_t{1} << 20;
   static constexpr std::uint64_t max_chunk_bytes = std::uint64_t{4} << 20;
   std::size_t fixed_;
   std::size_t workers_;
   std::size_t total_;
   learned_cost* memory_;
+  bool split_;
   std::size_t probes_ = 0;
   std::uint64_t items_ = 0;
   std::uint64_t ns_ = 0;
@@ -236,12 +248,13 @@ inline std::unique_ptr<ipc::job> make_job(std::uint64_t first, std::uint64_t cou
 template <class R>
 class process_map_call final : public ipc::job_sink {
  public:
-  process_map_call(runner& run, std::size_t n, const options& opts, learned_cost* memory = nullptr)
+  process_map_call(runner& run, std::size_t n, const options& opts, learned_cost* memory = nullptr,
+                   bool split = false)
       : run_(run),
         n_(n),
         opts_(opts),
         slots_(n),
-        planner_(opts.chunksize, run.workers(), n, memory) {}
+        planner_(opts.chunksize, run.workers(), n, memory, split) {}
 
   /// Posts jobs as results come back; `fill(encoder&, first, count)` writes a job's items.
   template <class Fill>
