@@ -247,10 +247,16 @@ TEMPLATE_TEST_CASE("faults: a pool replaces a dead worker, and the next call run
   // items in flight gets the next call's items after the idle one, so both 200 ms items below
   // could queue in the replacement. A call that completes first drains the survivor.
   CHECK(pool.map(square, numbers(item_count)) == squares(item_count));
-  // Two items of 200 ms with chunksize 1: one in each worker.
+  // Two items with chunksize 1 that each wait (up to 30 s) until both have started: they can
+  // only finish early in two workers. The replacement may still be starting (a spawned worker
+  // under a sanitizer takes long): an item queued in the survivor meanwhile is taken back by
+  // the replacement once it is ready.
+  shared_board().task_runs = 0;
   const std::vector<int> pids = pool.map(
       [](int) {
-        sleep_ms(200);
+        board& b = shared_board();
+        b.task_runs.fetch_add(1);
+        for (int waited = 0; b.task_runs.load() < 2 && waited < 30'000; ++waited) sleep_ms(1);
         return static_cast<int>(::getpid());
       },
       numbers(2), {.chunksize = 1});

@@ -142,11 +142,12 @@ class completion_watch {
     link& l = links_[index];
     l.index = index;
     l.list = &hooks;
-    if (hooks.add(&l)) {
-      l.added = true;
-      return;
-    }
+    // Marked before the hook is published: its fire() may come at once, on another thread, and
+    // clears the mark (the list's lock orders this write before that one).
+    l.added = true;
+    if (hooks.add(&l)) return;
     std::lock_guard lock(mutex_);
+    l.added = false;
     ready_.push_back(index);
   }
 
