@@ -56,6 +56,55 @@ class shared_position_input {
   std::shared_ptr<state> state_;
 };
 
+// As std::views::istream: begin() reads the first value, ++ the next one, * returns the value
+// read. A second begin() would read (and lose) a value.
+class reads_at_begin_input {
+  struct state {
+    int next = 0;
+    int size = 0;
+    int value = -1;
+    bool done = false;
+    void read() {
+      if (next >= size) {
+        done = true;
+        return;
+      }
+      value = next++;
+    }
+  };
+
+ public:
+  explicit reads_at_begin_input(int size) : state_(std::make_shared<state>(state{0, size})) {}
+
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(std::shared_ptr<state> s) : state_(std::move(s)) {}
+    int operator*() const { return state_->value; }
+    iterator& operator++() {
+      state_->read();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.state_->done; }
+
+   private:
+    std::shared_ptr<state> state_;
+  };
+
+  iterator begin() {
+    state_->read();
+    return iterator(state_);
+  }
+  std::default_sentinel_t end() const { return {}; }
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
 template <class Imap>
 std::vector<int> drain(Imap&& results) {
   std::vector<int> out;
@@ -88,4 +137,21 @@ TEST_CASE("process imap reads a shared-position single-pass input once",
     std::sort(got.begin(), got.end());
     REQUIRE(got == expected);
   }
+}
+
+TEST_CASE("process imap calls begin() once on an input whose begin() reads, as an istream's",
+          "[processes][process_pool][imap]") {
+  test_support::watchdog guard("begin-reads imap over processes");
+  const std::vector<int> expected{0, 2, 4, 6, 8, 10};
+  auto twice = [](int x) { return 2 * x; };
+  REQUIRE(drain(parallel::imap(parallel::processes<parallel::start::fork>{.workers = 2}, twice,
+                               reads_at_begin_input(6))) == expected);
+  {
+    auto got = drain(parallel::imap_unordered(
+        parallel::processes<parallel::start::fork>{.workers = 2}, twice, reads_at_begin_input(6)));
+    std::sort(got.begin(), got.end());
+    REQUIRE(got == expected);
+  }
+  parallel::process_pool<parallel::start::fork> pool{{.workers = 2}};
+  REQUIRE(drain(pool.imap(twice, reads_at_begin_input(6))) == expected);
 }

@@ -276,3 +276,34 @@ TEST_CASE("thread_pool: several caller threads share one pool", "[thread_pool]")
   for (std::size_t c = 0; c < totals.size(); ++c)
     REQUIRE(totals[c] == base * static_cast<long>(c + 1));
 }
+
+TEST_CASE("threads: options.timeout is refused at the call, never ignored", "[thread_pool]") {
+  using namespace std::chrono_literals;
+  const parallel::options opts{.timeout = 100ms};
+  const std::vector<int> xs{1, 2, 3};
+  auto twice = [](int x) { return 2 * x; };
+  const auto names_the_way_out = [](const parallel::error& e) {
+    const std::string what = e.what();
+    return what.find("options.timeout (100 ms) is not supported on threads") != std::string::npos &&
+           what.find("process_pool") != std::string::npos;
+  };
+  bool ran = false;
+  auto marks = [&ran](int x) {
+    ran = true;
+    return x;
+  };
+  try {
+    (void)parallel::map(parallel::threads{.workers = 2}, marks, xs, opts);
+    FAIL("map with a timeout on threads did not throw");
+  } catch (const parallel::error& e) {
+    CHECK(names_the_way_out(e));
+  }
+  CHECK_FALSE(ran);
+  parallel::thread_pool pool{2};
+  CHECK_THROWS_AS(pool.map(twice, xs, opts), parallel::error);
+  CHECK_THROWS_AS(pool.imap(twice, xs, opts), parallel::error);
+  CHECK_THROWS_AS(pool.imap_unordered(twice, xs, opts), parallel::error);
+  CHECK_THROWS_AS(parallel::imap(parallel::threads{}, twice, xs, opts), parallel::error);
+  // Without a timeout the same calls run.
+  CHECK(pool.map(twice, xs) == std::vector<int>{2, 4, 6});
+}

@@ -4,9 +4,11 @@
 
 #include <memory>
 #include <ranges>
+#include <string>
 #include <type_traits>
 #include <utility>
 
+#include "../../errors.hpp"
 #include "../../policy.hpp"
 #include "../no_result.hpp"
 #include "../scheduler/default_pools.hpp"
@@ -33,14 +35,27 @@ struct apply_each {
 
 /// The thread-pool verbs, shared by parallel::threads and parallel::thread_pool.
 struct threads_verbs {
+  /// options.timeout cannot be kept on threads: said at the call, never ignored.
+  static void refuse_timeout(const options& opts) {
+    if (opts.timeout.count() <= 0) return;
+    throw error(
+        "parallel: options.timeout (" + std::to_string(opts.timeout.count()) +
+        " ms) is not supported on threads: a thread cannot be stopped from outside, so the call "
+        "could not end a task that outlives it. Use parallel::processes<...>{} or a "
+        "parallel::process_pool (a worker whose task outlives the timeout is killed and "
+        "replaced, and the call raises parallel::timeout_error), or check a deadline inside f");
+  }
+
   template <class F, class Range>
   static auto map(scheduler& pool, F& f, Range& items, const options& opts) {
+    refuse_timeout(opts);
     return map_on_threads(pool, f, items, opts);
   }
 
   /// The lease lives as long as the lazy range.
   template <bool Ordered, class F, class Range>
   static auto imap(pool_lease pool, F&& f, Range&& items, const options& opts) {
+    refuse_timeout(opts);
     using Fn = std::decay_t<F>;
     using View = held_range<Range>;
     if constexpr (std::is_void_v<sequential_result_t<Fn, View>>) {

@@ -148,7 +148,9 @@ struct backend<processes<start::fork>> {
                                                 [](void* p) { delete static_cast<context*>(p); });
     auto s = std::make_unique<state>(run, View(std::forward<Range>(items)), opts, body_prefix{},
                                      std::move(fill), std::move(keep), learned_cost_for<Fn, V>());
-    c->origin = s->origin();
+    // The workers index the input from its beginning; a single-pass input is shipped instead,
+    // and its begin() must not be called a second time (an istream's reads a value).
+    if constexpr (in_place) c->origin = s->origin();
     return imap_view<state>(std::move(s));
   }
 };
