@@ -276,7 +276,21 @@ class engine {
     int timeout =
         std::min(wait_ms < 0 ? std::numeric_limits<int>::max() : wait_ms, next_deadline_ms());
     if (again) timeout = 0;  // still workers to start: look, but do not sleep
+    // Results already in the rings, or coming within a short spin: no sleep, no system call.
+    // Otherwise each worker is told that the caller sleeps (it rings the socket after its next
+    // result), and the rings are looked at once more (ring.hpp's doorbell).
+    if (timeout != 0 &&
+        (results_ready() ||
+         (spin_worth_it() && spin_until([this] { return results_ready(); }, engine_spin_ns))))
+      timeout = 0;
+    if (timeout != 0) {
+      for (auto& s : slots_)
+        if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.sleeping();
+      if (results_ready()) timeout = 0;
+    }
     const int ready = waits_.wait(timeout == std::numeric_limits<int>::max() ? -1 : timeout);
+    for (auto& s : slots_)
+      if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.awake();
     bool woken = false;
     if (ready > 0) {
       for (std::size_t k = 0; k < waits_.size(); ++k) {
@@ -300,6 +314,7 @@ class engine {
         }
       }
     }
+    for (auto& s : slots_) drain(s);
     check_timeouts();
     collect_retired();
     return woken;
@@ -315,6 +330,11 @@ class engine {
   static constexpr std::uint64_t long_job_ns = 1'000'000;
   /// About this much work waits in a worker behind its running job (depth(), dispatch()).
   static constexpr std::uint64_t queue_budget_ns = 1'000'000;
+  /// Before it sleeps, the engine watches the result rings this long when results are due soon
+  /// (spin_worth_it): short jobs then cost no system call on the caller's side.
+  static constexpr std::uint64_t engine_spin_ns = 20'000;
+  /// Jobs longer than this (lately, on average) are not waited for by spinning.
+  static constexpr std::uint64_t spin_job_ns = 200'000;
   // Why the engine stopped a worker: a task's timeout, a start that took too long, a frame that
   // broke the protocol, or none of its jobs' doing (the caller could not take a result: the
   // result's job failed already, the others go to other workers).
@@ -325,6 +345,11 @@ class engine {
     os::channel channel;
     os::process_watch_handle watch;
     std::unique_ptr<arena> shared;
+    frame_ring tasks;    // our end of its task ring (unusable: tasks go by the socket)
+    frame_ring results;  // our end of its result ring
+    bool rings = false;
+    std::deque<frame> channel_results;  // results that came by the socket, for marks in the ring
+    std::uint64_t last_result_id = 0;   // the last result header read from the socket
     std::unique_ptr<frame_reader> reader;
     std::vector<std::byte> out;
     std::size_t out_sent = 0;
@@ -370,6 +395,10 @@ class engine {
     s.pid = pid;
     s.channel = std::move(mine);
     s.shared = std::move(shared);
+    s.tasks = s.shared->task_ring();
+    s.results = s.shared->result_ring();
+    s.rings = s.tasks.usable() && s.results.usable();
+    s.channel_results.clear();
     s.reader = std::move(reader);
     s.watch = os::watch_process(s.pid);
     // A result header is checked as soon as it arrives, before its payload: a result for a task
@@ -527,7 +556,10 @@ class engine {
 
   // The worker ended, or must: collect what it sent, reap it, settle its jobs, and replace it.
   void end_worker(slot& s) {
-    if (s.stopping == stop_reason::none) receive(s, /*draining=*/true);
+    if (s.stopping == stop_reason::none) {
+      receive(s, /*draining=*/true);
+      drain(s);  // results it published in its ring before it ended count too
+    }
     if (s.pid < 0) return;
     // Still running although its channel ended: it closed the channel itself.
     // (A dying process closes its descriptors before it can be waited for: give it a moment.)
@@ -800,7 +832,10 @@ class engine {
       const std::size_t mark = best->out.size();
       best->shared->control().offer(best->sent + 1);  // before the worker can see the task
       try {
-        append_frame(best->out, frame_type::task, frame_flags::none, j->id, j->payload);
+        if (!send_task(*best, *j)) {  // its ring is full: the job waits for the next round
+          pending_.push_front(std::move(j));
+          break;
+        }
       } catch (...) {  // no memory for the frame: this job fails, the worker goes on
         best->out.resize(mark);
         settle_failed(*j, std::current_exception());
@@ -811,6 +846,7 @@ class engine {
       if (best->in_flight.empty()) best->front_since_ns = now;
       best->in_flight.push_back(std::move(j));
     }
+    ring_task_bells();
     // Jobs wait, and no slot has a worker: every start failed just now. They fail rather than
     // wait for a worker that may never come; a later call tries the slots again.
     if (!pending_.empty() &&
@@ -818,6 +854,52 @@ class engine {
       const std::string why = last_start_error_;
       fail_pending([&why] { return std::make_exception_ptr(spawn_error(why)); });
     }
+  }
+
+  /// Puts a task where its worker reads it: its ring, or, too large for the ring (or when the
+  /// ring is full), a mark in the ring and the task on the socket. Without rings, the socket.
+  /// False when not even the mark fits now (the worker is behind: the task waits).
+  static bool send_task(slot& s, const job& j) {
+    if (!s.rings) {
+      append_frame(s.out, frame_type::task, frame_flags::none, j.id, j.payload);
+      return true;
+    }
+    if (s.tasks.put(frame_type::task, frame_flags::none, j.id, j.payload)) return true;
+    append_frame(s.out, frame_type::task, frame_flags::none, j.id, j.payload);
+    if (s.tasks.put(frame_type::task, frame_flags::payload_on_channel, j.id, {})) return true;
+    s.out.resize(s.out.size() - header_size - j.payload.size());
+    return false;
+  }
+
+  /// Publishes the tasks put in each ring, and wakes the workers that sleep (a doorbell frame,
+  /// written with the slot's other frames by flush_all).
+  void ring_task_bells() {
+    for (auto& s : slots_) {
+      if (s.pid < 0 || !s.rings || !s.tasks.uncommitted()) continue;
+      s.tasks.commit();
+      if (s.shared->control().worker_bell.must_ring()) {
+        if (s.out_sent == s.out.size()) {
+          s.out.clear();
+          s.out_sent = 0;
+        }
+        const header_bytes bell = encode_header(frame_type::doorbell, frame_flags::none, 0, 0);
+        s.out.insert(s.out.end(), bell.begin(), bell.end());
+      }
+    }
+  }
+
+  bool results_ready() const noexcept {
+    for (const auto& s : slots_)
+      if (s.pid >= 0 && s.rings && s.results.ready()) return true;
+    return false;
+  }
+
+  /// Whether a result may come within a spin: a worker runs a job, and jobs are short.
+  bool spin_worth_it() const noexcept {
+    if (job_ns_ > spin_job_ns) return false;
+    for (const auto& s : slots_)
+      if (s.pid >= 0 && s.rings && s.greeted && live_jobs(s) > 0) return true;
+    return false;
   }
 
   bool retiring(const slot& s) const noexcept {
@@ -887,10 +969,11 @@ class engine {
     (void)handle_frames(s);  // the frames that arrived whole still count
     if (s.pid < 0 || s.stopping != stop_reason::none) return;
     // The failed bytes belong to the last result whose header was read.
-    const std::size_t at = s.results_parsed > 0 ? s.results_parsed - 1 : 0;
-    if (at < s.in_flight.size()) {
-      std::unique_ptr<job> j = std::move(s.in_flight[at]);
-      s.in_flight.erase(s.in_flight.begin() + static_cast<std::ptrdiff_t>(at));
+    const auto at = std::find_if(s.in_flight.begin(), s.in_flight.end(),
+                                 [&s](const auto& j) { return j->id == s.last_result_id; });
+    if (at != s.in_flight.end()) {
+      std::unique_ptr<job> j = std::move(*at);
+      s.in_flight.erase(at);
       settle_failed(*j, std::move(error));
     }
     stop_worker(s, stop_reason::replace, {});
@@ -905,7 +988,14 @@ class engine {
       try {
         f = s.reader->next();
         if (!f) return true;
-        handle(s, *f);
+        if (f->type == frame_type::doorbell) continue;   // it woke the loop: the rings are read
+        if (s.rings && f->type == frame_type::result) {  // its mark in the ring says when
+          s.channel_results.push_back(std::move(*f));
+          continue;
+        }
+        if (f->type == frame_type::result) --s.results_parsed;
+        handle(s, f->type, f->flags, f->task_id, f->payload);
+        if (f->type == frame_type::result && retiring(s) && s.in_flight.empty()) retire(s);
       } catch (const std::exception& e) {
         stop_worker(s, stop_reason::protocol, e.what());
         return false;
@@ -913,9 +1003,47 @@ class engine {
     }
   }
 
-  void handle(slot& s, frame& f) {
-    if (f.type == frame_type::hello) {
-      decoder in(f.payload);
+  /// Reads the results of the ring: each frame is handled where it lies, then given back. A mark
+  /// (payload_on_channel) stands for the next result that came by the socket; when that has not
+  /// all been read yet, the rest waits for the next round.
+  void drain(slot& s) {
+    while (s.pid >= 0 && s.rings && s.stopping != stop_reason::protocol &&
+           s.stopping != stop_reason::replace) {
+      try {
+        const std::optional<frame_ring::record> r = s.results.peek(default_max_payload);
+        if (!r) return;
+        if (r->header.type != frame_type::result)
+          wire::protocol_error(std::string("a ") + to_string(r->header.type) +
+                               " frame in a worker's result ring");
+        if (has_flag(r->header.flags, frame_flags::payload_on_channel)) {
+          // The worker wrote the result whole to the socket before this mark: it is there.
+          if (s.channel_results.empty()) receive(s, /*draining=*/true);
+          if (s.pid < 0 || s.channel_results.empty() || s.stopping == stop_reason::protocol ||
+              s.stopping == stop_reason::replace)
+            return;
+          const frame f = std::move(s.channel_results.front());
+          s.channel_results.pop_front();
+          if (f.task_id != r->header.task_id)
+            wire::protocol_error("a result's mark in the ring names task " +
+                                 std::to_string(r->header.task_id) + ", the socket brought " +
+                                 std::to_string(f.task_id));
+          handle(s, f.type, f.flags, f.task_id, f.payload);
+        } else {
+          handle(s, r->header.type, r->header.flags, r->header.task_id, r->payload);
+        }
+        s.results.consume(*r);
+      } catch (const std::exception& e) {
+        stop_worker(s, stop_reason::protocol, e.what());
+        return;
+      }
+      if (retiring(s) && s.in_flight.empty()) retire(s);
+    }
+  }
+
+  void handle(slot& s, frame_type type, frame_flags flags, std::uint64_t task_id,
+              std::span<const std::byte> payload) {
+    if (type == frame_type::hello) {
+      decoder in(payload);
       (void)in.read<std::uint64_t>();
       const code_location theirs = decode_location(in);
       const bool ready = in.read<std::uint8_t>() != 0;
@@ -936,40 +1064,41 @@ class engine {
       }
       return;
     }
-    if (f.type == frame_type::error) {
+    if (type == frame_type::error) {
       // The worker cannot start (its initializer threw, after the hello): it ends next, and its
       // jobs fail with this message rather than going to another worker that would fail alike.
-      decoder in(f.payload);
+      decoder in(payload);
       s.startup_error = in.read<std::string>();
       s.greeted = false;
       return;
     }
-    if (f.type != frame_type::result) {
-      wire::protocol_error(std::string("a worker sent a ") + to_string(f.type) + " frame");
+    if (type != frame_type::result) {
+      wire::protocol_error(std::string("a worker sent a ") + to_string(type) + " frame");
     }
-    if (!s.greeted) wire::protocol_error("a worker sent a result before its handshake");
-    if (s.in_flight.empty() || s.in_flight.front()->id != f.task_id) {
-      wire::protocol_error("a worker sent the result of task " + std::to_string(f.task_id) +
+    if (!s.greeted) {
+      // A result in the ring may be read before the hello that the worker wrote to the socket
+      // first: read the socket now (the hello is there).
+      if (s.rings) receive(s, /*draining=*/true);
+      if (!s.greeted) wire::protocol_error("a worker sent a result before its handshake");
+    }
+    if (s.in_flight.empty() || s.in_flight.front()->id != task_id) {
+      wire::protocol_error("a worker sent the result of task " + std::to_string(task_id) +
                            ", which it was not running");
     }
-    if (has_flag(f.flags, frame_flags::withdrawn) != s.in_flight.front()->withdrawn) {
+    if (has_flag(flags, frame_flags::withdrawn) != s.in_flight.front()->withdrawn) {
       wire::protocol_error(std::string("a worker ") +
                            (s.in_flight.front()->withdrawn ? "ran" : "skipped") + " task " +
-                           std::to_string(f.task_id) + ", which was " +
+                           std::to_string(task_id) + ", which was " +
                            (s.in_flight.front()->withdrawn ? "withdrawn" : "not withdrawn"));
     }
     std::unique_ptr<job> j = std::move(s.in_flight.front());
     s.in_flight.pop_front();
-    --s.results_parsed;
     s.front_since_ns = os::monotonic_ns();  // the next job, if any, began about now
-    if (j->withdrawn) {
-      if (retiring(s) && s.in_flight.empty()) retire(s);
-      return;
-    }
+    if (j->withdrawn) return;
 
     std::string failure;
     try {
-      settle(s, f, *j);
+      settle(payload, *j);
     } catch (const std::exception& e) {
       failure = e.what();
     } catch (...) {
@@ -980,15 +1109,23 @@ class engine {
       settle_failed(*j, std::make_exception_ptr(parallel::error(failure)));
       throw parallel::error(failure);
     }
-    // max_tasks_per_child: this worker has done its share; a fresh one takes its place (in the
-    // next round: a start that fails must not read as this worker's protocol error).
-    if (retiring(s) && s.in_flight.empty()) retire(s);
+    // max_tasks_per_child: when this worker has done its share, the caller of handle() retires
+    // it once the frame is given back (a fresh one takes its place in the next round: a start
+    // that fails must not read as this worker's protocol error).
   }
 
   // Results come in the order the tasks were sent; headers parsed ahead of the frames handled
   // so far belong to the jobs after those.
   static void check_header(slot& s, const frame_header& h) {
     if (h.type != frame_type::result) return;
+    s.last_result_id = h.task_id;
+    if (s.rings) {  // a result too large for the ring: any of the jobs in flight
+      if (std::none_of(s.in_flight.begin(), s.in_flight.end(),
+                       [&h](const auto& j) { return j->id == h.task_id; }))
+        wire::protocol_error("a worker sent the result of task " + std::to_string(h.task_id) +
+                             ", which it was not running");
+      return;
+    }
     const std::size_t position = s.results_parsed;
     if (position >= s.in_flight.size() || s.in_flight[position]->id != h.task_id) {
       wire::protocol_error("a worker sent the result of task " + std::to_string(h.task_id) +
@@ -998,13 +1135,7 @@ class engine {
   }
 
   // A result frame for job j: results to the sink, then its failure, if any.
-  void settle(slot& s, const frame& f, job& j) {
-    std::span<const std::byte> bytes = f.payload;
-    std::optional<arena_descriptor> where;
-    if (has_flag(f.flags, frame_flags::payload_in_arena)) {
-      where = decode_arena_descriptor(f.payload, std::numeric_limits<std::uint64_t>::max());
-      bytes = s.shared->view(*where);
-    }
+  void settle(std::span<const std::byte> bytes, job& j) {
     decoder in(bytes);
     const auto took = in.read<std::uint64_t>();
     const auto k = in.read<std::uint64_t>();
@@ -1014,10 +1145,7 @@ class engine {
     }
     job_ns_ = job_ns_ == 0 ? std::max<std::uint64_t>(took, 1) : (3 * job_ns_ + took) / 4 + 1;
     job_sink* sink = j.sink;
-    if (sink == nullptr) {  // cancelled: the bytes are dropped
-      if (where) s.shared->release(*where);
-      return;
-    }
+    if (sink == nullptr) return;  // cancelled: the bytes are dropped
     std::exception_ptr decode_error;
     try {
       sink->results(j, in, k, took);
@@ -1027,14 +1155,12 @@ class engine {
     if (decode_error) {
       // A result that fails to decode (a codec threw) fails its own job; the frames around it
       // are intact, so the worker and the other jobs go on.
-      if (where) s.shared->release(*where);
       j.sink = nullptr;
       sink->failed(j, std::move(decode_error));
       sink->done(j);
       return;
     }
     std::exception_ptr error = read_task_failure(in);
-    if (where) s.shared->release(*where);
     if (error) sink->failed(j, std::move(error));
     j.sink = nullptr;
     sink->done(j);

@@ -116,7 +116,12 @@ struct reply {
       os::become_worker(self);
       os::adopt_ignored_signals(req.ignored_signals);
       const int channel = fds[0].release();
-      arena shared(arena::adopt_t{}, fds[1].release(), req.ring_bytes);
+      std::optional<arena> shared;
+      try {
+        shared.emplace(arena::adopt_t{}, fds[1].release(), req.ring_bytes);
+      } catch (const std::exception& e) {
+        refuse_to_start(channel, e.what());
+      }
       void (*initializer)() = nullptr;
       if (req.has_init != 0) {
         try {
@@ -126,7 +131,7 @@ struct reply {
           refuse_to_start(channel, e.what());
         }
       }
-      worker_main(channel, shared, &run_shipped, initializer);
+      worker_main(channel, *shared, &run_shipped, initializer);
     }
     const int fork_errno = errno;
     // The server's copies of the worker's channel and arena go before the caller hears of the

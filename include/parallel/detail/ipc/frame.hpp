@@ -52,8 +52,10 @@ enum class frame_type : std::uint16_t {
   chunk_request = 5,  // worker -> caller: room for more work
   shutdown = 6,       // caller -> worker: finish and exit
   heartbeat = 7,      // either way: still alive
+  skip = 8,           // in a shared ring (ring.hpp): the next frame is at the next lap's start
+  doorbell = 9,       // either way, on the socket: look at the shared ring (doorbell.hpp)
 };
-inline constexpr std::uint16_t last_frame_type = 7;
+inline constexpr std::uint16_t last_frame_type = 9;
 
 constexpr bool is_known(frame_type type) noexcept {
   const auto value = static_cast<std::uint16_t>(type);
@@ -76,6 +78,10 @@ constexpr const char* to_string(frame_type type) noexcept {
       return "shutdown";
     case frame_type::heartbeat:
       return "heartbeat";
+    case frame_type::skip:
+      return "skip";
+    case frame_type::doorbell:
+      return "doorbell";
   }
   return "unknown";
 }
@@ -88,8 +94,11 @@ enum class frame_flags : std::uint32_t {
   // A result frame without payload: the worker did not run the task, which the caller had
   // withdrawn (control_block::withdraw) before it started.
   withdrawn = 1u << 1,
+  // A task or result frame in a shared ring, without payload: its payload is the next frame of
+  // its type on the socket (it was too large for the ring, or the ring was full).
+  payload_on_channel = 1u << 2,
 };
-inline constexpr std::uint32_t known_flags_mask = (1u << 0) | (1u << 1);
+inline constexpr std::uint32_t known_flags_mask = (1u << 0) | (1u << 1) | (1u << 2);
 
 constexpr frame_flags operator|(frame_flags a, frame_flags b) noexcept {
   return static_cast<frame_flags>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
@@ -256,6 +265,13 @@ inline frame_header decode_header(std::span<const std::byte, header_size> bytes,
       (header.type != frame_type::result || header.flags != frame_flags::withdrawn ||
        header.payload_length != 0)) {
     wire::protocol_error(std::string("a withdrawn-task mark on a ") + to_string(header.type) +
+                         " frame with flags " + wire::hex(flags) + " and " +
+                         std::to_string(header.payload_length) + " payload bytes");
+  }
+  if (has_flag(header.flags, frame_flags::payload_on_channel) &&
+      ((header.type != frame_type::task && header.type != frame_type::result) ||
+       header.flags != frame_flags::payload_on_channel || header.payload_length != 0)) {
+    wire::protocol_error(std::string("a payload-on-channel mark on a ") + to_string(header.type) +
                          " frame with flags " + wire::hex(flags) + " and " +
                          std::to_string(header.payload_length) + " payload bytes");
   }

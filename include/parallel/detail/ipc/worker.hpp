@@ -10,17 +10,19 @@
 //   result  worker -> caller  nanoseconds spent, k = results produced, k results, then a byte:
 //                             1 when item first + k threw: its type name and what()
 //
-// A result payload of arena::ring_threshold bytes or more travels through the shared arena
-// when it fits there (the frame then carries an arena_descriptor).
+// Tasks and results travel through the shared rings of arena.hpp when there are rings; the
+// frames are the same there as on the socket.
 #pragma once
 
 #include <array>
 #include <bit>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -28,6 +30,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -307,20 +310,35 @@ inline void run_shipped(const task_header& task, decoder& body, chunk_output& ou
 // --- the loop
 // -------------------------------------------------------------------------------------
 
+/// After its last task a worker watches its task ring this long before it sleeps on the socket:
+/// a caller that sends the next task within it needs no system call on either side.
+inline constexpr std::uint64_t worker_spin_ns = 50'000;
+
 /// Runs a worker until the caller closes the channel (or asks it to shut down), then ends the
 /// process. `handle(header, body, out)` does one task. Never returns.
 /// `initializer` (a pool's) runs after the hello is sent, so the handshake never waits for user
 /// code; if it throws, the caller hears why in an error frame and the worker ends.
+///
+/// Tasks come through the shared task ring (a task too large for it, or sent when it was full,
+/// leaves a payload_on_channel mark there and comes whole on the socket); results go back
+/// through the result ring the same way. Without rings (an address-space limit) both go through
+/// the socket. The socket also carries the hello, doorbells (the caller wakes a sleeping worker
+/// with one) and the end: the caller closes it, or sends shutdown.
 template <class Handle>
 [[noreturn]] void worker_main(os::native_handle channel, arena& shared, Handle&& handle,
                               void (*initializer)() = nullptr) {
   control_block& control = shared.control();
-  std::vector<std::byte> out;      // frames waiting to be written
+  frame_ring tasks = shared.task_ring();
+  frame_ring results = shared.result_ring();
+  const bool rings = tasks.usable() && results.usable();
+  std::vector<std::byte> out;      // frames waiting to be written to the socket
   std::vector<std::byte> payload;  // the result being built
   // Not zero-filled: a fresh worker's first writes are copy-on-write faults, the fewer the better.
   constexpr std::size_t incoming_size = std::size_t{64} << 10;
   const std::unique_ptr<std::byte[]> incoming(new std::byte[incoming_size]);
   frame_reader reader(max_task_payload);
+  std::deque<frame> channel_tasks;  // task frames read from the socket, in order
+  bool ended = false;               // the caller closed the channel or said shutdown
   std::uint64_t seq = 0;
   int exit_code = 0;
 
@@ -346,60 +364,128 @@ template <class Handle>
     }
   }
   say_hello(true);
+  if (!os::write_all(channel, out.data(), out.size())) os::exit_now(0);
+  out.clear();
+
+  // One blocking read of the socket, sorted: tasks queue, doorbells only woke us. False when
+  // the caller is gone, closed the channel or said shutdown.
+  const auto read_channel = [&]() -> bool {
+    const std::ptrdiff_t n = os::read_some(channel, incoming.get(), incoming_size, false);
+    if (n <= 0) return false;
+    reader.feed(std::span(incoming.get(), static_cast<std::size_t>(n)));
+    while (std::optional<frame> f = reader.next()) {
+      if (f->type == frame_type::shutdown) return false;
+      if (f->type == frame_type::doorbell) continue;
+      if (f->type != frame_type::task || f->flags != frame_flags::none)
+        wire::protocol_error(std::string("a worker received a ") + to_string(f->type) + " frame");
+      channel_tasks.push_back(std::move(*f));
+    }
+    return true;
+  };
+
+  // A result goes out at once: holding it back to batch it with the next one would make it
+  // wait for that task, however long it runs. Through the ring when it fits; otherwise whole
+  // on the socket and a mark in the ring, written after it (the caller finds it complete).
+  const auto send_result = [&](std::uint64_t task_id, frame_flags flags,
+                               std::span<const std::byte> bytes) -> bool {
+    if (!rings) {
+      append_frame(out, frame_type::result, flags, task_id, bytes);
+      const bool written = os::write_all(channel, out.data(), out.size());
+      out.clear();
+      return written;
+    }
+    if (!results.put(frame_type::result, flags, task_id, bytes)) {
+      append_frame(out, frame_type::result, flags, task_id, bytes);
+      const bool written = os::write_all(channel, out.data(), out.size());
+      out.clear();
+      if (!written) return false;
+      // The caller frees the ring as it reads it: room for a mark comes.
+      while (!results.put(frame_type::result, frame_flags::payload_on_channel, task_id, {}))
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    results.commit();
+    if (control.caller_bell.must_ring()) {
+      const header_bytes bell = encode_header(frame_type::doorbell, frame_flags::none, 0, 0);
+      if (!os::write_all(channel, bell.data(), bell.size())) return false;
+    }
+    return true;
+  };
+
+  // Runs one task (already taken from where it came); false when the caller is gone.
+  const auto run_task = [&](std::uint64_t task_id, std::span<const std::byte> body) -> bool {
+    if (!control.take(++seq)) {
+      // The caller withdrew this task before it started (it went to an idle worker, or its
+      // call was left): say so, so that the results still come in the order sent.
+      return send_result(task_id, frame_flags::withdrawn, {});
+    }
+    decoder in(body);
+    const task_header task = read_task_header(in);
+    if ((task.flags & task_timed) != 0)
+      control.started_ns.store(os::monotonic_ns(), std::memory_order_relaxed);
+    control.current_index.store(task.first, std::memory_order_relaxed);
+    control.started_seq.store(seq, std::memory_order_release);
+    payload.clear();
+    chunk_output result(payload, control);
+    try {
+      handle(task, in, result);
+    } catch (...) {
+      result.fail_current(task.first);
+    }
+    result.close();
+    return send_result(task_id, frame_flags::none, payload);
+  };
+
+  // The next task from the socket, waiting for it: false at the end.
+  const auto next_channel_task = [&]() -> bool {
+    while (channel_tasks.empty()) {
+      if (ended) return false;
+      if (!read_channel()) ended = true;
+    }
+    return true;
+  };
 
   try {
     for (;;) {
-      std::optional<frame> next = reader.next();
-      if (!next) {
-        if (!out.empty()) {
-          if (!os::write_all(channel, out.data(), out.size())) break;
-          out.clear();
+      if (rings) {
+        std::optional<frame_ring::record> r = tasks.peek(max_task_payload);
+        if (r) {
+          if (r->header.type != frame_type::task)
+            wire::protocol_error(std::string("a worker found a ") + to_string(r->header.type) +
+                                 " frame in its task ring");
+          bool going = true;
+          if (has_flag(r->header.flags, frame_flags::payload_on_channel)) {
+            if (!next_channel_task()) break;
+            const frame f = std::move(channel_tasks.front());
+            channel_tasks.pop_front();
+            if (f.task_id != r->header.task_id)
+              wire::protocol_error("a task's mark in the ring names task " +
+                                   std::to_string(r->header.task_id) + ", the socket brought " +
+                                   std::to_string(f.task_id));
+            going = run_task(f.task_id, f.payload);
+          } else {
+            going = run_task(r->header.task_id, r->payload);
+          }
+          tasks.consume(*r);  // the task's bytes were read in place until now
+          if (!going) break;
+          continue;
         }
-        const std::ptrdiff_t n = os::read_some(channel, incoming.get(), incoming_size, false);
-        if (n <= 0) break;  // the caller closed the channel (or is gone): done
-        reader.feed(std::span(incoming.get(), static_cast<std::size_t>(n)));
+        if (ended) break;
+        if (spin_until([&] { return tasks.ready(); }, worker_spin_ns)) continue;
+        control.worker_bell.sleeping();
+        if (tasks.ready()) {
+          control.worker_bell.awake();
+          continue;
+        }
+        const bool open = read_channel();
+        control.worker_bell.awake();
+        if (!open) ended = true;  // what the ring still holds was sent before the end
         continue;
       }
-      if (next->type == frame_type::shutdown) break;
-      if (next->type != frame_type::task) {
-        wire::protocol_error(std::string("a worker received a ") + to_string(next->type) +
-                             " frame");
-      }
-      if (!control.take(++seq)) {
-        // The caller withdrew this task before it started (it went to an idle worker, or its
-        // call was left): say so, so that the results still come in the order sent.
-        append_frame(out, frame_type::result, frame_flags::withdrawn, next->task_id, {});
-        if (!os::write_all(channel, out.data(), out.size())) break;
-        out.clear();
-        continue;
-      }
-      decoder in(next->payload);
-      const task_header task = read_task_header(in);
-      if ((task.flags & task_timed) != 0)
-        control.started_ns.store(os::monotonic_ns(), std::memory_order_relaxed);
-      control.current_index.store(task.first, std::memory_order_relaxed);
-      control.started_seq.store(seq, std::memory_order_release);
-      payload.clear();
-      chunk_output result(payload, control);
-      try {
-        handle(task, in, result);
-      } catch (...) {
-        result.fail_current(task.first);
-      }
-      result.close();
-      if (auto where = shared.try_put(payload)) {
-        const auto descriptor = encode_arena_descriptor(*where);
-        append_frame(out, frame_type::result, frame_flags::payload_in_arena, next->task_id,
-                     descriptor);
-      } else {
-        append_frame(out, frame_type::result, frame_flags::none, next->task_id, payload);
-      }
-      // Each result goes out at once: holding it back to batch it with the next one would make
-      // it wait for that task, however long it runs.
-      if (!os::write_all(channel, out.data(), out.size())) break;
-      out.clear();
+      if (channel_tasks.empty() && !next_channel_task()) break;
+      frame f = std::move(channel_tasks.front());
+      channel_tasks.pop_front();
+      if (!run_task(f.task_id, f.payload)) break;
     }
-    if (!out.empty()) os::write_all(channel, out.data(), out.size());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "parallel: worker %ld stops: %s\n", static_cast<long>(os::current_pid()),
                  e.what());

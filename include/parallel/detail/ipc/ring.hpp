@@ -1,0 +1,224 @@
+// A one-way queue of frames in memory shared by two processes: the caller's tasks to a worker,
+// or a worker's results to its caller. One writer, one reader, no system call: the writer copies
+// a frame (frame.hpp's header, then the payload) into the ring and publishes it by moving
+// `head`; the reader reads it in place, where it lies, and gives the bytes back by moving
+// `tail`. The socket stays beside the ring for the handshake, for doorbells (a reader that went
+// to sleep is woken there: see doorbell below) and for what does not fit.
+//
+// Positions only grow (64 bits do not wrap); a position's place in the ring is position % size.
+// Records start on 32-byte boundaries and take whole multiples of 32 bytes, so at least a
+// header's room is left before the ring's end whenever a record cannot start at its beginning.
+// A frame that would not fit before the end is preceded by a `skip` header: the reader goes on
+// at the start of the next lap. A writer that finds the ring empty starts again at its beginning
+// the same way, so the pages in use stay few and warm (first touches are page faults, the
+// dearest thing on this path).
+//
+// Every header read from the ring is checked like one read from a socket (decode_header), and
+// its length against what the writer has published: a peer's bug cannot make the reader read
+// outside the ring.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "../process_platform.hpp"
+#include "frame.hpp"
+
+namespace parallel::detail::ipc {
+
+/// A hint to the core that this thread waits in a loop (it lets the other hyperthread run).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// The two positions of a ring, in the shared control block, each on a cache line of its own.
+struct ring_cursor {
+  alignas(64) std::atomic<std::uint64_t> head{0};  // written by the writer
+  alignas(64) std::atomic<std::uint64_t> tail{0};  // written by the reader
+};
+
+/// How a ring's reader sleeps without missing a frame, and its writer wakes it only when it
+/// sleeps (so a busy pair makes no system call):
+///
+///     reader                                 writer
+///     sleeping()           (seq_cst store)   ring.commit()       (seq_cst store of head)
+///     if ring.ready(): awake(), go on        if must_ring(): write a doorbell frame to
+///     else block on the socket; awake()                      the reader's socket
+///
+/// Both sides store, then load what the other stores, all sequentially consistent: at least one
+/// of them sees the other's store. So either the reader sees the new frame and does not block,
+/// or the writer sees the reader asleep and rings (or both: a spare doorbell, read and ignored
+/// the next time the reader blocks).
+struct doorbell {
+  alignas(64) std::atomic<std::uint32_t> asleep{0};
+
+  void sleeping() noexcept { asleep.store(1, std::memory_order_seq_cst); }
+  void awake() noexcept { asleep.store(0, std::memory_order_relaxed); }
+  /// The writer, after commit(): true when the reader is (about to be) blocked and must be woken.
+  bool must_ring() noexcept {
+    return asleep.load(std::memory_order_seq_cst) != 0 &&
+           asleep.exchange(0, std::memory_order_acq_rel) != 0;
+  }
+};
+
+/// Waits up to `ns` nanoseconds for `ready()` to hold, without a system call (a core that
+/// waits here is a core the work cannot use: keep `ns` short). True when it held.
+template <class Ready>
+bool spin_until(Ready&& ready, std::uint64_t ns) {
+  if (ready()) return true;
+  if (ns == 0) return false;
+  const std::uint64_t until = os::monotonic_ns() + ns;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    if (os::monotonic_ns() >= until) return ready();
+  }
+}
+
+class frame_ring {
+ public:
+  static constexpr std::uint64_t align = header_size;
+
+  frame_ring() = default;
+  /// `size` must be a multiple of `align` (0: no ring).
+  frame_ring(std::byte* base, std::uint64_t size, ring_cursor* cursor) noexcept
+      : base_(base), size_(size), cursor_(cursor) {
+    if (cursor_ != nullptr) {
+      head_ = cursor_->head.load(std::memory_order_relaxed);
+      tail_ = cursor_->tail.load(std::memory_order_relaxed);
+    }
+  }
+
+  bool usable() const noexcept { return size_ != 0; }
+  std::uint64_t size() const noexcept { return size_; }
+
+  static constexpr std::uint64_t record_bytes(std::uint64_t payload) noexcept {
+    return (header_size + payload + align - 1) / align * align;
+  }
+  /// Whether a frame of `payload` bytes can ever travel through this ring (half of it at most,
+  /// so that one large frame never stalls the rest for long).
+  bool takes(std::uint64_t payload) const noexcept {
+    return size_ != 0 && payload <= size_ / 2 && record_bytes(payload) <= size_ / 2;
+  }
+
+  // --- writer ----------------------------------------------------------------------------------
+
+  /// Writes a frame's header and returns where its `payload` bytes go, or null when the ring
+  /// has no room for it now (or ever: takes()). The frame is the reader's once commit() runs.
+  std::byte* reserve(frame_type type, frame_flags flags, std::uint64_t task_id,
+                     std::uint64_t payload) noexcept {
+    if (!takes(payload)) return nullptr;
+    const std::uint64_t need = record_bytes(payload);
+    const std::uint64_t tail = cursor_->tail.load(std::memory_order_acquire);
+    std::uint64_t at = head_;
+    std::uint64_t offset = at % size_;
+    const bool empty = at == tail;
+    if (offset != 0 && ((empty && need <= offset) || offset + need > size_)) {
+      // Go on at the next lap's start: when the ring is empty (warm pages; not when the frame
+      // would cover the skip mark itself), or when the frame would not fit before the end.
+      if (at + (size_ - offset) + need - tail > size_) return nullptr;
+      put_header(offset, frame_type::skip, frame_flags::none, 0, 0);
+      at += size_ - offset;
+      offset = 0;
+    } else if (at + need - tail > size_) {
+      return nullptr;
+    }
+    put_header(offset, type, flags, task_id, payload);
+    head_ = at + need;
+    return base_ + offset + header_size;
+  }
+
+  /// Copies a whole frame in; false when it does not fit now.
+  bool put(frame_type type, frame_flags flags, std::uint64_t task_id,
+           std::span<const std::byte> payload) noexcept {
+    std::byte* at = reserve(type, flags, task_id, payload.size());
+    if (at == nullptr) return false;
+    if (!payload.empty()) std::memcpy(at, payload.data(), payload.size());
+    return true;
+  }
+
+  /// Publishes every frame reserved so far. Sequentially consistent, so that the writer's next
+  /// look at the reader's doorbell word (doorbell) cannot be ordered before it.
+  void commit() noexcept { cursor_->head.store(head_, std::memory_order_seq_cst); }
+  bool uncommitted() const noexcept {
+    return head_ != cursor_->head.load(std::memory_order_relaxed);
+  }
+
+  // --- reader ----------------------------------------------------------------------------------
+
+  struct record {
+    frame_header header;
+    std::span<const std::byte> payload;  // in the ring: valid until consume()
+    std::uint64_t end = 0;
+  };
+
+  /// Whether the writer has published anything not read yet (sequentially consistent: the
+  /// reader's look after it announced its sleep, doorbell).
+  bool ready() const noexcept {
+    return size_ != 0 && cursor_->head.load(std::memory_order_seq_cst) != tail_;
+  }
+
+  /// The next frame, checked, or nothing when the ring is empty. Throws a protocol error on a
+  /// header or a length that the writer cannot have written.
+  std::optional<record> peek(std::uint64_t max_payload) {
+    if (size_ == 0) return std::nullopt;
+    const std::uint64_t head = cursor_->head.load(std::memory_order_acquire);
+    for (;;) {
+      if (tail_ == head) return std::nullopt;
+      if (head - tail_ > size_ || tail_ % align != 0) {
+        wire::protocol_error("a shared ring's positions are inconsistent (head " +
+                             std::to_string(head) + ", tail " + std::to_string(tail_) + ")");
+      }
+      const std::uint64_t offset = tail_ % size_;
+      record r;
+      r.header = decode_header(std::span<const std::byte, header_size>(base_ + offset, header_size),
+                               max_payload);
+      if (r.header.type == frame_type::skip) {
+        tail_ += size_ - offset;
+        cursor_->tail.store(tail_, std::memory_order_release);
+        continue;
+      }
+      const std::uint64_t need = record_bytes(r.header.payload_length);
+      if (r.header.payload_length > size_ || need > head - tail_ || offset + need > size_) {
+        wire::protocol_error(
+            "a frame in a shared ring announces " + std::to_string(r.header.payload_length) +
+            " payload bytes, more than " + std::to_string(head - tail_) + " published");
+      }
+      r.payload = {base_ + offset + header_size, static_cast<std::size_t>(r.header.payload_length)};
+      r.end = tail_ + need;
+      return r;
+    }
+  }
+
+  /// The reader is done with `r` (and everything before it): its bytes are the writer's again.
+  void consume(const record& r) noexcept {
+    tail_ = r.end;
+    cursor_->tail.store(tail_, std::memory_order_release);
+  }
+
+ private:
+  void put_header(std::uint64_t offset, frame_type type, frame_flags flags, std::uint64_t task_id,
+                  std::uint64_t payload) noexcept {
+    const header_bytes h = encode_header(type, flags, task_id, payload);
+    std::memcpy(base_ + offset, h.data(), h.size());
+  }
+
+  std::byte* base_ = nullptr;
+  std::uint64_t size_ = 0;
+  ring_cursor* cursor_ = nullptr;
+  std::uint64_t head_ = 0;  // writer: the end of what it reserved
+  std::uint64_t tail_ = 0;  // reader: the end of what it consumed
+};
+
+}  // namespace parallel::detail::ipc
