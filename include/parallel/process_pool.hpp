@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -112,7 +113,7 @@ class process_pool_core {
       for (auto& j : batch) inbox_.push_back(std::move(j));
     }
     batch.clear();
-    wake_.signal();
+    if (mail_.post()) wake_.signal();  // the I/O thread sleeps: wake it (awake, it sees the post)
   }
 
   /// Returns once the I/O thread has dropped the sink's jobs: it never calls the sink again.
@@ -142,6 +143,9 @@ class process_pool_core {
     return request.taken;
   }
 
+  /// Jobs whose outcome the I/O thread has delivered so far.
+  std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_acquire); }
+
   static bool withdraw_from(void* core, ipc::job_sink* sink) {
     return static_cast<process_pool_core*>(core)->withdraw(sink);
   }
@@ -159,6 +163,7 @@ class process_pool_core {
       cfg.start_timeout = opts_.start_timeout;
       cfg.startup_hint = plan_.startup_hint;
       cfg.reaper = plan_.reaper;
+      cfg.delivered = &delivered_;
       engine.emplace(std::move(cfg), plan_.start);
     } catch (...) {
       std::lock_guard lock(mutex_);
@@ -175,6 +180,7 @@ class process_pool_core {
     for (;;) {
       {
         std::lock_guard lock(mutex_);
+        mail_.seen = mail_.posted.load(std::memory_order_relaxed);  // the inbox has them all
         for (auto& j : inbox_) engine->post(std::move(j));
         inbox_.clear();
         if (!cancels_.empty()) {
@@ -198,7 +204,7 @@ class process_pool_core {
       // waits for an outcome that would never come, and the loop goes on.
       std::exception_ptr failure;
       try {
-        if (engine->pump(-1, &wake_)) wake_.drain();
+        if (engine->pump(-1, &wake_, &mail_)) wake_.drain();
       } catch (...) {
         failure = std::current_exception();
       }
@@ -225,6 +231,8 @@ class process_pool_core {
   std::uint64_t cancel_requests_ = 0;
   std::uint64_t cancel_done_ = 0;
   os::wakeup wake_;
+  ipc::mailbox_bell mail_;
+  std::atomic<std::uint64_t> delivered_{0};
   std::thread io_;
 };
 
@@ -234,8 +242,22 @@ class pool_runner final : public runner {
       : owned_(std::move(owned)), core_(core) {}
   void post(std::vector<std::unique_ptr<ipc::job>>& batch) override { core_.post(batch); }
   void cancel(ipc::job_sink* sink) override { core_.cancel(sink); }
+  /// Every other wait of a thread first watches for news a few microseconds without its lock
+  /// (a short job's result comes sooner than a sleeping thread wakes), and returns for the
+  /// caller to look again; the next one sleeps (under the lock the caller checked with, so no
+  /// wake-up is lost).
   void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) override {
-    changed.wait(lock);
+    thread_local bool spun = false;
+    if (spun) {
+      spun = false;
+      changed.wait(lock);
+      return;
+    }
+    spun = true;
+    const std::uint64_t seen = core_.delivered();
+    lock.unlock();
+    (void)ipc::spin_until([&] { return core_.delivered() != seen; }, 30'000);
+    lock.lock();
   }
   std::size_t workers() const override { return core_.size(); }
   withdrawal withdrawer() override { return {&process_pool_core::withdraw_from, &core_}; }

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -101,6 +102,22 @@ struct worker_end {
   std::string note{};
 };
 
+/// How the callers of a loop that drives an engine (a pool's I/O thread) tell it about new
+/// work without a system call while it is awake: they count a post, then ring only when the
+/// loop said it sleeps (ring.hpp's doorbell protocol, with `wake` as the socket).
+struct mailbox_bell {
+  std::atomic<std::uint64_t> posted{0};
+  doorbell bell;
+  std::uint64_t seen = 0;  // the loop's: the posts it has taken
+
+  /// A caller, after it posted: true when it must signal the loop's wakeup.
+  bool post() noexcept {
+    posted.fetch_add(1, std::memory_order_seq_cst);
+    return bell.must_ring();
+  }
+  bool pending() const noexcept { return posted.load(std::memory_order_seq_cst) != seen; }
+};
+
 class engine {
  public:
   /// Starts a worker process; returns its pid. `child_channel` is the worker's end of the
@@ -125,6 +142,8 @@ class engine {
     /// Collects a worker that ended; empty = waitpid (the worker is our child). A forkserver's
     /// workers are the server's children: it reports them. Must not wait without a bound.
     std::function<worker_end(os::pid_type)> reaper{};
+    /// Counts the jobs given to their sink's done() (for callers that watch it: pool_runner).
+    std::atomic<std::uint64_t>* delivered = nullptr;
   };
 
   /// How long a worker whose channel closed may take to end before it is killed.
@@ -242,7 +261,8 @@ class engine {
   /// One round: sends what can be sent, waits up to `wait_ms` (-1: until something happens)
   /// for results, deaths, timeouts or `wake`, and handles them. Returns true when `wake` was
   /// signalled.
-  bool pump(int wait_ms, const os::wakeup* wake = nullptr) {
+  /// With `mail`, new posts end a spin and keep the loop from sleeping, like `wake`.
+  bool pump(int wait_ms, const os::wakeup* wake = nullptr, mailbox_bell* mail = nullptr) {
     // A worker found dead while its jobs are flushed puts them back and leaves its slot to be
     // started again: then round again, or the wait below would have no worker to wake it.
     bool again = true;
@@ -279,18 +299,20 @@ class engine {
     // Results already in the rings, or coming within a short spin: no sleep, no system call.
     // Otherwise each worker is told that the caller sleeps (it rings the socket after its next
     // result), and the rings are looked at once more (ring.hpp's doorbell).
+    const auto news = [&] { return results_ready() || (mail != nullptr && mail->pending()); };
     if (timeout != 0 &&
-        (results_ready() ||
-         (spin_worth_it() && spin_until([this] { return results_ready(); }, engine_spin_ns))))
+        (news() || (spin_worth_it(mail != nullptr) && spin_until(news, engine_spin_ns))))
       timeout = 0;
     if (timeout != 0) {
       for (auto& s : slots_)
         if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.sleeping();
-      if (results_ready()) timeout = 0;
+      if (mail != nullptr) mail->bell.sleeping();
+      if (news()) timeout = 0;
     }
     const int ready = waits_.wait(timeout == std::numeric_limits<int>::max() ? -1 : timeout);
     for (auto& s : slots_)
       if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.awake();
+    if (mail != nullptr) mail->bell.awake();
     bool woken = false;
     if (ready > 0) {
       for (std::size_t k = 0; k < waits_.size(); ++k) {
@@ -317,7 +339,7 @@ class engine {
     for (auto& s : slots_) drain(s);
     check_timeouts();
     collect_retired();
-    return woken;
+    return woken || (mail != nullptr && mail->pending());
   }
 
  private:
@@ -696,12 +718,18 @@ class engine {
     for (auto& j : jobs) settle_failed(*j, make());
   }
 
+  /// A job's last call to its sink; the callers who watch for news without sleeping see it.
+  void finished(job_sink& sink, job& j) {
+    sink.done(j);
+    if (cfg_.delivered != nullptr) cfg_.delivered->fetch_add(1, std::memory_order_release);
+  }
+
   void settle_failed(job& j, std::exception_ptr error) {
     if (j.sink == nullptr) return;
     job_sink* sink = j.sink;
     j.sink = nullptr;
     sink->failed(j, std::move(error));
-    sink->done(j);
+    finished(*sink, j);
   }
 
   void stop_worker(slot& s, stop_reason why, std::string message) {
@@ -894,9 +922,11 @@ class engine {
     return false;
   }
 
-  /// Whether a result may come within a spin: a worker runs a job, and jobs are short.
-  bool spin_worth_it() const noexcept {
+  /// Whether news may come within a spin: a worker runs a job, and jobs are short; or, for a
+  /// loop with callers (`callers`), a result was just delivered (its caller may post again).
+  bool spin_worth_it(bool callers) const noexcept {
     if (job_ns_ > spin_job_ns) return false;
+    if (callers && os::monotonic_ns() - last_result_ns_ < engine_spin_ns) return true;
     for (const auto& s : slots_)
       if (s.pid >= 0 && s.rings && s.greeted && live_jobs(s) > 0) return true;
     return false;
@@ -1146,6 +1176,7 @@ class engine {
     job_ns_ = job_ns_ == 0 ? std::max<std::uint64_t>(took, 1) : (3 * job_ns_ + took) / 4 + 1;
     job_sink* sink = j.sink;
     if (sink == nullptr) return;  // cancelled: the bytes are dropped
+    last_result_ns_ = os::monotonic_ns();
     std::exception_ptr decode_error;
     try {
       sink->results(j, in, k, took);
@@ -1157,13 +1188,13 @@ class engine {
       // are intact, so the worker and the other jobs go on.
       j.sink = nullptr;
       sink->failed(j, std::move(decode_error));
-      sink->done(j);
+      finished(*sink, j);
       return;
     }
     std::exception_ptr error = read_task_failure(in);
     if (error) sink->failed(j, std::move(error));
     j.sink = nullptr;
-    sink->done(j);
+    finished(*sink, j);
   }
 
   // --- timeouts ---------------------------------------------------------------------------------
@@ -1288,6 +1319,7 @@ class engine {
   std::uint64_t dispatch_round_ = 0;
   std::uint64_t last_id_ = 0;
   std::uint64_t job_ns_ = 0;
+  std::uint64_t last_result_ns_ = 0;  // when a result was last given to its sink
   static constexpr int max_early_restarts = 3;
   bool started_well_ = false;  // some worker became ready
   int early_restarts_ = 0;     // workers killed before they were ready, in a row

@@ -25,6 +25,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 
 #include "../process_platform.hpp"
 #include "frame.hpp"
@@ -70,8 +71,9 @@ struct doorbell {
   }
 };
 
-/// Waits up to `ns` nanoseconds for `ready()` to hold, without a system call (a core that
-/// waits here is a core the work cannot use: keep `ns` short). True when it held.
+/// Waits up to `ns` nanoseconds for `ready()` to hold, without sleeping (a core that waits here
+/// is a core the work cannot use: keep `ns` short; it yields the core every few hundred
+/// nanoseconds to any other thread that wants it). True when it held.
 template <class Ready>
 bool spin_until(Ready&& ready, std::uint64_t ns) {
   if (ready()) return true;
@@ -83,6 +85,9 @@ bool spin_until(Ready&& ready, std::uint64_t ns) {
       cpu_relax();
     }
     if (os::monotonic_ns() >= until) return ready();
+    // The thread that would make ready() true may be waiting for this core (a worker, the
+    // caller and the pool's loop can be more threads than cores).
+    std::this_thread::yield();
   }
 }
 
