@@ -17,6 +17,11 @@
 //   slow_pow:MS:N      seed 003: starmap of slow_pow(x, 2) with an MS ms sleep, 5 workers (Pool(5))
 //   params:0:N         seed 004: imap of a function over N parameter dicts
 //                      (std::map<std::string, int>) returning a result dict
+//   roundtrip:0:N      N calls of x + 1, one at a time: submit(f, x).get() back to back on the
+//                      pools and on threads (a parallel::thread_pool); the variant `socketpair`
+//                      is the machine's floor: a raw socketpair ping-pong with a forked process
+//                      that computes the same x + 1 (8 bytes each way). No per-call or peer
+//                      variants (they have no submit).
 //
 // Results go to the Google Benchmark JSON file named by --benchmark_out; on stderr, the
 // library's own parallel::progress_bar advances with each repetition of each benchmark.
@@ -27,6 +32,10 @@
 // timed loop each run makes one untimed call on a prefix of the items (a tenth, at least one per
 // worker): runtimes awake, pages and code touched, the forkserver's server started.
 // POSIX only (start::fork); main() starts with parallel::spawn_main.
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -95,7 +104,7 @@ constexpr auto function_to_parallelize = [](const dict& params) {
 // --- one workload -----------------------------------------------------------------------------
 
 /// Which verb a workload goes through: as the seed it comes from calls it.
-enum class verb { map, starmap, imap };
+enum class verb { map, starmap, imap, submit };
 
 template <verb V, class F, class In>
 auto call(const F& f, const In& x) {
@@ -136,6 +145,9 @@ struct work {
   }
 };
 
+/// roundtrip: x + 1, one call at a time.
+constexpr auto increment = [](std::uint64_t x) { return x + 1; };
+
 template <verb V, class F, class In>
 auto make_work(F f, std::vector<In> items, int workers) {
   return std::make_shared<const work<V, F, In>>(f, std::move(items), workers);
@@ -172,6 +184,59 @@ auto collect(Range&& range) {
   return out;
 }
 
+/// The floor of a round trip between two processes here: one socketpair, a forked process that
+/// reads 8 bytes, computes x + 1 and writes 8 bytes back, both sides blocking in read().
+class socketpair_echo {
+ public:
+  socketpair_echo() {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) std::abort();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(fds[0]);
+      std::uint64_t x = 0;
+      while (::read(fds[1], &x, sizeof x) == static_cast<ssize_t>(sizeof x)) {
+        x = increment(x);
+        if (::write(fds[1], &x, sizeof x) != static_cast<ssize_t>(sizeof x)) break;
+      }
+      ::_exit(0);
+    }
+    ::close(fds[1]);
+    fd_ = fds[0];
+  }
+  socketpair_echo(const socketpair_echo&) = delete;
+  socketpair_echo& operator=(const socketpair_echo&) = delete;
+  ~socketpair_echo() {
+    ::close(fd_);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  std::uint64_t call(std::uint64_t x) {
+    if (::write(fd_, &x, sizeof x) != static_cast<ssize_t>(sizeof x) ||
+        ::read(fd_, &x, sizeof x) != static_cast<ssize_t>(sizeof x))
+      std::abort();
+    return x;
+  }
+
+ private:
+  int fd_ = -1;
+  pid_t pid_ = -1;
+};
+
+/// Made before any pool exists (register_spec): the forked process must hold none of the
+/// pools' descriptors, or their workers would not see their channel close.
+socketpair_echo& echo() {
+  static socketpair_echo e;
+  return e;
+}
+
+template <class W>
+auto run_socketpair(const W&, const std::vector<typename W::input>& items) {
+  std::vector<typename W::result> out;
+  out.reserve(items.size());
+  for (const auto& x : items) out.push_back(echo().call(x));
+  return out;
+}
+
 template <class W>
 auto run_sequential(const W& w, const std::vector<typename W::input>& items) {
   std::vector<typename W::result> out;
@@ -180,10 +245,22 @@ auto run_sequential(const W& w, const std::vector<typename W::input>& items) {
   return out;
 }
 
+/// submit(f, x).get() for each item, one at a time.
+template <class Pool, class W>
+auto submit_each(Pool& pool, const W& w, const std::vector<typename W::input>& items) {
+  std::vector<typename W::result> out;
+  out.reserve(items.size());
+  for (const auto& x : items) out.push_back(pool.submit(w.f, x).get());
+  return out;
+}
+
 /// parallel::map / starmap / imap with a policy (threads, processes<S> per call).
 template <class W, class Policy>
 auto run_policy(const W& w, const std::vector<typename W::input>& items, const Policy& policy) {
-  if constexpr (W::how == verb::map) {
+  if constexpr (W::how == verb::submit) {
+    static parallel::thread_pool pool(w.workers);
+    return submit_each(pool, w, items);
+  } else if constexpr (W::how == verb::map) {
     return parallel::map(policy, w.f, items);
   } else if constexpr (W::how == verb::starmap) {
     return parallel::starmap(policy, w.f, items);
@@ -209,7 +286,9 @@ parallel::process_pool<S>& shared_pool(int workers) {
 template <class S, class W>
 auto run_pool(const W& w, const std::vector<typename W::input>& items) {
   auto& pool = shared_pool<S>(w.workers);
-  if constexpr (W::how == verb::map) {
+  if constexpr (W::how == verb::submit) {
+    return submit_each(pool, w, items);
+  } else if constexpr (W::how == verb::map) {
     return pool.map(w.f, items);
   } else if constexpr (W::how == verb::starmap) {
     return pool.starmap(w.f, items);
@@ -352,6 +431,10 @@ void register_cell(const std::string& cell, Build build, const settings& s) {
   add("pool_fork", [](const W& w, const items_t& in) { return run_pool<fork>(w, in); });
   add("pool_spawn", [](const W& w, const items_t& in) { return run_pool<spawn>(w, in); });
   add("pool_forkserver", [](const W& w, const items_t& in) { return run_pool<forkserver>(w, in); });
+  if constexpr (W::how == verb::submit) {
+    add("socketpair", [](const W& w, const items_t& in) { return run_socketpair(w, in); });
+    return;
+  }
   add("per_call_fork", [](const W& w, const items_t& in) {
     return run_policy(w, in, parallel::processes<fork>{.workers = w.workers});
   });
@@ -400,6 +483,16 @@ bool register_spec(const std::string& spec, const settings& s) {
           std::vector<std::tuple<int, int>> xs;  // zip(xs, [2] * len(xs))
           for (int x : iota_ints(count)) xs.emplace_back(x, 2);
           return make_work<verb::starmap>(slow_pow(static_cast<int>(param)), std::move(xs), 5);
+        },
+        s);
+  } else if (k == "roundtrip") {
+    (void)echo();  // before any pool: see echo()
+    register_cell(
+        spec,
+        [=] {
+          std::vector<std::uint64_t> items(count);
+          std::iota(items.begin(), items.end(), std::uint64_t{0});
+          return make_work<verb::submit>(increment, std::move(items), 0);
         },
         s);
   } else if (k == "params") {
@@ -462,7 +555,8 @@ void usage() {
                "                     --benchmark_out=FILE [Google Benchmark flags]\n"
                "       bench_compare --relay=TEXT   (draws \"done total\" lines of stdin)\n"
                "KIND: spin (PARAM ns a item), bytes (PARAM bytes a result), square, slow_pow\n"
-               "(PARAM ms of sleep), params. Run by bench/compare.py, which chooses the grid.\n");
+               "(PARAM ms of sleep), params, roundtrip (one call at a time). Run by\n"
+               "bench/compare.py, which chooses the grid.\n");
 }
 
 }  // namespace

@@ -25,6 +25,10 @@ Families (full mode; --quick in brackets):
   seeds   the tutorials': square over 1e6 ints (seed 000), slow_pow via starmap with 100 ms
           sleeps on 5 workers (seed 003's, scaled from 1 s), 1 MiB results (the bytes family's
           last cell), imap over 1e4 [2000] parameter dicts (seed 004)
+  latency fixed costs, in time per call next to the machine's floor measured in the same run
+          (a raw socketpair round trip to a forked process): submit(f, x).get() one call at a
+          time, 2000 [500] of them (Pool.apply, executor.submit(...).result() for Python), and
+          a 50-item map of 64 B results
 Full: 5 repetitions of >= 0.2 s, about 9-12 min on 2 cores; --quick: 3 of >= 0.01 s, about
 75 s. Python peers whose run would exceed --budget (1.5 s; quick 0.3 s) are skipped and
 listed (Python's own loop runs whenever one of them does: it is their baseline).
@@ -55,7 +59,8 @@ CPP_VARIANTS = [  # (key, label); the first is every C++ variant's baseline
     ("pool_forkserver", "process_pool<forkserver>"), ("per_call_fork", "processes<fork> per call"),
     ("per_call_spawn", "processes<spawn> per call"),
     ("per_call_forkserver", "processes<forkserver> per call"), ("omp", "OpenMP static"),
-    ("tbb", "oneTBB parallel_for"), ("std_par", "std::execution::par")]
+    ("tbb", "oneTBB parallel_for"), ("std_par", "std::execution::par"),
+    ("socketpair", "raw socketpair round trip")]
 PY_VARIANTS = [  # the first is every Python peer's baseline
     ("py_sequential", "Python loop"), ("py_pool_fork", "Pool (fork)"),
     ("py_pool_spawn", "Pool (spawn)"), ("py_pool_forkserver", "Pool (forkserver)"),
@@ -65,11 +70,11 @@ LABELS = dict(CPP_VARIANTS + PY_VARIANTS)
 MODES = {
     "full": {"repetitions": 5, "min_time": 0.2, "work_s": 0.1, "min_items": 100,
              "counts": [100, 1000, 10**4, 10**5, 10**6], "bytes_items": 200,
-             "params": 10**4, "budget": 1.5},
+             "params": 10**4, "budget": 1.5, "roundtrips": 2000},
     # The quick count family ends at the cost family's 1 us cell (2e4 items), which runs once.
     "quick": {"repetitions": 3, "min_time": 0.01, "work_s": 0.02, "min_items": 10,
               "counts": [100, 1000, 10**4, 2 * 10**4], "bytes_items": 50, "params": 2000,
-              "budget": 0.3},
+              "budget": 0.3, "roundtrips": 500},
 }
 COSTS_NS = [10, 100, 1000, 10**4, 10**5, 10**6, 10**7]
 SIZES = [64, 4096, 65536, 1 << 20]
@@ -117,11 +122,16 @@ def grid(mode):
              cell("slow_pow", 100, 10, "slow_pow: 10 x 100 ms sleep, 5 workers"),
              dict(sizes[-1], label=f"{nb} results of 1 MiB"),
              cell("params", 0, m["params"], f"imap over {fmt_count(m['params'])} param dicts")]
+    rt = m["roundtrips"]
+    latency = [cell("roundtrip", 0, rt, f"submit + get, {fmt_count(rt)} one at a time"),
+               cell("bytes", 64, 50, "a 50-item map of 64 B results")]
     return [("cost", "Speedup against item cost (items of ~cost each; speedup over the "
              "sequential loop of the same run)", cost),
             ("count", "Speedup against number of items (1 us items)", count),
             ("bytes", f"Speedup against result size ({nb} results of each size)", sizes),
-            ("seeds", "The tutorials' workloads", seeds)]
+            ("seeds", "The tutorials' workloads", seeds),
+            ("latency", "Fixed costs: time per call (median, min-max), and against one raw "
+             "socketpair round trip of the same run", latency)]
 
 
 # What a reader needs to know to read a family's table, printed under it.
@@ -134,6 +144,11 @@ FAMILY_NOTES = {
               "columns on the left."],
     "bytes": ["Each item builds a result of that size (std::vector<char> / bytes) filled from "
               "the item; through the process backends every result crosses back to the caller."],
+    "latency": ["A round trip is one call of x + 1 that waits for its result before the next; "
+                "the raw socketpair row is that call to a forked process through a socketpair, "
+                "both sides blocking in read(): what one message each way costs on this machine. "
+                "'x floor' divides by its median. The process pools' columns run on 2 workers "
+                "(all cores)."],
     "seeds": ["slow_pow sleeps, so its ideal is 5x on 5 workers (threads{.workers = 5}, pools of "
               "5, OpenMP num_threads(5), a oneTBB task_arena of 5; std::execution::par cannot be "
               "given a thread count and runs on oneTBB's 2).",
@@ -309,6 +324,33 @@ def table_cell(entry, baseline):
     return f"{median:.2f}x ({low:.2f}-{high:.2f})"
 
 
+def latency_table(cells, results):
+    """(header, rows) for the latency family: time per call, and over the socketpair floor."""
+    header = ["backend"] + [c["label"] for c in cells]
+    floor = None
+    for c in cells:
+        entry = results.get(c["id"], {}).get("socketpair", {})
+        if c["kind"] == "roundtrip" and "median" in entry:
+            floor = entry["median"] / c["n"]
+    rows = []
+    for key, label in CPP_VARIANTS + PY_VARIANTS:
+        row = [label]
+        for c in cells:
+            entry = results.get(c["id"], {}).get(key)
+            if not entry or "median" not in entry:
+                row.append(table_cell(entry, False) if entry else "-")
+                continue
+            per = c["n"] if c["kind"] == "roundtrip" else 1
+            text = f"{fmt_seconds(entry['median'] / per)} ({fmt_seconds(entry['min'] / per)}-" \
+                   f"{fmt_seconds(entry['max'] / per)})"
+            if floor:
+                text += f", {entry['median'] / per / floor:.2f}x floor"
+            row.append(text)
+        if any(x != "-" for x in row[1:]):
+            rows.append(row)
+    return header, rows
+
+
 def family_table(cells, results):
     """(header, rows): one row per backend and peer, one column per cell."""
     header = ["backend"] + [c["label"] for c in cells]
@@ -457,7 +499,8 @@ def main():
     elif python_note:
         markdown += [f"Python peers: {python_note}", ""]
     for family, title, family_cells in families:
-        header, rows = family_table(family_cells, results)
+        table = latency_table if family == "latency" else family_table
+        header, rows = table(family_cells, results)
         print(f"\n== {family}: {title} ==\n{render_text(header, rows)}")
         markdown += [f"## {family}: {title}", "", render_markdown(header, rows), ""]
         notes = list(FAMILY_NOTES.get(family, []))

@@ -5,8 +5,8 @@
                                                   [--progress-fd FD]
 
 FILE is JSON: a list of cells {"id": "spin:1000:20000", "kind": "spin", "param": 1000,
-"n": 20000}, the same cells bench_compare runs (kinds: spin, bytes, square, slow_pow, params; see
-bench/compare.cpp). Each cell runs as Python's own loop and through multiprocessing.Pool with
+"n": 20000}, the same cells bench_compare runs (kinds: spin, bytes, square, slow_pow, params,
+roundtrip; see bench/compare.cpp). Each cell runs as Python's own loop and through multiprocessing.Pool with
 the fork, spawn and forkserver contexts, concurrent.futures.ProcessPoolExecutor (fork) and
 joblib.Parallel (loky). Prints one JSON document on stdout: per (cell, peer) the seconds of each
 repetition, or why the peer was skipped. With --progress-fd, writes "done total" lines to that
@@ -17,7 +17,8 @@ How the work matches the C++ side:
     cost of a Python call (~0.15 us): below that, an item costs a call, whatever NS says.
   - bytes:SIZE returns SIZE bytes; square is x**2; slow_pow sleeps and goes through starmap on
     5 workers (the seed's Pool(5)); params is seed 004's imap over parameter dicts, with each
-    library's default chunksize, as the seed calls it (Pool.imap: 1).
+    library's default chunksize, as the seed calls it (Pool.imap: 1); roundtrip is x + 1, one
+    call at a time (Pool.apply, executor.submit(f, x).result(), joblib with one item).
   - 2 workers otherwise (all cores here). Pools are created once per worker count, warmed, and
     reused for every cell, as a program keeps its Pool; joblib's loky executor stays warm too.
 
@@ -48,12 +49,19 @@ OVERHEAD_S = {  # batched map, seconds per item
 OVERHEAD_CHUNK1_S = {  # imap with chunksize 1 (the seed's call), seconds per item
     "py_sequential": 0.0, "py_pool_fork": 25e-6, "py_pool_spawn": 25e-6,
     "py_pool_forkserver": 25e-6, "py_process_pool_executor": 125e-6, "py_joblib": 3.3e-6}
+OVERHEAD_APPLY_S = {  # one call at a time (roundtrip), seconds per call
+    "py_sequential": 0.0, "py_pool_fork": 100e-6, "py_pool_spawn": 100e-6,
+    "py_pool_forkserver": 100e-6, "py_process_pool_executor": 200e-6, "py_joblib": 3e-3}
 RESULT_GB_PER_S = 0.4  # results through Pool's pipes (process_peers' results_1mib)
 PEERS = [peers.Sequential, peers.PoolFork, peers.PoolSpawn, peers.PoolForkserver,
          peers.ProcessPoolExecutorFork, peers.Joblib]
 
 
 # --- the item functions (module level: every context can pickle them) ------------------------
+
+
+def increment(x):
+    return x + 1
 
 
 def square(x):
@@ -100,6 +108,9 @@ class Cell:
             self.fn = functools.partial(slow_pow, ms=self.param)
             self.items = [(x, 2) for x in range(n)]
             self.verb, self.workers, self.item_s = "starmap", 5, self.param / 1000
+        elif self.kind == "roundtrip":
+            self.fn, self.items, self.item_s = increment, list(range(n)), floor_s
+            self.verb = "apply"
         elif self.kind == "params":
             self.fn = function_to_parallelize
             self.items = [{"param1": x, "param2": 15} for x in range(n)]
@@ -114,7 +125,8 @@ class Cell:
         work = self.n * self.item_s
         if peer == "py_sequential":
             return work
-        per_item = (OVERHEAD_CHUNK1_S if self.verb == "imap" else OVERHEAD_S)[peer]
+        per_item = {"imap": OVERHEAD_CHUNK1_S, "apply": OVERHEAD_APPLY_S}.get(
+            self.verb, OVERHEAD_S)[peer]
         return (work / self.workers + self.n * per_item +
                 self.n * self.result_bytes / (RESULT_GB_PER_S * 1e9))
 
@@ -122,6 +134,15 @@ class Cell:
 def run(peer, cell, items):
     """One call of the cell's verb through `peer` (an instance of a process_peers class)."""
     fn = cell.fn
+    if cell.verb == "apply":  # one call at a time, each waiting for its result
+        if isinstance(peer, peers.Sequential):
+            return [fn(x) for x in items]
+        if isinstance(peer, peers.PoolFork):
+            return [peer.pool.apply(fn, (x,)) for x in items]
+        if isinstance(peer, peers.ProcessPoolExecutorFork):
+            return [peer.executor.submit(fn, x).result() for x in items]
+        parallel = peer.joblib.Parallel(n_jobs=peer.workers)
+        return [parallel([peer.joblib.delayed(fn)(x)])[0] for x in items]
     if isinstance(peer, peers.Sequential):
         if cell.verb == "starmap":
             return [fn(*t) for t in items]
