@@ -84,6 +84,13 @@ std::optional<ipc::frame_header> valid_header(std::span<const std::byte, ipc::he
       (header.type != ipc::frame_type::result || flags != 2u || header.payload_length != 0)) {
     return std::nullopt;
   }
+  // So does a payload-on-channel mark (a frame in a shared ring whose payload is on the
+  // socket), on an empty task or result frame.
+  if (ipc::has_flag(header.flags, ipc::frame_flags::payload_on_channel) &&
+      ((header.type != ipc::frame_type::task && header.type != ipc::frame_type::result) ||
+       flags != 4u || header.payload_length != 0)) {
+    return std::nullopt;
+  }
   if (ipc::has_flag(header.flags, ipc::frame_flags::payload_in_arena) &&
       header.payload_length != ipc::arena_descriptor_size) {
     return std::nullopt;

@@ -117,6 +117,14 @@ void write_frame_seeds(const fs::path& dir) {
   }
   {
     bytes s;
+    append(s, frame_type::task, 7, {}, ipc::frame_flags::payload_on_channel);
+    append(s, frame_type::doorbell, 0, {});
+    append(s, frame_type::task, 7, text("the task itself"));
+    append(s, frame_type::result, 7, {}, ipc::frame_flags::payload_on_channel);
+    write_file(dir / "payload_on_channel", frame_seed(0, {piece(3, true)}, s));
+  }
+  {
+    bytes s;
     const auto descriptor = ipc::encode_arena_descriptor({.offset = 4096, .length = 100});
     append(s, frame_type::result, /* fuzz_frame: the arena size */ 8192,
            bytes(descriptor.begin(), descriptor.end()), ipc::frame_flags::payload_in_arena);
