@@ -459,7 +459,7 @@ TEST_CASE("ipc ring: a writer and a reader thread pass frames intact, and no doo
         ++next;
         continue;
       }
-      if (ipc::spin_until([&] { return p.reader.ready(); }, 2'000)) continue;
+      if (parallel::detail::spin_until([&] { return p.reader.ready(); }, 2'000)) continue;
       bell.sleeping();
       if (p.reader.ready()) {
         bell.awake();

@@ -256,7 +256,7 @@ class pool_runner final : public runner {
     spun = true;
     const std::uint64_t seen = core_.delivered();
     lock.unlock();
-    (void)ipc::spin_until([&] { return core_.delivered() != seen; }, 30'000);
+    (void)spin_until([&] { return core_.delivered() != seen; }, 30'000);
     lock.lock();
   }
   std::size_t workers() const override { return core_.size(); }

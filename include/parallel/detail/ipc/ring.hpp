@@ -25,21 +25,11 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <thread>
 
-#include "../process_platform.hpp"
+#include "../platform.hpp"
 #include "frame.hpp"
 
 namespace parallel::detail::ipc {
-
-/// A hint to the core that this thread waits in a loop (it lets the other hyperthread run).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 /// The two positions of a ring, in the shared control block, each on a cache line of its own.
 struct ring_cursor {
@@ -70,26 +60,6 @@ struct doorbell {
            asleep.exchange(0, std::memory_order_acq_rel) != 0;
   }
 };
-
-/// Waits up to `ns` nanoseconds for `ready()` to hold, without sleeping (a core that waits here
-/// is a core the work cannot use: keep `ns` short; it yields the core every few hundred
-/// nanoseconds to any other thread that wants it). True when it held.
-template <class Ready>
-bool spin_until(Ready&& ready, std::uint64_t ns) {
-  if (ready()) return true;
-  if (ns == 0) return false;
-  const std::uint64_t until = os::monotonic_ns() + ns;
-  for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      if (ready()) return true;
-      cpu_relax();
-    }
-    if (os::monotonic_ns() >= until) return ready();
-    // The thread that would make ready() true may be waiting for this core (a worker, the
-    // caller and the pool's loop can be more threads than cores).
-    std::this_thread::yield();
-  }
-}
 
 class frame_ring {
  public:

@@ -168,13 +168,7 @@ class scheduler {
   /// a few microseconds first (a short task's result comes sooner than a sleeping thread
   /// wakes), then sleeps.
   static bool block(latch& l, const std::chrono::steady_clock::time_point* deadline) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(30);
-    for (int round = 0; !l.is_set(); ++round) {
-      if ((round & 63) == 63) {
-        if (std::chrono::steady_clock::now() >= until) break;
-        std::this_thread::yield();
-      }
-    }
+    (void)spin_until([&l] { return l.is_set(); }, 30'000);
     return block_until(l, deadline);
   }
 
