@@ -1066,7 +1066,17 @@ class engine {
         stop_worker(s, stop_reason::protocol, e.what());
         return;
       }
-      if (retiring(s) && s.in_flight.empty()) retire(s);
+      if (retiring(s) && s.in_flight.empty()) {
+        retire(s);
+        return;
+      }
+      // The worker (or another) may now have room: give out waiting jobs before the next
+      // result is decoded, which can take long (a large result): a worker never waits for the
+      // decoding of another's results.
+      if (!pending_.empty()) {
+        dispatch();
+        if (flush_all()) return;  // a worker ended: the next round sees to it
+      }
     }
   }
 
