@@ -211,6 +211,20 @@ constexpr bool under_address_sanitizer =
 /// A sanitizer's runtime is in this program: processes start slower, memory figures are its.
 constexpr bool under_sanitizer = under_thread_sanitizer || under_address_sanitizer;
 
+#if !defined(_WIN32)
+/// fork() for a test whose pools by size were just used: first waits (up to 5 s) until each
+/// of their threads has started and sleeps. A thread still starting, or still finishing a
+/// call, may hold an allocator lock of a sanitizer's runtime at the fork, which the child then
+/// inherits locked (seen with Clang 16's ASan: the child's new threads wait on it forever).
+inline pid_t fork_when_pools_sleep() {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!parallel::detail::default_pools::asleep() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::fflush(nullptr);
+  return ::fork();
+}
+#endif
+
 /// A single-pass input range yielding 0, 1, 2, ... (forever when limit < 0) that counts the
 /// items read from it. Copies of an iterator share the position, as a generator's do. The
 /// library may read it from any thread, so the count is atomic.

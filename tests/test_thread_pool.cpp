@@ -164,7 +164,7 @@ TEST_CASE("thread_pool: an idle pool uses no CPU", "[thread_pool]") {
 /// result); a child still running after 20 s is killed and fails the test.
 template <class Body>
 int exit_status_of_child(Body body) {
-  const pid_t child = fork();
+  const pid_t child = test_support::fork_when_pools_sleep();
   REQUIRE(child >= 0);
   if (child == 0) {
     alarm(20);  // a child that hangs dies on its own

@@ -300,8 +300,7 @@ TEST_CASE("faults: a forked child gets working pools by size", "[faults][threads
   std::vector<int> got;
   for (int y : held) got.push_back(y);  // every chunk done; the range (and its pool) still held
   REQUIRE(got == expected);
-  std::fflush(nullptr);
-  const pid_t child = ::fork();
+  const pid_t child = test_support::fork_when_pools_sleep();
   REQUIRE(child >= 0);
   if (child == 0) {
     { auto gone = std::move(held); }  // the inherited lease ends in the child

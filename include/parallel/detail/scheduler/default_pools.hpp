@@ -57,6 +57,23 @@ class default_pools {
     return self.lease_slow(requested, n);
   }
 
+  /// True when every thread of the default pool and of the cached pools has started and sleeps.
+  /// A program (or a test) that forks while a pool it just used is still starting threads or
+  /// finishing a call gives its child whatever locks those threads held at that instant (a
+  /// sanitizer's allocator lock, for one); waiting for this first makes such a fork clean.
+  static bool asleep() {
+    auto& self = instance();
+    std::lock_guard lock(fork_guard::registry_mutex());
+    const scheduler* main = self.default_.load(std::memory_order_relaxed);
+    if (main != nullptr && !main->asleep()) return false;
+    for (auto& s : self.slots_) {
+      const scheduler* pool = s.pool.load(std::memory_order_relaxed);
+      if (pool != nullptr && s.workers.load(std::memory_order_relaxed) != 0 && !pool->asleep())
+        return false;
+    }
+    return true;
+  }
+
  private:
   // A cached pool. `users` counts the calls running on it, or is `closed` while the slot is
   // empty or being refilled; a pool is retired only by closing it at 0 users, so a call that

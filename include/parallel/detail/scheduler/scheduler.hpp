@@ -84,6 +84,11 @@ class scheduler {
   /// Number of worker threads; 0 only for a degraded pool that got none (callers run all).
   std::size_t size() const noexcept { return workers_.size(); }
 
+  /// True when every worker has started and now sleeps (idle, or parked in a waiting call).
+  bool asleep() const noexcept {
+    return sleepers_.load(std::memory_order_seq_cst) == workers_.size();
+  }
+
   /// False in a child forked after this scheduler was built: its threads do not exist there.
   bool usable() const noexcept {
     return generation_ == fork_guard::generation().load(std::memory_order_relaxed);
