@@ -15,6 +15,7 @@
 #include <mutex>
 #include <parallel/parallel.hpp>
 #include <ranges>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -311,6 +312,64 @@ struct no_default {
   int value;
 };
 static_assert(!std::is_default_constructible_v<no_default>);
+
+/// A single-pass input of 0 .. size-1, read only by the calling thread, that logs each step as
+/// a generator would: "P<k>" when it produces item k (begin() produces item 0, ++ the next),
+/// and throws std::runtime_error("the input broke at item <k>") when item `broken` is read.
+/// The consumer logs "C<k>" into the same log, so a test sees how far ahead the input ran.
+class logged_input {
+ public:
+  explicit logged_input(std::vector<std::string>& log, int size, int broken = -1)
+      : log_{&log}, size_{size}, broken_{broken} {}
+
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(logged_input* owner) : owner_{owner} {}
+    int operator*() const {
+      if (at_ == owner_->broken_)
+        throw std::runtime_error("the input broke at item " + std::to_string(at_));
+      return at_;
+    }
+    iterator& operator++() {
+      if (++at_ < owner_->size_) owner_->log_->push_back("P" + std::to_string(at_));
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
+
+   private:
+    bool at_end() const { return at_ >= owner_->size_; }
+
+    logged_input* owner_ = nullptr;
+    int at_ = 0;
+  };
+
+  iterator begin() {
+    if (size_ > 0) log_->push_back("P0");
+    return iterator(this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  std::vector<std::string>* log_;
+  int size_;
+  int broken_;
+};
+
+/// "P0 C0 P1 C1 ... P<n-1> C<n-1>": what a generator and its consumer log when the input runs no
+/// further ahead than one item (max_in_flight = 1).
+inline std::vector<std::string> lockstep_log(int n) {
+  std::vector<std::string> out;
+  for (int k = 0; k < n; ++k) {
+    out.push_back("P" + std::to_string(k));
+    out.push_back("C" + std::to_string(k));
+  }
+  return out;
+}
 
 /// Runs check(policy) for the sequential loop and for thread pools of several sizes.
 template <class Check>

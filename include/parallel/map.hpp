@@ -50,7 +50,10 @@ auto starmap(F&& f, Range&& items, const options& opts = {}) {
 }
 
 /// A lazy range of f(item) in input order, computed ahead by at most options.max_in_flight
-/// items (Python's Pool.imap). Works on unbounded inputs; leaving the loop stops the work. The
+/// items (Python's Pool.imap). Works on any input range, single-pass and unbounded ones too
+/// (`std::views::istream`, a generator): it is read once, in the calling thread, and moved to
+/// item k + 1 only when that item is wanted. Leaving the loop stops the work. When the input
+/// itself throws, the results of the items it gave come first, then its exception. The
 /// range keeps a copy of f and refers to an lvalue `items`, which must outlive the loop. When f
 /// returns void, the range yields nothing: starting the loop runs every item, and throws the
 /// first exception of a task (`for (auto&& done : parallel::imap(log_it, xs)) {}`).

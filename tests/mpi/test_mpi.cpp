@@ -2,6 +2,7 @@
 // CMakeLists.txt). These cases run on rank 0; the other ranks serve their tasks.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <parallel/parallel.hpp>
 #include <ranges>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -125,6 +127,35 @@ TEST_CASE("imap yields in input order, and imap_unordered yields every result", 
   std::multiset<int> unordered;
   for (int v : parallel::imap_unordered(parallel::mpi{}, square, xs)) unordered.insert(v);
   REQUIRE(unordered == std::multiset<int>(expected.begin(), expected.end()));
+}
+
+TEST_CASE("imap over MPI reads std::views::istream, and an input that throws part-way", "[mpi]") {
+  std::istringstream in("1 2 3 4 5 6");
+  std::vector<int> got;
+  for (int v : parallel::imap(parallel::mpi{}, square, std::views::istream<int>(in)))
+    got.push_back(v);
+  REQUIRE(got == std::vector<int>{1, 4, 9, 16, 25, 36});
+
+  // Every result of the items before the failure arrives first, then the input's exception.
+  auto breaks_at_25 = std::views::iota(0, 40) | std::views::transform([](int i) {
+                        if (i == 25) throw std::runtime_error("the input broke at item 25");
+                        return i;
+                      });
+  for (const bool ordered : {true, false}) {
+    CAPTURE(ordered);
+    std::vector<int> before;
+    auto consume = [&before](auto&& results) {
+      for (int v : results) before.push_back(v);
+    };
+    REQUIRE_THROWS_WITH(
+        ordered ? consume(parallel::imap(parallel::mpi{}, square, breaks_at_25, {.chunksize = 4}))
+                : consume(parallel::imap_unordered(parallel::mpi{}, square, breaks_at_25)),
+        "the input broke at item 25");
+    std::sort(before.begin(), before.end());
+    std::vector<int> expected;
+    for (int i = 0; i < 25; ++i) expected.push_back(i * i);
+    REQUIRE(before == expected);
+  }
 }
 
 TEST_CASE("imap over MPI is lazy: an endless input, left after 20 results", "[mpi]") {

@@ -133,11 +133,11 @@ struct backend<processes<start::fork>> {
     typename state::filler fill;
     if constexpr (in_place) {
       fill = [](encoder&, typename context::iterator& it, const std::ranges::sentinel_t<View>& end,
-                std::size_t want) {
+                std::size_t want, input_cursor& at) {
         const auto left = static_cast<std::size_t>(end - it);
-        const std::size_t count = std::min(want, left);
-        std::ranges::advance(it, static_cast<std::ptrdiff_t>(count));
-        return count;
+        at.count = std::min(want, left);
+        std::ranges::advance(it, static_cast<std::ptrdiff_t>(at.count));
+        at.at_end = it == end;
       };
     } else {
       require_transferable<V>();

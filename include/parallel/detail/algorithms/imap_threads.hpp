@@ -18,6 +18,7 @@
 #include <ranges>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "../../policy.hpp"
@@ -69,8 +70,9 @@ class threaded_imap_state {
         max_in_flight_(opts.max_in_flight),
         progress_(opts.progress),
         total_(known_size(items_)),
-        next_(std::ranges::begin(items_)),
-        origin_(next_) {}
+        next_(std::ranges::begin(items_)) {
+    if constexpr (in_place) origin_ = next_;
+  }
 
   threaded_imap_state(const threaded_imap_state&) = delete;
   threaded_imap_state& operator=(const threaded_imap_state&) = delete;
@@ -100,6 +102,8 @@ class threaded_imap_state {
       refill();
       if (window_.empty()) {
         finished_ = true;
+        // The input failed: every item read before it was delivered first (Python's Pool).
+        if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
         if (progress_ && (delivered_ == 0 || total_ != delivered_))
           progress_(delivered_, delivered_);
         return false;
@@ -194,12 +198,28 @@ class threaded_imap_state {
       if (room == 0 || (room < size && !window_.empty())) return;
       auto c = std::make_unique<chunk>(*this, read_);
       const std::size_t want = std::min(size, room);
-      while (c->count < want && next_ != std::ranges::end(items_)) {
-        if constexpr (!in_place) c->inputs.push_back(*next_);
-        ++next_;
-        ++c->count;
+      try {
+        // The input moves past an item only when the next one is wanted: a generator computes
+        // item k + 1 no sooner than max_in_flight allows.
+        while (c->count < want) {
+          if (taken_) {
+            taken_ = false;
+            ++next_;
+          }
+          if (next_ == std::ranges::end(items_)) {
+            input_done_ = true;
+            break;
+          }
+          if constexpr (!in_place) c->inputs.push_back(*next_);
+          taken_ = true;
+          ++c->count;
+        }
+      } catch (...) {
+        // The input itself threw (its * or ++): what it gave before still runs and is delivered;
+        // then the caller gets this exception.
+        input_error_ = std::current_exception();
+        input_done_ = true;
       }
-      if (next_ == std::ranges::end(items_)) input_done_ = true;
       if (c->count == 0) return;
       read_ += c->count;
       in_flight_ += c->count;
@@ -248,9 +268,13 @@ class threaded_imap_state {
   progress progress_;
   std::size_t total_;
   std::ranges::iterator_t<View> next_;
-  const std::ranges::iterator_t<View> origin_;  // workers read random-access input from here
-  std::size_t read_ = 0;                        // items read from the input
-  std::size_t in_flight_ = 0;                   // read but not yet consumed
+  // Where workers read random-access input (copied once; a single-pass input's iterator may be
+  // move-only, and it is never read in place).
+  std::conditional_t<in_place, std::ranges::iterator_t<View>, std::monostate> origin_{};
+  bool taken_ = false;              // *next_ was read: move past it before reading the next item
+  std::exception_ptr input_error_;  // thrown by the input, delivered after its items' results
+  std::size_t read_ = 0;            // items read from the input
+  std::size_t in_flight_ = 0;       // read but not yet consumed
   std::size_t delivered_ = 0;
   std::size_t learned_chunk_ = 1;
   bool input_done_ = false;

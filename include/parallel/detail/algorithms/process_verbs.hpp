@@ -351,6 +351,16 @@ class process_map_call final : public ipc::job_sink {
 
 // --- imap ---------------------------------------------------------------------------------------
 
+/// Where a filler stands in the input while it fills one job: the items it took into the job,
+/// whether the iterator still points at the last item taken (the input moves on only when the
+/// next item is wanted, so a generator runs no further ahead than max_in_flight allows), and
+/// whether it reached the input's end.
+struct input_cursor {
+  std::size_t count = 0;
+  bool taken = false;
+  bool at_end = false;
+};
+
 /// imap / imap_unordered over processes: a window of jobs in input order, refilled as the
 /// consumer takes results; at most max_in_flight items read ahead (automatic: bounded).
 template <class R, class View, bool Ordered>
@@ -359,10 +369,12 @@ class process_imap_state final : public ipc::job_sink {
   using value_type = R;
   /// Writes job items [first, first + count) taken from the input; `in_place` says whether the
   /// worker reads them itself (fork-per-call over a random-access range).
-  /// Takes up to `want` items from [it, end) into the job's body (or just past them, when the
-  /// workers read the input in place) in one pass, and returns how many it took.
-  using filler = std::function<std::size_t(encoder&, std::ranges::iterator_t<View>&,
-                                           const std::ranges::sentinel_t<View>&, std::size_t)>;
+  /// Takes items from the input until the job holds `want` or the input ends, into the job's
+  /// body (or just past them, when the workers read the input in place), in one pass. An
+  /// exception from the input leaves the cursor on the items taken before it.
+  using filler =
+      std::function<void(encoder&, std::ranges::iterator_t<View>&,
+                         const std::ranges::sentinel_t<View>&, std::size_t, input_cursor&)>;
 
   process_imap_state(runner& run, View items, const options& opts, body_prefix prefix, filler fill,
                      std::unique_ptr<void, void (*)(void*)> keep_alive,
@@ -398,6 +410,8 @@ class process_imap_state final : public ipc::job_sink {
       refill();
       if (window_.empty()) {
         finished_ = true;
+        // The input failed: every item read before it was delivered first (Python's Pool).
+        if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
         if (opts_.progress && (delivered_ == 0 || total_ != delivered_)) {
           lock.unlock();
           opts_.progress(delivered_, delivered_);
@@ -491,8 +505,18 @@ class process_imap_state final : public ipc::job_sink {
       encoder body(j->payload);
       const auto end = std::ranges::end(items_);
       // One pass over the input (it may be single-pass); the count is patched in afterwards.
-      const std::size_t count = fill_(body, next_, end, want);
-      if (next_ == end) input_done_ = true;
+      input_cursor at{.count = 0, .taken = taken_, .at_end = false};
+      try {
+        fill_(body, next_, end, want, at);
+      } catch (...) {
+        // The input itself threw (its * or ++, or an item's encoding): the items it gave before
+        // still run and are delivered; then the caller gets this exception.
+        input_error_ = std::current_exception();
+        at.at_end = true;
+      }
+      taken_ = at.taken;
+      if (at.at_end) input_done_ = true;
+      const std::size_t count = at.count;
       if (count == 0) return;
       // Patch the header's count (written as 0 above).
       const std::uint64_t wide = count;
@@ -550,7 +574,9 @@ class process_imap_state final : public ipc::job_sink {
   filler fill_;
   chunk_planner planner_;
   std::ranges::iterator_t<View> next_;
-  std::size_t total_ = 0;  // 0 when unknown
+  bool taken_ = false;              // *next_ is in a job: move past it before the next item
+  std::exception_ptr input_error_;  // thrown by the input, delivered after its items' results
+  std::size_t total_ = 0;           // 0 when unknown
   std::size_t read_ = 0;
   std::size_t in_flight_ = 0;
   std::size_t delivered_ = 0;
@@ -567,14 +593,28 @@ class process_imap_state final : public ipc::job_sink {
 
 /// The filler of shipped items: each item encoded into the job's body.
 template <class View, class V>
-std::size_t ship_items(encoder& body, std::ranges::iterator_t<View>& it,
-                       const std::ranges::sentinel_t<View>& end, std::size_t want) {
-  std::size_t count = 0;
-  for (; count < want && it != end; ++count, ++it) {
-    const V& item = *it;
-    body.write(item);
+void ship_items(encoder& body, std::ranges::iterator_t<View>& it,
+                const std::ranges::sentinel_t<View>& end, std::size_t want, input_cursor& at) {
+  while (at.count < want) {
+    if (at.taken) {
+      at.taken = false;
+      ++it;
+    }
+    if (it == end) {
+      at.at_end = true;
+      return;
+    }
+    const std::size_t mark = body.buffer().size();
+    try {
+      const V& item = *it;
+      body.write(item);
+    } catch (...) {
+      body.buffer().resize(mark);  // no half-written item in the job
+      throw;
+    }
+    at.taken = true;
+    ++at.count;
   }
-  return count;
 }
 
 }  // namespace parallel::detail

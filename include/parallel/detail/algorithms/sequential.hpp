@@ -83,7 +83,7 @@ class sequential_imap {
   };
 
   iterator begin() {
-    position_ = std::ranges::begin(items_);
+    position_.emplace(std::ranges::begin(items_));
     total_ = known_size(items_);
     compute();
     return iterator(this);
@@ -94,23 +94,24 @@ class sequential_imap {
  private:
   void compute() {
     current_.reset();
-    if (position_ == std::ranges::end(items_)) {
+    if (*position_ == std::ranges::end(items_)) {
       if (opts_.progress && (done_ == 0 || total_ != done_)) opts_.progress(done_, done_);
       return;
     }
-    current_.emplace(std::invoke(f_, *position_));
+    current_.emplace(std::invoke(f_, **position_));
     ++done_;
     if (opts_.progress) opts_.progress(done_, total_);
   }
   void advance() {
-    ++position_;
+    ++*position_;
     compute();
   }
 
   F f_;
   View items_;
   options opts_;
-  std::ranges::iterator_t<View> position_{};
+  // Set by begin(): an input iterator may be move-only and without a default constructor.
+  std::optional<std::ranges::iterator_t<View>> position_;
   std::optional<value_type> current_;
   std::size_t total_ = 0;
   std::size_t done_ = 0;
