@@ -13,6 +13,7 @@
 #include <parallel/parallel.hpp>
 #include <ranges>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -21,7 +22,12 @@
 #include "test_support.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
+
+#include <cstdlib>
 #endif
 
 namespace {
@@ -231,6 +237,126 @@ TEST_CASE("progress: progress_bar writes plain lines when stderr is not a termin
   REQUIRE(last_line.find("squaring") != std::string::npos);
   REQUIRE(last_line.find("1000") != std::string::npos);
   REQUIRE(last_line.find('%') != std::string::npos);
+}
+#endif
+
+TEST_CASE("progress: the bar's line fits the width it is given", "[progress]") {
+  using parallel::detail::progress_bar_state;
+  const progress_bar_state bar("fitting");
+  // No limit (a log): a bar of 25.
+  const std::string log_line = bar.line(500, 1000, 2.0, 0);
+  INFO(log_line);
+  CHECK(log_line.find(" 50%|") != std::string::npos);
+  CHECK(log_line.find("500/1000") != std::string::npos);
+  for (const std::size_t columns : {std::size_t{200}, std::size_t{79}, std::size_t{60},
+                                    std::size_t{45}, std::size_t{30}, std::size_t{10}}) {
+    for (const std::size_t total : {std::size_t{1000}, std::size_t{0}}) {
+      CAPTURE(columns, total);
+      const std::string line = bar.line(500, total, 2.0, columns);
+      INFO(line);
+      const std::size_t shown = progress_bar_state::columns_of(line);
+      CHECK(shown <= columns);
+      // Wide enough for the text: the bar takes the rest, so the line is exactly that wide.
+      if (total != 0 && columns >= 60) CHECK(shown == columns);
+      if (columns >= 60) CHECK(line.find(total != 0 ? "500/1000" : "500 [") != std::string::npos);
+    }
+  }
+  CHECK(progress_bar_state::columns_of("█▏ab") == 4);
+  CHECK(progress_bar_state::first_columns("█▏ab", 2) == "█▏");
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+namespace {
+
+/// What the map calls of `run` write on stderr when stderr is a terminal `columns` wide (a
+/// pseudo-terminal of its own).
+template <class Run>
+std::string on_a_terminal(unsigned short columns, Run run) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  REQUIRE(master >= 0);
+  REQUIRE(::grantpt(master) == 0);
+  REQUIRE(::unlockpt(master) == 0);
+  const char* name = ::ptsname(master);  // NOLINT(concurrency-mt-unsafe): this thread only
+  REQUIRE(name != nullptr);
+  const int terminal = ::open(name, O_RDWR | O_NOCTTY);
+  REQUIRE(terminal >= 0);
+  winsize size{};
+  size.ws_row = 24;
+  size.ws_col = columns;
+  REQUIRE(::ioctl(terminal, TIOCSWINSZ, &size) == 0);
+  std::fflush(stderr);
+  std::cerr.flush();
+  const int saved = ::dup(2);
+  REQUIRE(saved >= 0);
+  REQUIRE(::dup2(terminal, 2) == 2);
+  run();
+  std::fflush(stderr);
+  std::cerr.flush();
+  ::dup2(saved, 2);
+  ::close(saved);
+  ::close(terminal);
+  std::string text;
+  ::fcntl(master, F_SETFL, ::fcntl(master, F_GETFL) | O_NONBLOCK);
+  char buffer[4096];
+  for (ssize_t got = 0; (got = ::read(master, buffer, sizeof buffer)) > 0;)
+    text.append(buffer, static_cast<std::size_t>(got));
+  ::close(master);
+  return text;
+}
+
+/// The lines a terminal shows for `text`, one per redraw (\r) or new line, escapes removed.
+std::vector<std::string> redraws(const std::string& text) {
+  std::vector<std::string> out;
+  std::string current;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\r' || text[i] == '\n') {
+      if (!current.empty()) out.push_back(current);
+      current.clear();
+    } else if (text.compare(i, 3, "\x1b[K") == 0) {
+      i += 2;
+    } else {
+      current.push_back(text[i]);
+    }
+  }
+  if (!current.empty()) out.push_back(current);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("progress: on a terminal the bar fits its width, and reused options draw each call",
+          "[progress]") {
+  auto slow_square = [](int x) {
+    std::this_thread::sleep_for(1ms);
+    return x * x;
+  };
+  for (const unsigned short columns : {80, 40, 20}) {
+    CAPTURE(columns);
+    std::vector<int> first;
+    std::vector<int> second;
+    const std::string text = on_a_terminal(columns, [&] {
+      const parallel::options opts{.progress = parallel::progress_bar("squaring")};
+      first = parallel::map(slow_square, numbers(300), opts);
+      second = parallel::map(parallel::sequential{}, slow_square, numbers(200), opts);
+    });
+    REQUIRE(first.size() == 300);
+    REQUIRE(second.size() == 200);
+    INFO("on the terminal:\n" << text);
+    const auto lines = redraws(text);
+    REQUIRE(lines.size() >= 2);
+    for (const auto& line : lines)
+      CHECK(parallel::detail::progress_bar_state::columns_of(line) < columns);
+    // Each call ends its own bar with a new line; the second one starts over.
+    std::size_t ends = 0;
+    for (std::size_t at = text.find('\n'); at != std::string::npos; at = text.find('\n', at + 1))
+      ++ends;
+    CHECK(ends == 2);
+    if (columns >= 40) {
+      CHECK(text.find("300/300") != std::string::npos);
+      CHECK(text.find("200/200") != std::string::npos);
+      CHECK(text.find("100%") != std::string::npos);
+    }
+  }
 }
 #endif
 

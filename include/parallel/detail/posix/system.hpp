@@ -3,12 +3,14 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 namespace parallel::detail::os {
@@ -43,6 +45,18 @@ inline void prefer_huge_pages(void* data, std::size_t bytes) noexcept {
 }
 
 inline bool stderr_is_terminal() noexcept { return ::isatty(STDERR_FILENO) == 1; }
+
+/// Columns of the terminal on stderr now (it may be resized between two calls); else $COLUMNS;
+/// else 80.
+inline std::size_t stderr_columns() noexcept {
+  winsize size{};
+  if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  if (const char* env = std::getenv("COLUMNS")) {  // NOLINT(concurrency-mt-unsafe): read only
+    const long columns = std::strtol(env, nullptr, 10);
+    if (columns > 0) return static_cast<std::size_t>(columns);
+  }
+  return 80;
+}
 
 /// Runs prepare before fork() in the forking thread, parent after it in the parent and child
 /// after it in the child (pthread_atfork).

@@ -1,10 +1,18 @@
 // Windows side of the operating-system layer used by the thread backend.
 #pragma once
 
+#ifndef NOMINMAX
+#define NOMINMAX  // std::min / std::max, not <windows.h>'s macros
+#endif
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
 #include <io.h>
+#include <windows.h>
 
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 namespace parallel::detail::os {
@@ -18,6 +26,20 @@ inline std::size_t available_cores() noexcept {
 inline void prefer_huge_pages(void*, std::size_t) noexcept {}
 
 inline bool stderr_is_terminal() noexcept { return ::_isatty(::_fileno(stderr)) != 0; }
+
+/// Columns of the console window on stderr now; else %COLUMNS%; else 80.
+inline std::size_t stderr_columns() noexcept {
+  CONSOLE_SCREEN_BUFFER_INFO info{};
+  if (::GetConsoleScreenBufferInfo(::GetStdHandle(STD_ERROR_HANDLE), &info) != 0) {
+    const long columns = static_cast<long>(info.srWindow.Right) - info.srWindow.Left + 1;
+    if (columns > 0) return static_cast<std::size_t>(columns);
+  }
+  if (const char* env = std::getenv("COLUMNS")) {  // NOLINT(concurrency-mt-unsafe): read only
+    const long columns = std::strtol(env, nullptr, 10);
+    if (columns > 0) return static_cast<std::size_t>(columns);
+  }
+  return 80;
+}
 
 /// Windows has no fork(): nothing to prepare.
 inline void on_fork(void (*)(), void (*)(), void (*)()) noexcept {}
