@@ -39,15 +39,21 @@
 
 namespace parallel::detail {
 
-/// What a spawned child that never reached parallel::spawn_main hears when it tries to start
-/// workers itself (Python's "bootstrapping phase" RuntimeError).
+/// A spawned child (a worker, or the forkserver) whose main() never reached
+/// parallel::spawn_main and now tries to start workers itself (Python's "bootstrapping phase"
+/// error) says so on stderr and ends here: an exception could be caught by main(), which would
+/// then go on running the program once more in every worker. Its parent gets spawn_error,
+/// naming spawn_main, when the child ends before its handshake.
 inline void refuse_in_spawned_child() {
   if (os::worker_marker_value() != nullptr) {
-    throw spawn_error(
+    std::fputs(
         "parallel: this process was spawned as a worker, but main() did not call "
-        "parallel::spawn_main(argc, argv) first, and now tries to start workers itself; make "
-        "parallel::spawn_main(argc, argv) the first statement of main (the twin of Python's "
-        "`if __name__ == '__main__':` guard)");
+        "parallel::spawn_main(argc, argv) first, and now tries to start workers itself; it ends "
+        "here, and its parent gets parallel::spawn_error. Make parallel::spawn_main(argc, argv) "
+        "the first statement of main (the twin of Python's `if __name__ == '__main__':` guard)\n",
+        stderr);
+    std::fflush(nullptr);
+    os::exit_now(70);
   }
 }
 

@@ -163,7 +163,7 @@ class engine {
           " could not be started (" + last_start_cause_ +
           "); the pool was not made (its other workers were "
           "ended)" +
-          (names_a_limit(last_start_cause_) ? std::string() : ". " + std::string(limits_advice)));
+          (gives_advice(last_start_cause_) ? std::string() : ". " + std::string(limits_advice)));
     }
   }
 
@@ -460,10 +460,10 @@ class engine {
       "check the limits on processes (ulimit -u), open files (ulimit -n) and memory (ulimit -v), "
       "or use fewer workers";
 
-  /// True when a start's error already says which limit to raise (the OS layer's EMFILE and
-  /// RLIMIT_AS messages do).
-  static bool names_a_limit(const std::string& why) {
-    return why.find("ulimit") != std::string::npos;
+  /// True when a start's error already says what to do: which limit to raise (the OS layer's
+  /// EMFILE and RLIMIT_AS messages do), or to call spawn_main (a forkserver that never answered).
+  static bool gives_advice(const std::string& why) {
+    return why.find("ulimit") != std::string::npos || why.find("spawn_main") != std::string::npos;
   }
 
   std::string start_failure_message(const std::string& why) const {
@@ -473,7 +473,7 @@ class engine {
     if (running > 0)
       text += "; the pool goes on with " + std::to_string(running) + " of " +
               std::to_string(slots_.size()) + " workers and tries again later";
-    if (!names_a_limit(why))
+    if (!gives_advice(why))
       text += running > 0 ? ". If this persists, " + std::string(limits_advice)
                           : "; " + std::string(limits_advice);
     return text;

@@ -144,6 +144,11 @@ struct reply {
   }
 }
 
+/// Appended to the caller's error when its forkserver ended (or hung) before it ever answered.
+inline constexpr const char* forkserver_hint =
+    "; the forkserver runs this executable again: make parallel::spawn_main(argc, argv) the "
+    "first statement of main (the twin of Python's `if __name__ == '__main__':` guard)";
+
 /// The caller's side: one server per process, started on first use, shared by every pool.
 class forkserver_client {
  public:
@@ -277,6 +282,7 @@ class forkserver_client {
     auto [mine, theirs] = os::message_socket_pair();
     server_ = os::spawn_self({theirs.get()}, "fs:1:" + std::to_string(os::current_pid()));
     control_ = os::library_fd(std::move(mine));
+    answered_ = false;
   }
 
   /// Reads one reply, waiting until `deadline_ns` at most (nothing: none came in time); exit
@@ -299,6 +305,7 @@ class forkserver_client {
       throw spawn_error("parallel: the forkserver " + lost_note_ +
                         "; it is started again on next use");
     }
+    answered_ = true;
     if (r.kind == exited) exited_[static_cast<os::pid_type>(r.pid)] = r.value;
     return r;
   }
@@ -317,6 +324,9 @@ class forkserver_client {
       } catch (...) {
       }
     }
+    // A server that never answered most likely never reached the server loop: it is this
+    // executable run again, and its main() did not begin with spawn_main.
+    if (!answered_) lost_note_ += " before it ever answered" + std::string(forkserver_hint);
     server_ = -1;
     ++epoch_;
   }
@@ -326,6 +336,7 @@ class forkserver_client {
   os::pid_type server_ = -1;
   std::uint64_t epoch_ = 0;  // which server: bumped each time one is lost
   std::string lost_note_;    // how the last one was lost
+  bool answered_ = false;    // the running server has answered at least once
   std::map<os::pid_type, int> exited_;
   std::map<os::pid_type, std::uint64_t> server_of_;  // a worker's server's epoch
 };
