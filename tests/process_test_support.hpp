@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bitset>
 #include <chrono>
+#include <complex>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -270,6 +272,24 @@ void check_every_kind_of_value(Verbs& verbs) {
       return std::pair<std::string, double>{std::get<1>(t) + std::to_string(std::get<0>(t)),
                                             std::get<2>(t) * 2};
     });
+  }
+  {
+    INFO("std::complex, std::filesystem::path, std::list, std::bitset, a time point");
+    // One tuple of them: one instantiation of the verbs (compile time), every codec crossing.
+    using clock = std::chrono::system_clock;
+    using odd = std::tuple<std::complex<double>, std::filesystem::path, std::list<int>,
+                           std::bitset<70>, clock::time_point>;
+    const clock::time_point now = clock::now();
+    check_crossing(
+        verbs,
+        std::vector<odd>{{{1, 2}, "/tmp/x.txt", {3, 1, 2}, std::bitset<70>{}.set(69), now},
+                         {{0, -1}, "", {}, std::bitset<70>{0b1011}, {}}},
+        [](const odd& v) {
+          std::list<int> sorted = std::get<2>(v);
+          sorted.sort();
+          return odd{std::get<0>(v) * std::get<0>(v), std::get<1>(v).parent_path(), sorted,
+                     ~std::get<3>(v), std::get<4>(v) + std::chrono::hours(1)};
+        });
   }
   {
     INFO("a user type with a parallel::codec specialisation");

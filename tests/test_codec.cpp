@@ -4,10 +4,15 @@
 // parallel::error ("parallel: protocol error: ...") without crashing or allocating what a forged
 // length asks for (run it under ASan/UBSan: the build with PARALLEL_SANITIZE does).
 #include <array>
+#include <bitset>
 #include <chrono>
+#include <complex>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <filesystem>
 #include <limits>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -295,6 +300,34 @@ TEST_CASE("codec: maps and sets come back equal", "[codec]") {
   check_round_trip(std::set<std::string>{"b", "a"});
   check_round_trip(std::multiset<int>{3, 3, 1});
   check_round_trip(std::unordered_set<long>{5, 6, 7});
+}
+
+TEST_CASE("codec: deque, list, time points, complex, bitset and paths come back equal", "[codec]") {
+  static_assert(parallel::transferable<std::deque<std::string>>);
+  static_assert(parallel::transferable<std::list<std::vector<int>>>);
+  static_assert(!parallel::transferable<std::list<int*>>);
+  check_round_trip(std::deque<int>{});
+  check_round_trip(std::deque<std::string>{"a", "", "bcd"});
+  check_round_trip(std::list<int>{3, 1, 2});
+  check_round_trip(std::list<std::vector<int>>{{}, {1, 2}});
+  check_round_trip(std::chrono::system_clock::now());
+  check_round_trip(std::chrono::steady_clock::now());
+  check_round_trip(std::chrono::sys_days{std::chrono::days{20000}});
+  check_round_trip(std::complex<double>{1.5, -2.25});
+  check_round_trip(std::complex<float>{0.0F, 3.0F});
+  check_round_trip(std::vector<std::complex<double>>{{1, 2}, {3, 4}});
+  check_round_trip(std::bitset<0>{});
+  check_round_trip(std::bitset<5>{"10110"});
+  check_round_trip(std::bitset<64>{0x8000'0000'0000'0001ULL});
+  check_round_trip(std::bitset<100>{}.set(0).set(63).set(64).set(99));
+  REQUIRE(encode(std::bitset<100>{}).size() == 13);  // eight bits to a byte
+  check_round_trip(std::filesystem::path{});
+  check_round_trip(std::filesystem::path{"/tmp/a b/c.txt"});
+  check_round_trip(std::filesystem::path{"relative/dir/"});
+  every_truncation_throws(std::list<std::string>{"x", "yz"});
+  every_truncation_throws(std::complex<double>{1, 2});
+  every_truncation_throws(std::bitset<20>{0xABCDE});
+  every_truncation_throws(std::filesystem::path{"/p"});
 }
 
 TEST_CASE("codec: nested any way", "[codec]") {

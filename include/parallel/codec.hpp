@@ -33,8 +33,9 @@ class encoder;
 class decoder;
 
 /// How a T crosses a process boundary. Built in: arithmetic types, enums, std::string, vector,
-/// array, pair, tuple, optional, variant, map, unordered_map, set, unordered_set, unique_ptr,
-/// chrono::duration, trivially copyable aggregates of numbers (not of pointers), nested any way,
+/// array, deque, list, pair, tuple, optional, variant, map, unordered_map, set, unordered_set,
+/// unique_ptr, chrono::duration and time_point, complex, bitset, filesystem::path, trivially
+/// copyable aggregates of numbers (not of pointers), nested any way,
 /// and, when <cereal/cereal.hpp> is available, any type with a cereal serialize (or save/load).
 /// Specialise it for your own types, next to their definition:
 ///

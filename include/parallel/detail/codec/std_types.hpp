@@ -11,10 +11,15 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <bitset>
 #include <chrono>
+#include <complex>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <filesystem>
+#include <list>
 #include <map>
 #include <memory>
 #include <new>
@@ -172,6 +177,32 @@ struct map_codec {
       map.emplace_hint(map.end(), std::move(k), std::move(v));
     }
     return map;
+  }
+};
+
+/// deque, list: a count, then the elements.
+template <class Sequence>
+struct sequence_codec {
+  static constexpr std::size_t min_size = sizeof(std::uint64_t);
+  using element = typename Sequence::value_type;
+
+  static void encode(encoder& out, const Sequence& sequence) {
+    out.write_size(sequence.size());
+    for (const auto& x : sequence) {
+      const std::size_t before = out.bytes().size();
+      out.write(x);
+      require_progress<element>(before, out.bytes().size());
+    }
+  }
+  static Sequence decode(decoder& in) {
+    const std::size_t count = in.read_size(detail::min_size<element>(), type_name<Sequence>());
+    Sequence sequence;
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t before = in.remaining();
+      sequence.push_back(in.read<element>());
+      require_progress<element>(before, in.remaining());
+    }
+    return sequence;
   }
 };
 
@@ -405,6 +436,71 @@ struct codec<std::chrono::duration<Rep, Period>> {
   static constexpr std::size_t min_size = detail::min_size<Rep>();
   static void encode(encoder& out, const duration& d) { out.write(d.count()); }
   static duration decode(decoder& in) { return duration{in.read<Rep>()}; }
+};
+
+/// A time point crosses as its duration since its clock's epoch: right for the clocks every
+/// process of one machine shares (system_clock, steady_clock); across machines (MPI) only
+/// system_clock's epoch is common.
+template <class Clock, class Duration>
+requires transferable<Duration>
+struct codec<std::chrono::time_point<Clock, Duration>> {
+  using time_point = std::chrono::time_point<Clock, Duration>;
+  static constexpr std::size_t min_size = detail::min_size<Duration>();
+  static void encode(encoder& out, const time_point& t) { out.write(t.time_since_epoch()); }
+  static time_point decode(decoder& in) { return time_point{in.read<Duration>()}; }
+};
+
+template <class T>
+requires transferable<T>
+struct codec<std::complex<T>> {
+  static constexpr std::size_t min_size = 2 * detail::min_size<T>();
+  static void encode(encoder& out, const std::complex<T>& z) {
+    out.write(z.real());
+    out.write(z.imag());
+  }
+  static std::complex<T> decode(decoder& in) {
+    const T re = in.read<T>();
+    return {re, in.read<T>()};
+  }
+};
+
+/// N bits, eight to a byte (the first bit is the lowest of the first byte).
+template <std::size_t N>
+struct codec<std::bitset<N>> {
+  static constexpr std::size_t bytes = N == 0 ? 1 : (N + 7) / 8;
+  static constexpr std::size_t min_size = bytes;
+  static void encode(encoder& out, const std::bitset<N>& bits) {
+    std::array<std::uint8_t, bytes> packed{};
+    for (std::size_t i = 0; i < N; ++i)
+      if (bits[i]) packed[i / 8] = static_cast<std::uint8_t>(packed[i / 8] | (1U << (i % 8)));
+    out.write_bytes(packed.data(), bytes);
+  }
+  static std::bitset<N> decode(decoder& in) {
+    std::array<std::uint8_t, bytes> packed{};
+    in.read_bytes(packed.data(), bytes, detail::type_name<std::bitset<N>>());
+    std::bitset<N> bits;
+    for (std::size_t i = 0; i < N; ++i) bits[i] = ((packed[i / 8] >> (i % 8)) & 1U) != 0;
+    return bits;
+  }
+};
+
+template <class T, class A>
+requires transferable<T>
+struct codec<std::deque<T, A>> : detail::sequence_codec<std::deque<T, A>> {
+};
+template <class T, class A>
+requires transferable<T>
+struct codec<std::list<T, A>> : detail::sequence_codec<std::list<T, A>> {
+};
+
+/// A path crosses as its native string (both ends are one executable, so one platform).
+template <>
+struct codec<std::filesystem::path> {
+  static constexpr std::size_t min_size = sizeof(std::uint64_t);
+  static void encode(encoder& out, const std::filesystem::path& path) { out.write(path.native()); }
+  static std::filesystem::path decode(decoder& in) {
+    return std::filesystem::path(in.read<std::filesystem::path::string_type>());
+  }
 };
 
 template <class K, class C, class A>
