@@ -94,6 +94,17 @@ static_assert(parallel::transferable<process_test_support::labelled_point>);
 
 namespace process_test_support {
 
+/// An aggregate of strings, containers and a nested aggregate, with no codec written: crosses
+/// member by member.
+struct order {
+  std::string customer;
+  std::vector<std::pair<std::string, int>> lines;
+  labelled_point ship_to;  // a member with a codec of its own (specialised above)
+  std::map<std::string, double> discounts;
+  friend bool operator==(const order&, const order&) = default;
+};
+static_assert(parallel::transferable<order>);
+
 // --- inputs and the plain loop ----------------------------------------------------------------
 
 inline int triple_plus_one(int x) { return x * 3 + 1; }
@@ -289,6 +300,19 @@ void check_every_kind_of_value(Verbs& verbs) {
           sorted.sort();
           return odd{std::get<0>(v) * std::get<0>(v), std::get<1>(v).parent_path(), sorted,
                      ~std::get<3>(v), std::get<4>(v) + std::chrono::hours(1)};
+        });
+  }
+  {
+    INFO("an aggregate with no codec written");
+    check_crossing(
+        verbs,
+        std::vector<order>{{"ada", {{"tea", 2}, {"cake", 1}}, {1, 2, "home"}, {{"vip", 0.1}}},
+                           {"", {}, {0, 0, ""}, {}}},
+        [](const order& o) {
+          order back = o;
+          back.customer += "!";
+          back.lines.emplace_back("receipt", static_cast<int>(o.lines.size()));
+          return back;
         });
   }
   {

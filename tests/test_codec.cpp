@@ -330,6 +330,73 @@ TEST_CASE("codec: deque, list, time points, complex, bitset and paths come back 
   every_truncation_throws(std::filesystem::path{"/p"});
 }
 
+namespace {
+// Aggregates with no codec written: they cross member by member.
+struct employee {
+  std::string name;
+  int age = 0;
+  std::vector<std::string> skills;
+  std::map<std::string, double> scores;
+  std::optional<std::string> manager;
+  friend bool operator==(const employee&, const employee&) = default;
+};
+struct team {
+  employee lead;
+  std::vector<employee> members;
+  point where{};  // itself bitwise
+  std::chrono::milliseconds meeting{};
+  friend bool operator==(const team&, const team&) = default;
+};
+struct priced {
+  std::string item;
+  money price;  // no default constructor, a user codec: decoded by aggregate initialisation
+  friend bool operator==(const priced&, const priced&) = default;
+};
+struct with_base : employee {
+  int extra = 0;
+};
+struct with_array {
+  std::string name;
+  int marks[3];
+};
+struct with_reference {
+  std::string name;
+  const int& ref;
+};
+struct with_pointer {
+  std::string name;
+  int* where;
+};
+struct tree {
+  int value = 0;
+  std::vector<tree> children;
+};
+}  // namespace
+
+TEST_CASE("codec: an aggregate whose members all cross crosses with no codec written", "[codec]") {
+  static_assert(parallel::transferable<employee>);
+  static_assert(parallel::transferable<team>);
+  static_assert(parallel::transferable<priced>);
+  static_assert(parallel::transferable<std::vector<team>>);
+  // What the member probe cannot see through stays "cannot cross", with the usual advice.
+  static_assert(!parallel::transferable<with_base>);
+  static_assert(!parallel::transferable<with_array>);
+  static_assert(!parallel::transferable<with_reference>);
+  static_assert(!parallel::transferable<with_pointer>);  // a member that cannot cross
+  static_assert(!parallel::transferable<tree>);          // a member that needs tree itself
+  const employee ada{"Ada", 36, {"maths", "engines"}, {{"notes", 9.5}}, std::nullopt};
+  const employee bob{"", 0, {}, {}, "Ada"};
+  check_round_trip(ada);
+  check_round_trip(team{ada, {bob, ada}, {1, 2, colour::blue}, std::chrono::milliseconds(30)});
+  check_round_trip(std::vector<employee>{ada, bob});
+  check_round_trip(priced{"tea", money{350, "EUR"}});
+  // Its members' encodings, one after the other: no header, no padding.
+  REQUIRE(encode(ada).size() == encode(ada.name).size() + encode(ada.age).size() +
+                                    encode(ada.skills).size() + encode(ada.scores).size() +
+                                    encode(ada.manager).size());
+  every_truncation_throws(ada);
+}
+
 TEST_CASE("codec: nested any way", "[codec]") {
   check_round_trip(sample_nested());
   check_round_trip(nested{});

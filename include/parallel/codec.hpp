@@ -35,7 +35,9 @@ class decoder;
 /// How a T crosses a process boundary. Built in: arithmetic types, enums, std::string, vector,
 /// array, deque, list, pair, tuple, optional, variant, map, unordered_map, set, unordered_set,
 /// unique_ptr, chrono::duration and time_point, complex, bitset, filesystem::path, trivially
-/// copyable aggregates of numbers (not of pointers), nested any way,
+/// copyable aggregates of numbers (not of pointers, as their bytes), any other aggregate whose
+/// members all cross (member by member; not one with a base class, a C array or a reference
+/// member), nested any way,
 /// and, when <cereal/cereal.hpp> is available, any type with a cereal serialize (or save/load).
 /// Specialise it for your own types, next to their definition:
 ///
@@ -79,10 +81,11 @@ struct cannot_cross {
                 "address in this process); send the value itself, a std::unique_ptr<T> or a "
                 "std::optional<T>");
   static_assert(std::is_pointer_v<T> || std::is_member_pointer_v<T> || std::is_reference_v<T>,
-                "parallel: this type cannot cross a process boundary; specialise "
-                "parallel::codec<T> with encode/decode, derive parallel::codec<T> from "
-                "parallel::bitwise_codec<T> if its bytes are its value, or give it a cereal "
-                "serialize() function");
+                "parallel: this type cannot cross a process boundary (an aggregate crosses on "
+                "its own when every member does and it has no base class, C array or reference "
+                "member); specialise parallel::codec<T> with encode/decode, derive "
+                "parallel::codec<T> from parallel::bitwise_codec<T> if its bytes are its value, "
+                "or give it a cereal serialize() function");
 };
 
 /// What every process backend calls on a type it is about to send: nothing when T is
@@ -269,3 +272,5 @@ struct codec : detail::fallback_codec<T> {};
 }  // namespace parallel
 
 #include "detail/codec/std_types.hpp"
+// After std_types.hpp: an aggregate's members may be any of those types.
+#include "detail/codec/aggregate.hpp"

@@ -1,6 +1,6 @@
 // pool.submit sends its arguments to a worker process: an argument holding a pointer cannot
 // cross, and the error names the argument's type and the fix.
-// expected-error: node.*this type cannot cross a process boundary; specialise parallel::codec
+// expected-error: node.*this type cannot cross a process boundary.*specialise parallel::codec
 #include <parallel/parallel.hpp>
 
 struct node {

@@ -1,5 +1,5 @@
 // A std::thread is a handle to a thread of this process: pool.submit cannot send it to a worker.
-// expected-error: std::thread.*this type cannot cross a process boundary; specialise
+// expected-error: std::thread.*this type cannot cross a process boundary.*specialise
 // parallel::codec
 #include <parallel/parallel.hpp>
 #include <thread>
