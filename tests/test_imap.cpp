@@ -225,120 +225,42 @@ TEST_CASE("imap: delivers every result before the failing item, then throws its 
   });
 }
 
-// Each of these read the input through a single-pass range as a user would write one.
+// Single-pass inputs as a user writes them (test_support.hpp has the checks; the process
+// backends run the same ones in test_process_single_pass.cpp).
 TEST_CASE("imap: a move-only input iterator (std::views::istream) is read once, in order",
           "[imap]") {
   watchdog guard{"imap: a move-only input iterator"};
-  static_assert(!std::copyable<std::ranges::iterator_t<std::ranges::istream_view<int>>>);
-  const std::vector<int> expected{4, 7, 10, 13, 16, 19};
-  auto check = [&](auto imap_of) {
-    std::istringstream ordered("1 2 3 4 5 6");
-    REQUIRE(collect(imap_of(std::true_type{}, std::views::istream<int>(ordered))) == expected);
-    std::istringstream any_order("1 2 3 4 5 6");
-    auto got = collect(imap_of(std::false_type{}, std::views::istream<int>(any_order)));
-    std::sort(got.begin(), got.end());
-    REQUIRE(got == expected);
-  };
-  for_each_policy([&](auto policy) {
-    check([policy](auto ordered, auto&& input) {
-      if constexpr (decltype(ordered)::value)
-        return parallel::imap(policy, triple_plus_one, std::forward<decltype(input)>(input));
-      else
-        return parallel::imap_unordered(policy, triple_plus_one,
-                                        std::forward<decltype(input)>(input));
-    });
+  for_each_policy([](auto policy) {
+    test_support::check_istream(test_support::imap_on(policy, triple_plus_one), triple_plus_one);
   });
   INFO("policy: thread_pool{2}");
   parallel::thread_pool pool{2};
-  check([&pool](auto ordered, auto&& input) {
-    if constexpr (decltype(ordered)::value)
-      return pool.imap(triple_plus_one, std::forward<decltype(input)>(input));
-    else
-      return pool.imap_unordered(triple_plus_one, std::forward<decltype(input)>(input));
-  });
+  test_support::check_istream(test_support::imap_on_pool(pool, triple_plus_one), triple_plus_one);
 }
 
-// joblib's and Python's order for a generator input: P0 C0 P1 C1, never P0 P1 C0.
 TEST_CASE("imap: at max_in_flight = 1 the input produces item k + 1 only after result k is taken",
           "[imap]") {
   watchdog guard{"imap: max_in_flight = 1 is lockstep"};
-  auto check = [](auto imap_of) {
-    for (const bool ordered : {true, false}) {
-      CAPTURE(ordered);
-      std::vector<std::string> log;
-      test_support::logged_input input(log, 6);
-      const parallel::options one{.max_in_flight = 1};
-      auto consume = [&log](auto&& results) {
-        for (int y : results) log.push_back("C" + std::to_string((y - 1) / 3));
-      };
-      if (ordered)
-        consume(imap_of(std::true_type{}, input, one));
-      else
-        consume(imap_of(std::false_type{}, input, one));
-      REQUIRE(log == test_support::lockstep_log(6));
-    }
-  };
+  auto index_of = [](int y) { return (y - 1) / 3; };
   for_each_policy([&](auto policy) {
-    check([policy](auto ordered, auto& input, const parallel::options& o) {
-      if constexpr (decltype(ordered)::value)
-        return parallel::imap(policy, triple_plus_one, input, o);
-      else
-        return parallel::imap_unordered(policy, triple_plus_one, input, o);
-    });
+    test_support::check_lockstep(test_support::imap_on(policy, triple_plus_one), index_of);
   });
   INFO("policy: thread_pool{2}");
   parallel::thread_pool pool{2};
-  check([&pool](auto ordered, auto& input, const parallel::options& o) {
-    if constexpr (decltype(ordered)::value)
-      return pool.imap(triple_plus_one, input, o);
-    else
-      return pool.imap_unordered(triple_plus_one, input, o);
-  });
+  test_support::check_lockstep(test_support::imap_on_pool(pool, triple_plus_one), index_of);
 }
 
-// CPython's test_imap_handle_iterable_exception: the results of the items the input gave come
-// first, then the input's own exception.
 TEST_CASE("imap: an input that throws part-way delivers every result before it, then throws",
           "[imap][errors]") {
   watchdog guard{"imap: an input that throws part-way"};
-  constexpr int broken = 25;
-  auto check = [](auto imap_of) {
-    for (const bool ordered : {true, false}) {
-      for (std::size_t chunksize : {std::size_t{0}, std::size_t{1}, std::size_t{4}}) {
-        CAPTURE(ordered, chunksize);
-        std::vector<std::string> log;
-        test_support::logged_input input(log, 40, broken);
-        const parallel::options o{.chunksize = chunksize};
-        std::vector<int> got;
-        auto consume = [&got](auto&& results) {
-          for (int y : results) got.push_back(y);
-        };
-        REQUIRE_THROWS_WITH(ordered ? consume(imap_of(std::true_type{}, input, o))
-                                    : consume(imap_of(std::false_type{}, input, o)),
-                            "the input broke at item 25");
-        std::sort(got.begin(), got.end());
-        REQUIRE(got.size() == static_cast<std::size_t>(broken));
-        for (int i = 0; i < broken; ++i)
-          REQUIRE(got[static_cast<std::size_t>(i)] == triple_plus_one(i));
-      }
-    }
-  };
-  for_each_policy([&](auto policy) {
-    check([policy](auto ordered, auto& input, const parallel::options& o) {
-      if constexpr (decltype(ordered)::value)
-        return parallel::imap(policy, triple_plus_one, input, o);
-      else
-        return parallel::imap_unordered(policy, triple_plus_one, input, o);
-    });
+  for_each_policy([](auto policy) {
+    test_support::check_input_breaks(test_support::imap_on(policy, triple_plus_one),
+                                     triple_plus_one);
   });
   INFO("policy: thread_pool{2}");
   parallel::thread_pool pool{2};
-  check([&pool](auto ordered, auto& input, const parallel::options& o) {
-    if constexpr (decltype(ordered)::value)
-      return pool.imap(triple_plus_one, input, o);
-    else
-      return pool.imap_unordered(triple_plus_one, input, o);
-  });
+  test_support::check_input_breaks(test_support::imap_on_pool(pool, triple_plus_one),
+                                   triple_plus_one);
 }
 
 TEST_CASE("imap: move-only and non-default-constructible results", "[imap]") {

@@ -123,44 +123,30 @@ int times_three(int x) { return 3 * x; }
 // imap_unordered over each start method, per call and on a pool.
 template <class Check>
 void for_each_process_imap(Check check) {
-  auto per_call = [&](auto policy) {
-    check([policy](auto ordered, auto&& input, const parallel::options& o) {
-      if constexpr (decltype(ordered)::value)
-        return parallel::imap(policy, times_three, std::forward<decltype(input)>(input), o);
-      else
-        return parallel::imap_unordered(policy, times_three, std::forward<decltype(input)>(input),
-                                        o);
-    });
-  };
-  auto pooled = [&](auto& pool) {
-    check([&pool](auto ordered, auto&& input, const parallel::options& o) {
-      if constexpr (decltype(ordered)::value)
-        return pool.imap(times_three, std::forward<decltype(input)>(input), o);
-      else
-        return pool.imap_unordered(times_three, std::forward<decltype(input)>(input), o);
-    });
-  };
   {
     INFO("policy: processes<fork>{.workers = 2}");
-    per_call(parallel::processes<parallel::start::fork>{.workers = 2});
+    check(test_support::imap_on(parallel::processes<parallel::start::fork>{.workers = 2},
+                                times_three));
   }
   {
     INFO("policy: processes<forkserver>{.workers = 2}");
-    per_call(parallel::processes<parallel::start::forkserver>{.workers = 2});
+    check(test_support::imap_on(parallel::processes<parallel::start::forkserver>{.workers = 2},
+                                times_three));
   }
   {
     INFO("policy: processes<spawn>{.workers = 2}");
-    per_call(parallel::processes<parallel::start::spawn>{.workers = 2});
+    check(test_support::imap_on(parallel::processes<parallel::start::spawn>{.workers = 2},
+                                times_three));
   }
   {
     INFO("policy: process_pool<fork>{.workers = 2}");
     parallel::process_pool<parallel::start::fork> pool{{.workers = 2}};
-    pooled(pool);
+    check(test_support::imap_on_pool(pool, times_three));
   }
   {
     INFO("policy: process_pool<spawn>{.workers = 2}");
     parallel::process_pool<parallel::start::spawn> pool{{.workers = 2}};
-    pooled(pool);
+    check(test_support::imap_on_pool(pool, times_three));
   }
 }
 
@@ -169,67 +155,23 @@ void for_each_process_imap(Check check) {
 TEST_CASE("process imap reads a move-only input iterator (std::views::istream) once, in order",
           "[processes][process_pool][imap]") {
   test_support::watchdog guard("process imap over std::views::istream");
-  const std::vector<int> expected{3, 6, 9, 12, 15, 18};
-  for_each_process_imap([&](auto imap_of) {
-    std::istringstream ordered("1 2 3 4 5 6");
-    REQUIRE(drain(imap_of(std::true_type{}, std::views::istream<int>(ordered), {})) == expected);
-    std::istringstream any_order("1 2 3 4 5 6");
-    auto got = drain(imap_of(std::false_type{}, std::views::istream<int>(any_order), {}));
-    std::sort(got.begin(), got.end());
-    REQUIRE(got == expected);
-  });
+  for_each_process_imap([](auto imap_of) { test_support::check_istream(imap_of, times_three); });
 }
 
-// joblib's and Python's order for a generator input: P0 C0 P1 C1, never P0 P1 C0.
 TEST_CASE("process imap at max_in_flight = 1 produces item k + 1 only after result k is taken",
           "[processes][process_pool][imap]") {
   test_support::watchdog guard("process imap, max_in_flight = 1 is lockstep");
-  for_each_process_imap([](auto imap_of) {
-    for (const bool ordered : {true, false}) {
-      CAPTURE(ordered);
-      std::vector<std::string> log;
-      test_support::logged_input input(log, 6);
-      const parallel::options one{.max_in_flight = 1};
-      auto consume = [&log](auto&& results) {
-        for (int y : results) log.push_back("C" + std::to_string(y / 3));
-      };
-      if (ordered)
-        consume(imap_of(std::true_type{}, input, one));
-      else
-        consume(imap_of(std::false_type{}, input, one));
-      REQUIRE(log == test_support::lockstep_log(6));
-    }
-  });
+  for_each_process_imap(
+      [](auto imap_of) { test_support::check_lockstep(imap_of, [](int y) { return y / 3; }); });
 }
 
-// CPython's test_imap_handle_iterable_exception: the results of the items the input gave come
-// first, then the input's own exception.
 TEST_CASE(
     "process imap: an input that throws part-way delivers every result before it, then "
     "throws",
     "[processes][process_pool][imap][errors]") {
   test_support::watchdog guard("process imap, an input that throws part-way");
-  constexpr int broken = 25;
-  for_each_process_imap([](auto imap_of) {
-    for (const bool ordered : {true, false}) {
-      for (std::size_t chunksize : {std::size_t{0}, std::size_t{1}, std::size_t{4}}) {
-        CAPTURE(ordered, chunksize);
-        std::vector<std::string> log;
-        test_support::logged_input input(log, 40, broken);
-        const parallel::options o{.chunksize = chunksize};
-        std::vector<int> got;
-        auto consume = [&got](auto&& results) {
-          for (int y : results) got.push_back(y);
-        };
-        REQUIRE_THROWS_WITH(ordered ? consume(imap_of(std::true_type{}, input, o))
-                                    : consume(imap_of(std::false_type{}, input, o)),
-                            "the input broke at item 25");
-        std::sort(got.begin(), got.end());
-        REQUIRE(got.size() == static_cast<std::size_t>(broken));
-        for (int i = 0; i < broken; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == 3 * i);
-      }
-    }
-  });
+  for_each_process_imap(
+      [](auto imap_of) { test_support::check_input_breaks(imap_of, times_three); });
 }
 
 TEST_CASE("process imap reads a shared-position single-pass input once",

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <mutex>
 #include <parallel/parallel.hpp>
 #include <ranges>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -369,6 +371,99 @@ inline std::vector<std::string> lockstep_log(int n) {
     out.push_back("C" + std::to_string(k));
   }
   return out;
+}
+
+/// imap (ordered_tag true_type) or imap_unordered (false_type) of f on a policy, as one callable
+/// the single-pass checks below take: imap_of(std::true_type{}, input, options).
+template <class Policy, class F>
+auto imap_on(Policy policy, F f) {
+  return [policy, f](auto ordered_tag, auto&& input, const parallel::options& o) {
+    if constexpr (decltype(ordered_tag)::value)
+      return parallel::imap(policy, f, std::forward<decltype(input)>(input), o);
+    else
+      return parallel::imap_unordered(policy, f, std::forward<decltype(input)>(input), o);
+  };
+}
+
+/// The same for a pool's members (thread_pool, process_pool).
+template <class Pool, class F>
+auto imap_on_pool(Pool& pool, F f) {
+  return [&pool, f](auto ordered_tag, auto&& input, const parallel::options& o) {
+    if constexpr (decltype(ordered_tag)::value)
+      return pool.imap(f, std::forward<decltype(input)>(input), o);
+    else
+      return pool.imap_unordered(f, std::forward<decltype(input)>(input), o);
+  };
+}
+
+/// imap_of(ordered, input, opts) for ordered = true and false; `consume` takes the range.
+template <class ImapOf, class Input, class Consume>
+void run_imap(ImapOf& imap_of, bool ordered, Input&& input, const parallel::options& o,
+              Consume consume) {
+  if (ordered)
+    consume(imap_of(std::true_type{}, std::forward<Input>(input), o));
+  else
+    consume(imap_of(std::false_type{}, std::forward<Input>(input), o));
+}
+
+/// At max_in_flight = 1 a generator input and its consumer take turns: P0 C0 P1 C1 ... (joblib,
+/// Python). `index_of(result)` gives the item a result came from.
+template <class ImapOf, class IndexOf>
+void check_lockstep(ImapOf imap_of, IndexOf index_of) {
+  for (const bool ordered : {true, false}) {
+    CAPTURE(ordered);
+    std::vector<std::string> log;
+    logged_input input(log, 6);
+    run_imap(imap_of, ordered, input, {.max_in_flight = 1}, [&](auto&& results) {
+      for (int y : results) log.push_back("C" + std::to_string(index_of(y)));
+    });
+    REQUIRE(log == lockstep_log(6));
+  }
+}
+
+/// An input that throws at item 25 of 40: the results of items 0 .. 24 come first (f(i), in
+/// some order for imap_unordered), then the input's exception (CPython's
+/// test_imap_handle_iterable_exception).
+template <class ImapOf, class F>
+void check_input_breaks(ImapOf imap_of, F f) {
+  constexpr int broken = 25;
+  for (const bool ordered : {true, false}) {
+    for (std::size_t chunksize : {std::size_t{0}, std::size_t{1}, std::size_t{4}}) {
+      CAPTURE(ordered, chunksize);
+      std::vector<std::string> log;
+      logged_input input(log, 40, broken);
+      std::vector<int> got;
+      REQUIRE_THROWS_WITH(run_imap(imap_of, ordered, input, {.chunksize = chunksize},
+                                   [&got](auto&& results) {
+                                     for (int y : results) got.push_back(y);
+                                   }),
+                          "the input broke at item 25");
+      std::sort(got.begin(), got.end());
+      std::vector<int> expected;
+      for (int i = 0; i < broken; ++i) expected.push_back(f(i));
+      std::sort(expected.begin(), expected.end());
+      REQUIRE(got == expected);
+    }
+  }
+}
+
+/// std::views::istream over "1 2 3 4 5 6" (a move-only iterator, read once): f(1) .. f(6), in
+/// order for imap, in some order for imap_unordered.
+template <class ImapOf, class F>
+void check_istream(ImapOf imap_of, F f) {
+  static_assert(!std::copyable<std::ranges::iterator_t<std::ranges::istream_view<int>>>);
+  std::vector<int> expected;
+  for (int i = 1; i <= 6; ++i) expected.push_back(f(i));
+  for (const bool ordered : {true, false}) {
+    CAPTURE(ordered);
+    std::istringstream text("1 2 3 4 5 6");
+    std::vector<int> got;
+    run_imap(imap_of, ordered, std::views::istream<int>(text), {}, [&got](auto&& results) {
+      for (int y : results) got.push_back(y);
+    });
+    if (!ordered) std::sort(got.begin(), got.end());
+    REQUIRE(got == expected);
+  }
 }
 
 /// Runs check(policy) for the sequential loop and for thread pools of several sizes.

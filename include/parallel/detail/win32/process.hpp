@@ -5,14 +5,6 @@
 // non-inheritable; spawn.hpp makes short-lived inheritable copies for exactly one child.
 #pragma once
 
-#ifndef NOMINMAX
-#define NOMINMAX  // std::min / std::max, not <windows.h>'s macros
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -29,6 +21,7 @@
 
 #include "../../errors.hpp"
 #include "../exception_names.hpp"
+#include "windows.hpp"
 
 namespace parallel::detail::os {
 

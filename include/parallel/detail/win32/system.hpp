@@ -1,19 +1,14 @@
 // Windows side of the operating-system layer used by the thread backend.
 #pragma once
 
-#ifndef NOMINMAX
-#define NOMINMAX  // std::min / std::max, not <windows.h>'s macros
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
 #include <io.h>
-#include <windows.h>
 
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+
+#include "windows.hpp"
 
 namespace parallel::detail::os {
 
