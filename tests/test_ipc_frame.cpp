@@ -556,33 +556,14 @@ TEST_CASE("ipc arena: a task is taken by the worker or withdrawn by the caller, 
   CHECK(taken >= tasks / 2);  // the odd ones were never withdrawn
 }
 
-TEST_CASE("ipc frame: arena descriptors are checked against the frame and the arena", "[ipc]") {
-  const ipc::arena_descriptor where{4096, 1000};
-  const auto bytes = ipc::encode_arena_descriptor(where);
-  const auto stream =
-      ipc::encode_frame(frame_type::result, frame_flags::payload_in_arena, 9, bytes);
-  const auto frames = read_all(stream);
-  REQUIRE(frames.size() == 1);
-  CHECK(ipc::has_flag(frames[0].flags, frame_flags::payload_in_arena));
-  const auto back = ipc::decode_arena_descriptor(frames[0].payload, 8192);
-  CHECK(back.offset == 4096);
-  CHECK(back.length == 1000);
-
-  // An arena frame must carry exactly one descriptor: checked from the header alone.
-  const auto wrong = forged_header(static_cast<std::uint16_t>(frame_type::result), 1, 17);
-  CHECK(starts_with(protocol_error_of([&] { read_all(wrong); }),
-                    "parallel: protocol error: arena frame with payload length 17"));
-
-  // Ranges outside the arena, including ones whose end overflows 64 bits.
-  CHECK_NOTHROW(ipc::decode_arena_descriptor(bytes, 5096));
-  CHECK(starts_with(protocol_error_of([&] { ipc::decode_arena_descriptor(bytes, 5095); }),
-                    "parallel: protocol error: arena range of 1000 bytes at offset 4096"));
-  const auto overflow = ipc::encode_arena_descriptor({~std::uint64_t{0} - 1, 4});
-  CHECK(contains(protocol_error_of([&] { ipc::decode_arena_descriptor(overflow, 1 << 20); }),
-                 "outside the arena"));
-  CHECK(contains(
-      protocol_error_of([&] { ipc::decode_arena_descriptor(std::span(bytes).first(8), 1 << 20); }),
-      "arena descriptor of 8 bytes"));
+TEST_CASE("ipc frame: the retired flag bit 0 is refused as unknown", "[ipc]") {
+  // It once said "the payload is in shared memory"; a reader that took it now would read a
+  // payload the writer never meant.
+  for (const auto type : {frame_type::task, frame_type::result}) {
+    const auto h = forged_header(static_cast<std::uint16_t>(type), 1, 16);
+    CHECK(starts_with(protocol_error_of([&] { read_all(h); }),
+                      "parallel: protocol error: unknown flags 0x1"));
+  }
 }
 
 TEST_CASE("ipc frame: random corruption yields frames or parallel::error, nothing else", "[ipc]") {

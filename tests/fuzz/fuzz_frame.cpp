@@ -5,9 +5,7 @@
 // header on its own (a header is valid when encode_header() of its fields gives its very bytes
 // back) and requires decode_header() to agree. Anything else aborts: a crash, a sanitizer
 // report, an exception other than parallel::error, a frame whose type, task id, flags or payload
-// (size or bytes) differ from its bytes in the stream, or that does not re-encode to them. Each
-// payload is also read as an arena descriptor (decode_arena_descriptor), against an arena whose
-// size is the frame's task id.
+// (size or bytes) differ from its bytes in the stream, or that does not re-encode to them.
 //
 // Input layout (make_corpus.cpp writes seeds in it):
 //   byte 0       bits 0-3: k, the number of piece sizes that follow
@@ -89,10 +87,6 @@ std::optional<ipc::frame_header> valid_header(std::span<const std::byte, ipc::he
   if (ipc::has_flag(header.flags, ipc::frame_flags::payload_on_channel) &&
       ((header.type != ipc::frame_type::task && header.type != ipc::frame_type::result) ||
        flags != 4u || header.payload_length != 0)) {
-    return std::nullopt;
-  }
-  if (ipc::has_flag(header.flags, ipc::frame_flags::payload_in_arena) &&
-      header.payload_length != ipc::arena_descriptor_size) {
     return std::nullopt;
   }
   if (header.payload_length > max_payload) return std::nullopt;
@@ -307,12 +301,6 @@ class checked_reader {
     require(frame.payload.size() == length, "payload size differs from its header");
     require(same_bytes(frame.payload, stream_.subspan(want.offset + ipc::header_size, length)),
             "payload differs from its bytes in the stream");
-    require(!ipc::has_flag(frame.flags, ipc::frame_flags::payload_in_arena) ||
-                frame.payload.size() == ipc::arena_descriptor_size,
-            "an arena frame whose payload is not a descriptor");
-
-    check_arena_descriptor(frame);
-
     // Re-encoded, in both of the encoder's forms, it is its bytes in the stream.
     const auto original = stream_.subspan(want.offset, ipc::header_size + length);
     require(same_bytes(ipc::encode_frame(frame.type, frame.flags, frame.task_id, frame.payload),
@@ -322,32 +310,6 @@ class checked_reader {
         ipc::encode_header(frame.type, frame.flags, frame.task_id, frame.payload.size());
     require(same_bytes(header, original.first(ipc::header_size)),
             "encode_header does not reproduce the header's bytes");
-  }
-
-  /// Every payload, read as an arena descriptor for an arena of task-id bytes (any size the input
-  /// asks for): accepted exactly when it is 16 bytes and the range lies inside, and then it
-  /// re-encodes to itself.
-  static void check_arena_descriptor(const ipc::frame& frame) {
-    const std::uint64_t arena_size = frame.task_id;
-    bool inside = frame.payload.size() == ipc::arena_descriptor_size;
-    if (inside) {
-      const auto offset = ipc::wire::load<std::uint64_t>(frame.payload.data());
-      const auto length = ipc::wire::load<std::uint64_t>(frame.payload.data() + 8);
-      inside = offset <= arena_size && length <= arena_size - offset;
-    }
-    std::optional<ipc::arena_descriptor> where;
-    try {
-      where = ipc::decode_arena_descriptor(frame.payload, arena_size);
-    } catch (const parallel::error& e) {
-      require(std::string_view{e.what()}.starts_with(error_prefix),
-              "decode_arena_descriptor threw an error that is not a protocol error");
-    }
-    require(where.has_value() == inside, inside ? "a descriptor inside the arena was refused"
-                                                : "a descriptor outside the arena was accepted");
-    if (where) {
-      require(same_bytes(ipc::encode_arena_descriptor(*where), frame.payload),
-              "an arena descriptor does not re-encode to its bytes");
-    }
   }
 
   std::span<const std::byte> stream_;

@@ -125,13 +125,6 @@ void write_frame_seeds(const fs::path& dir) {
   }
   {
     bytes s;
-    const auto descriptor = ipc::encode_arena_descriptor({.offset = 4096, .length = 100});
-    append(s, frame_type::result, /* fuzz_frame: the arena size */ 8192,
-           bytes(descriptor.begin(), descriptor.end()), ipc::frame_flags::payload_in_arena);
-    write_file(dir / "arena_descriptor", frame_seed(0, {piece(16, false), piece(0, true)}, s));
-  }
-  {
-    bytes s;
     append(s, frame_type::result, 3, text("complete"));
     append(s, frame_type::result, 4, text("cut short here"));
     s.resize(s.size() - 6);
@@ -152,7 +145,7 @@ void write_frame_seeds(const fs::path& dir) {
   }
   {
     // Fields no encoder writes, behind checksums that fuzz_frame recomputes (they are left
-    // stale here): an unknown type, then an arena frame whose payload is not a descriptor.
+    // stale here): an unknown type, then a result with a flag no encoder sets (bit 0, retired).
     bytes s;
     append(s, frame_type::task, 10, text("ok"));
     bytes forged;
@@ -163,8 +156,8 @@ void write_frame_seeds(const fs::path& dir) {
 
     s.clear();
     append(s, frame_type::result, 12, text("17 bytes of stuff"));
-    ipc::wire::store<std::uint32_t>(s.data() + 8, 1);  // payload_in_arena
-    write_file(dir / "arena_length_repaired", frame_seed(repair_checksums, {piece(8, true)}, s));
+    ipc::wire::store<std::uint32_t>(s.data() + 8, 1);
+    write_file(dir / "retired_flag_repaired", frame_seed(repair_checksums, {piece(8, true)}, s));
   }
   {
     bytes s;

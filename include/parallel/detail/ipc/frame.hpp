@@ -38,8 +38,7 @@ inline constexpr std::array<std::byte, 4> wire_magic{std::byte{0xF0}, std::byte{
                                                      std::byte{'R'}, std::byte{'L'}};
 inline constexpr std::uint16_t wire_version = 1;
 
-/// Inline payloads larger than this are refused by default; the transport sends bigger ones
-/// through the shared-memory arena (the payload is then an arena_descriptor).
+/// Payloads larger than this are refused by default (a reader's policy, not the format's).
 inline constexpr std::size_t default_max_payload = std::size_t{1} << 30;
 
 /// What a frame carries. Values are part of the wire format: append, never renumber. A reader
@@ -89,8 +88,8 @@ constexpr const char* to_string(frame_type type) noexcept {
 /// Bit flags of a frame. Unknown bits are refused, so a new flag can never be silently ignored.
 enum class frame_flags : std::uint32_t {
   none = 0,
-  // The payload is an arena_descriptor (16 bytes); the data is in the shared-memory arena.
-  payload_in_arena = 1u << 0,
+  // Bit 0 is retired (it marked a payload kept in shared memory, before the rings of ring.hpp):
+  // refused as unknown, never to be given another meaning.
   // A result frame without payload: the worker did not run the task, which the caller had
   // withdrawn (control_block::withdraw) before it started.
   withdrawn = 1u << 1,
@@ -98,7 +97,7 @@ enum class frame_flags : std::uint32_t {
   // its type on the socket (it was too large for the ring, or the ring was full).
   payload_on_channel = 1u << 2,
 };
-inline constexpr std::uint32_t known_flags_mask = (1u << 0) | (1u << 1) | (1u << 2);
+inline constexpr std::uint32_t known_flags_mask = (1u << 1) | (1u << 2);
 
 constexpr frame_flags operator|(frame_flags a, frame_flags b) noexcept {
   return static_cast<frame_flags>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
@@ -121,13 +120,6 @@ struct frame {
   std::uint64_t task_id = 0;
   std::vector<std::byte> payload;
 };
-
-/// Where an arena payload lives: byte range [offset, offset + length) of the arena.
-struct arena_descriptor {
-  std::uint64_t offset = 0;
-  std::uint64_t length = 0;
-};
-inline constexpr std::size_t arena_descriptor_size = 16;
 
 using header_bytes = std::array<std::byte, header_size>;
 
@@ -175,14 +167,12 @@ inline std::string hex(std::uint64_t value) {
 // --- encoding --------------------------------------------------------------------------------
 
 /// The header alone, so that a transport can writev() header and payload without copying the
-/// payload. Preconditions (the library's own invariants, not the peer's input): the type is
-/// known, the flags are known, and an arena frame's payload is one arena_descriptor.
+/// payload. Preconditions (the library's own invariants, not the peer's input): the type and
+/// the flags are known.
 inline header_bytes encode_header(frame_type type, frame_flags flags, std::uint64_t task_id,
                                   std::uint64_t payload_length) {
   assert(is_known(type));
   assert((static_cast<std::uint32_t>(flags) & ~known_flags_mask) == 0);
-  assert(!has_flag(flags, frame_flags::payload_in_arena) ||
-         payload_length == arena_descriptor_size);
   header_bytes out{};
   std::memcpy(out.data(), wire_magic.data(), wire_magic.size());
   wire::store<std::uint16_t>(out.data() + 4, wire_version);
@@ -211,14 +201,6 @@ inline std::vector<std::byte> encode_frame(frame_type type, frame_flags flags,
                                            std::span<const std::byte> payload) {
   std::vector<std::byte> out;
   append_frame(out, type, flags, task_id, payload);
-  return out;
-}
-
-inline std::array<std::byte, arena_descriptor_size> encode_arena_descriptor(
-    arena_descriptor where) noexcept {
-  std::array<std::byte, arena_descriptor_size> out{};
-  wire::store<std::uint64_t>(out.data(), where.offset);
-  wire::store<std::uint64_t>(out.data() + 8, where.length);
   return out;
 }
 
@@ -275,12 +257,6 @@ inline frame_header decode_header(std::span<const std::byte, header_size> bytes,
                          " frame with flags " + wire::hex(flags) + " and " +
                          std::to_string(header.payload_length) + " payload bytes");
   }
-  if (has_flag(header.flags, frame_flags::payload_in_arena) &&
-      header.payload_length != arena_descriptor_size) {
-    wire::protocol_error("arena frame with payload length " +
-                         std::to_string(header.payload_length) + " (an arena descriptor is " +
-                         std::to_string(arena_descriptor_size) + " bytes)");
-  }
   if (header.payload_length > max_payload) {
     wire::protocol_error("payload length " + std::to_string(header.payload_length) +
                          " over limit " + std::to_string(max_payload) + " in a " +
@@ -288,25 +264,6 @@ inline frame_header decode_header(std::span<const std::byte, header_size> bytes,
                          std::to_string(header.task_id) + ")");
   }
   return header;
-}
-
-/// Reads an arena frame's payload and checks that the range lies inside an arena of
-/// `arena_size` bytes (without overflow: offset + length is never computed unchecked).
-inline arena_descriptor decode_arena_descriptor(std::span<const std::byte> payload,
-                                                std::uint64_t arena_size) {
-  if (payload.size() != arena_descriptor_size) {
-    wire::protocol_error("arena descriptor of " + std::to_string(payload.size()) +
-                         " bytes (expected " + std::to_string(arena_descriptor_size) + ")");
-  }
-  arena_descriptor where;
-  where.offset = wire::load<std::uint64_t>(payload.data());
-  where.length = wire::load<std::uint64_t>(payload.data() + 8);
-  if (where.offset > arena_size || where.length > arena_size - where.offset) {
-    wire::protocol_error("arena range of " + std::to_string(where.length) + " bytes at offset " +
-                         std::to_string(where.offset) + " outside the arena of " +
-                         std::to_string(arena_size) + " bytes");
-  }
-  return where;
 }
 
 }  // namespace parallel::detail::ipc

@@ -142,8 +142,8 @@ inline message receive(MPI_Message& m, const MPI_Status& status, std::size_t max
                               " payload bytes, its message carries " +
                               std::to_string(size - ipc::header_size));
   }
-  if (ipc::has_flag(out.header.flags, ipc::frame_flags::payload_in_arena))
-    ipc::wire::protocol_error("an arena frame over MPI (ranks share no arena)");
+  if (ipc::has_flag(out.header.flags, ipc::frame_flags::payload_on_channel))
+    ipc::wire::protocol_error("a shared-ring mark over MPI (ranks share no ring)");
   return out;
 }
 
