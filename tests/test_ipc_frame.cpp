@@ -429,7 +429,7 @@ TEST_CASE("ipc ring: a payload-on-channel mark stands alone on an empty task or 
   CHECK(frames[0].flags == frame_flags::payload_on_channel);
   CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(1, 4, 0)); }), prefix));
   CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(3, 4, 8)); }), prefix));
-  CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(3, 5, 16)); }), prefix));
+  CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(4, 4, 0)); }), prefix));
 }
 
 TEST_CASE("ipc ring: a writer and a reader thread pass frames intact, and no doorbell is lost",
@@ -503,10 +503,10 @@ TEST_CASE("ipc frame: a withdrawn-task mark stands alone on an empty result fram
   REQUIRE(frames.size() == 1);
   CHECK(frames[0].flags == frame_flags::withdrawn);
   CHECK(frames[0].task_id == 9);
-  // On a task frame, with a payload, or with the arena flag: refused.
+  // On another frame, with a payload, or with another flag: refused.
   CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(1, 2, 0)); }), prefix));
   CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(2, 2, 8)); }), prefix));
-  CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(2, 3, 16)); }), prefix));
+  CHECK(starts_with(protocol_error_of([&] { read_all(forged_header(3, 6, 0)); }), prefix));
 }
 
 TEST_CASE("ipc arena: a task is taken by the worker or withdrawn by the caller, never both",

@@ -89,6 +89,10 @@ struct future_state : task {
   destroy_fn destroy_;
   cancel_fn cancel_;
   scheduler* pool_;
+  /// For a result made elsewhere (pool_ null): what a thread that waits for it does before it
+  /// sleeps (on a process pool, it drives the pool while jobs are short), until the latch is set
+  /// or for at most `within_ns` (0: no limit). Null: it just sleeps.
+  void (*help_)(future_state*, std::uint64_t within_ns) = nullptr;
   latch done_;
   hook_list hooks_;
   bool cancelled_ = false;  // the future's own: its cancel() succeeded
@@ -315,10 +319,12 @@ class future {
   void wait() const {
     check();
     if (state_->cancelled_) return;
-    if (state_->pool_ != nullptr)
+    if (state_->pool_ != nullptr) {
       state_->pool_->wait(state_->done_, state_->tag_);
-    else
-      detail::scheduler::block(state_->done_, nullptr);
+      return;
+    }
+    if (state_->help_ != nullptr) state_->help_(state_, 0);
+    detail::scheduler::block(state_->done_, nullptr);
   }
 
   template <class Rep, class Period>
@@ -330,6 +336,14 @@ class future {
   std::future_status wait_until(std::chrono::steady_clock::time_point deadline) const {
     check();
     if (state_->cancelled_) return std::future_status::ready;
+    // Helping takes some tens of microseconds when it does not finish the task: not for a
+    // deadline that close (a poll with wait_for(0ms) returns at once).
+    if (state_->pool_ == nullptr && state_->help_ != nullptr && !state_->done_.is_set() &&
+        deadline - std::chrono::steady_clock::now() > std::chrono::milliseconds(1))
+      state_->help_(state_,
+                    static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                   deadline - std::chrono::steady_clock::now())
+                                                   .count()));
     const bool ready = state_->pool_ != nullptr
                            ? state_->pool_->wait_until(state_->done_, state_->tag_, deadline)
                            : detail::scheduler::block(state_->done_, &deadline);

@@ -77,6 +77,17 @@ inline std::exception_ptr copy_of(const std::exception_ptr& error) {
   }
 }
 
+class process_pool_core;
+
+/// Who drives a pool's engine: its loop, or a caller that waits for short jobs
+/// (process_pool_core::drive). Shared with the pool's futures, which may outlive the pool.
+struct engine_gate {
+  std::mutex mutex;                     // held by whoever drives the engine
+  process_pool_core* core = nullptr;    // set while the loop runs (under mutex)
+  std::atomic<bool> loop_waits{false};  // the loop wants the engine: a driver lets go
+  ipc::mailbox_bell mail;               // posts to the engine; drivers that want it
+};
+
 class process_pool_core {
  public:
   process_pool_core(const pool_options& opts, start_plan plan)
@@ -107,14 +118,64 @@ class process_pool_core {
 
   std::size_t size() const noexcept { return workers_; }
 
+  /// Jobs go to the inbox; when no one drives the engine, the caller sends them itself (no hop
+  /// through the loop), else the driver, or the loop woken for them, takes them.
   void post(std::vector<std::unique_ptr<ipc::job>>& batch) {
     {
       std::lock_guard lock(mutex_);
       for (auto& j : batch) inbox_.push_back(std::move(j));
     }
     batch.clear();
-    if (mail_.post()) wake_.signal();  // the I/O thread sleeps: wake it (awake, it sees the post)
+    if (!driving_here() && !gate_->loop_waits.load(std::memory_order_relaxed) &&
+        gate_->mutex.try_lock()) {
+      std::unique_lock drive(gate_->mutex, std::adopt_lock);
+      if (engine_ != nullptr) {
+        send_now();
+        return;
+      }
+    }
+    if (gate_->mail.post()) wake_.signal();  // the loop sleeps: wake it (awake, it sees the post)
   }
+
+  /// A caller that waits until `done()` drives the engine itself while jobs are short: it sends
+  /// tasks and reads results from the rings with no hop through the loop, which sleeps
+  /// meanwhile. True once done() holds; false when it stopped first (no news for a while, long
+  /// jobs, or the loop needs the engine for what only it may do): the caller then sleeps as it
+  /// would without driving, and the loop delivers.
+  /// `until_ns` (os::monotonic_ns; 0: none) bounds the driving, as news would not.
+  template <class Done>
+  static bool drive(engine_gate& gate, Done&& done, std::uint64_t until_ns = 0) {
+    if (done()) return true;
+    if (driving_here()) return false;  // a sink called back into a pool: one engine at a time
+    gate.mail.drivers.fetch_add(1, std::memory_order_seq_cst);
+    std::uint64_t news_ns = os::monotonic_ns();
+    bool finished = false;
+    for (unsigned spins = 0;; ++spins) {
+      if (done()) {
+        finished = true;
+        break;
+      }
+      if (!gate.loop_waits.load(std::memory_order_relaxed) && gate.mutex.try_lock()) {
+        std::unique_lock lock(gate.mutex, std::adopt_lock);
+        if (gate.core == nullptr) break;
+        const drove outcome = gate.core->drive_held(done, news_ns, until_ns);
+        if (outcome == drove::done) {
+          finished = true;
+          break;
+        }
+        if (outcome == drove::stop) break;
+        // The loop asked for the engine: it has it as soon as this lock goes; then again.
+      }
+      if (enough(news_ns, until_ns)) break;
+      cpu_relax();
+      if (spins % 64 == 63) std::this_thread::yield();
+    }
+    gate.mail.drivers.fetch_sub(1, std::memory_order_seq_cst);
+    return finished;
+  }
+
+  engine_gate& gate() noexcept { return *gate_; }
+  std::shared_ptr<engine_gate> shared_gate() const noexcept { return gate_; }
 
   /// Returns once the I/O thread has dropped the sink's jobs: it never calls the sink again.
   void cancel(ipc::job_sink* sink) {
@@ -151,6 +212,128 @@ class process_pool_core {
   }
 
  private:
+  /// A driving caller gives the engine up after this long without a result.
+  static constexpr std::uint64_t drive_quiet_ns = 50'000;
+
+  enum class drove { done, loop_waits, stop };
+
+  /// A driver stops after drive_quiet_ns without a result, or at its deadline.
+  static bool enough(std::uint64_t news_ns, std::uint64_t until_ns) noexcept {
+    const std::uint64_t now = os::monotonic_ns();
+    return now - news_ns > drive_quiet_ns || (until_ns != 0 && now >= until_ns);
+  }
+
+  static bool& driving_here() noexcept {
+    thread_local bool driving = false;
+    return driving;
+  }
+
+  /// Takes what callers left for the loop: jobs, cancellations, withdrawals. Under the gate's
+  /// mutex (whoever drives). True when the pool is ending and nothing is left to do.
+  bool intake(ipc::engine& engine) {
+    std::lock_guard lock(mutex_);
+    ipc::mailbox_bell& mail = gate_->mail;
+    mail.seen = mail.posted.load(std::memory_order_relaxed);  // the inbox has them all
+    for (auto& j : inbox_) engine.post(std::move(j));
+    inbox_.clear();
+    if (!cancels_.empty()) {
+      for (auto* sink : cancels_) engine.cancel(sink);
+      cancels_.clear();
+      cancel_done_ = cancel_requests_;
+      changed_.notify_all();
+    }
+    if (!withdrawals_.empty()) {
+      for (auto* request : withdrawals_) {
+        request->taken = engine.withdraw(request->sink);
+        request->answered = true;
+      }
+      withdrawals_.clear();
+      changed_.notify_all();
+    }
+    return stopping_ && engine.outstanding() == 0;
+  }
+
+  /// post() with the engine in hand: the jobs go out now. Nothing else: the caller may hold its
+  /// call's lock, which a sink takes (results are for the loop or a driver).
+  void send_now() {
+    ipc::engine& e = *engine_;
+    driving_here() = true;
+    try {
+      (void)intake(e);
+      e.send_round();
+    } catch (...) {
+      e.abandon_driving();
+    }
+    driving_here() = false;
+    if (e.needs_loop()) wake_.signal();
+  }
+
+  /// What escapes a driver's round fails every job, as in the loop, and the loop takes over.
+  void failed_driving(ipc::engine& e, const std::exception_ptr& failure) noexcept {
+    gate_->mail.bell.sleeping();
+    e.abandon_driving();
+    try {
+      e.fail_everything([&failure] { return copy_of(failure); });
+    } catch (...) {
+    }
+    (void)e.needs_loop();
+    wake_.signal();
+  }
+
+  /// A driver's rounds, with the engine in hand: until done(), the loop's request, or no result
+  /// for drive_quiet_ns (or jobs not worth it).
+  template <class Done>
+  drove drive_held(Done& done, std::uint64_t& news_ns, std::uint64_t until_ns) {
+    ipc::engine& e = *engine_;
+    driving_here() = true;
+    drove outcome = drove::stop;
+    try {
+      (void)intake(e);
+      if (!e.worth_driving()) {  // long jobs: their results are waited for asleep
+        e.send_round();          // (the posts it took go out, as post() would send them)
+        driving_here() = false;
+        if (e.needs_loop()) wake_.signal();
+        return done() ? drove::done : drove::stop;
+      }
+      gate_->mail.bell.awake();
+      e.begin_driving();
+      for (unsigned spins = 0;; ++spins) {
+        if (gate_->mail.pending()) (void)intake(e);
+        if (e.drive_round() > 0) news_ns = os::monotonic_ns();
+        if (done()) {
+          outcome = drove::done;
+          break;
+        }
+        if (gate_->loop_waits.load(std::memory_order_relaxed)) {
+          outcome = drove::loop_waits;
+          break;
+        }
+        if (enough(news_ns, until_ns) || !e.worth_driving()) break;
+        cpu_relax();
+        if (spins % 64 == 63) std::this_thread::yield();  // the workers may need this core
+      }
+      let_go(e);
+    } catch (...) {
+      failed_driving(e, std::current_exception());
+      outcome = drove::stop;
+    }
+    driving_here() = false;
+    return outcome;
+  }
+
+  /// The driver's last steps: callers post to the loop again, workers ring the socket again,
+  /// and whatever came in before that is taken now; the loop is woken when it has work only it
+  /// may do.
+  void let_go(ipc::engine& e) {
+    gate_->mail.bell.sleeping();
+    if (gate_->mail.pending()) {
+      (void)intake(e);
+      (void)e.drive_round();
+    }
+    e.end_driving();
+    if (e.needs_loop()) wake_.signal();
+  }
+
   void loop() {
     std::optional<ipc::engine> engine;
     try {
@@ -172,44 +355,40 @@ class process_pool_core {
       changed_.notify_all();
       return;
     }
+    driving_here() = true;  // a sink that posts from this thread must not take the gate
+    std::unique_lock drive(gate_->mutex);
+    engine_ = &*engine;
+    gate_->core = this;
     {
       std::lock_guard lock(mutex_);
       ready_ = true;
     }
     changed_.notify_all();
-    for (;;) {
-      {
-        std::lock_guard lock(mutex_);
-        mail_.seen = mail_.posted.load(std::memory_order_relaxed);  // the inbox has them all
-        for (auto& j : inbox_) engine->post(std::move(j));
-        inbox_.clear();
-        if (!cancels_.empty()) {
-          for (auto* sink : cancels_) engine->cancel(sink);
-          cancels_.clear();
-          cancel_done_ = cancel_requests_;
-          changed_.notify_all();
-        }
-        if (!withdrawals_.empty()) {
-          for (auto* request : withdrawals_) {
-            request->taken = engine->withdraw(request->sink);
-            request->answered = true;
-          }
-          withdrawals_.clear();
-          changed_.notify_all();
-        }
-        if (stopping_ && engine->outstanding() == 0) break;
-      }
+    // The loop holds the engine except while it sleeps: then a waiting caller may drive it.
+    while (!intake(*engine)) {
       // The engine settles what it can place itself (a worker that cannot start, a result the
       // caller has no memory for); anything else that escapes fails every job, so no call
       // waits for an outcome that would never come, and the loop goes on.
       std::exception_ptr failure;
       try {
-        if (engine->pump(-1, &wake_, &mail_)) wake_.drain();
+        const int timeout = engine->prepare_wait(-1, &wake_, &gate_->mail);
+        drive.unlock();
+        const int ready = engine->wait_now(timeout);
+        gate_->loop_waits.store(true, std::memory_order_relaxed);
+        drive.lock();
+        gate_->loop_waits.store(false, std::memory_order_relaxed);
+        if (engine->finish_wait(ready, &gate_->mail)) wake_.drain();
       } catch (...) {
         failure = std::current_exception();
+        if (!drive.owns_lock()) {
+          drive.lock();
+          gate_->loop_waits.store(false, std::memory_order_relaxed);
+        }
       }
       if (failure) engine->fail_everything([&failure] { return copy_of(failure); });
     }
+    gate_->core = nullptr;
+    engine_ = nullptr;
   }
 
   std::size_t workers_;
@@ -231,7 +410,8 @@ class process_pool_core {
   std::uint64_t cancel_requests_ = 0;
   std::uint64_t cancel_done_ = 0;
   os::wakeup wake_;
-  ipc::mailbox_bell mail_;
+  std::shared_ptr<engine_gate> gate_ = std::make_shared<engine_gate>();
+  ipc::engine* engine_ = nullptr;  // the loop's, while it runs (under the gate's mutex)
   std::atomic<std::uint64_t> delivered_{0};
   std::thread io_;
 };
@@ -242,25 +422,38 @@ class pool_runner final : public runner {
       : owned_(std::move(owned)), core_(core) {}
   void post(std::vector<std::unique_ptr<ipc::job>>& batch) override { core_.post(batch); }
   void cancel(ipc::job_sink* sink) override { core_.cancel(sink); }
-  /// Every other wait of a thread first watches for news a few microseconds without its lock
-  /// (a short job's result comes sooner than a sleeping thread wakes), and returns for the
-  /// caller to look again; the next one sleeps (under the lock the caller checked with, so no
-  /// wake-up is lost).
+  /// While jobs are short, a waiting caller drives the pool's engine itself
+  /// (process_pool_core::drive) and returns at the first job delivered; the wait after one
+  /// that saw none sleeps (under the lock the caller checked with, so no wake-up is lost).
   void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) override {
-    thread_local bool spun = false;
-    if (spun) {
-      spun = false;
+    thread_local bool quiet = false;
+    if (quiet) {
+      quiet = false;
       changed.wait(lock);
       return;
     }
-    spun = true;
     const std::uint64_t seen = core_.delivered();
     lock.unlock();
-    (void)spin_until([&] { return core_.delivered() != seen; }, 30'000);
+    bool news = false;
+    try {
+      news = process_pool_core::drive(core_.gate(), [&] { return core_.delivered() != seen; });
+    } catch (...) {
+      lock.lock();
+      throw;
+    }
+    quiet = !news;
     lock.lock();
   }
   std::size_t workers() const override { return core_.size(); }
   withdrawal withdrawer() override { return {&process_pool_core::withdraw_from, &core_}; }
+  future_helper helper() override {
+    return {[](void* gate, const latch& done, std::uint64_t within_ns) {
+              return process_pool_core::drive(
+                  *static_cast<engine_gate*>(gate), [&done] { return done.is_set(); },
+                  within_ns == 0 ? 0 : os::monotonic_ns() + within_ns);
+            },
+            core_.shared_gate()};
+  }
 
  private:
   std::shared_ptr<process_pool_core> owned_;  // a per-call pool (processes<start::spawn>)
@@ -286,9 +479,17 @@ using shipped_arg_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const c
 /// before it ends).
 template <class R>
 struct process_future final : future_state<R>, ipc::job_sink {
-  explicit process_future(withdrawal w)
+  process_future(withdrawal w, future_helper h)
       : future_state<R>(&never_run, &destroy, nullptr, any_tag, w.take ? &cancel : nullptr),
-        withdraw_(w) {}
+        withdraw_(w),
+        helper_(std::move(h)) {
+    if (helper_.help != nullptr) this->help_ = &help;
+  }
+
+  static void help(future_state<R>* base, std::uint64_t within_ns) {
+    auto* self = static_cast<process_future*>(base);
+    (void)self->helper_.help(self->helper_.gate.get(), self->done_, within_ns);
+  }
 
   static void never_run(task*) noexcept {}
   static void destroy(future_state<R>* base) noexcept { delete static_cast<process_future*>(base); }
@@ -313,6 +514,7 @@ struct process_future final : future_state<R>, ipc::job_sink {
   void done(ipc::job&) override { this->complete(); }
 
   withdrawal withdraw_;
+  future_helper helper_;
 };
 
 /// The item type a pool's worker decodes, and what f returns for it.
@@ -408,7 +610,7 @@ auto pool_submit(runner& run, F&& f, Args&&... args) {
     out.write_bytes(prefix.data(), prefix.size());
     out.write(Tuple(std::forward<Args>(args)...));
   }
-  auto* state = new process_future<R>(run.withdrawer());
+  auto* state = new process_future<R>(run.withdrawer(), run.helper());
   j->sink = state;
   std::vector<std::unique_ptr<ipc::job>> one;
   one.push_back(std::move(j));

@@ -33,6 +33,7 @@
 #include "../ipc/worker.hpp"
 #include "../process_platform.hpp"
 #include "../scheduler/default_pools.hpp"
+#include "../scheduler/parker.hpp"
 #include "backends.hpp"
 #include "common.hpp"
 #include "sequential.hpp"
@@ -64,6 +65,16 @@ struct withdrawal {
   void* owner = nullptr;
 };
 
+/// How a thread that waits for a submitted task's future may help it along before it sleeps:
+/// on a process pool it drives the pool's engine while jobs are short
+/// (process_pool_core::drive). `help(gate.get(), done, within_ns)` returns when `done` is set,
+/// helping is not worth it, or `within_ns` from now (0: no limit); `gate` keeps what it uses
+/// alive (a future may outlive its pool).
+struct future_helper {
+  bool (*help)(void* gate, const latch& done, std::uint64_t within_ns) = nullptr;
+  std::shared_ptr<void> gate;
+};
+
 /// How a call reaches its engine.
 class runner {
  public:
@@ -78,6 +89,8 @@ class runner {
   virtual std::size_t workers() const = 0;
   /// For the futures of submit: how to take a job back later (none: it cannot be).
   virtual withdrawal withdrawer() { return {}; }
+  /// For the futures of submit: how a thread that waits for one may help (none: it sleeps).
+  virtual future_helper helper() { return {}; }
 
  protected:
   ~runner() = default;

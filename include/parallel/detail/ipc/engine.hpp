@@ -108,7 +108,10 @@ struct worker_end {
 struct mailbox_bell {
   std::atomic<std::uint64_t> posted{0};
   doorbell bell;
-  std::uint64_t seen = 0;  // the loop's: the posts it has taken
+  std::uint64_t seen = 0;  // the loop's (or a driving caller's): the posts it has taken
+  /// Callers that want to drive the engine (engine::begin_driving): the loop does not spin for
+  /// news while there are any, it lets them have the engine.
+  std::atomic<int> drivers{0};
 
   /// A caller, after it posted: true when it must signal the loop's wakeup.
   bool post() noexcept {
@@ -263,6 +266,20 @@ class engine {
   /// signalled.
   /// With `mail`, new posts end a spin and keep the loop from sleeping, like `wake`.
   bool pump(int wait_ms, const os::wakeup* wake = nullptr, mailbox_bell* mail = nullptr) {
+    const int timeout = prepare_wait(wait_ms, wake, mail);
+    if (timeout == nothing_to_wait) return false;
+    return finish_wait(wait_now(timeout), mail);
+  }
+
+  /// pump()'s three steps, for a loop that lets go of the engine while it sleeps (a pool's, so
+  /// that a waiting caller may drive it meanwhile: begin_driving). prepare_wait sends, builds
+  /// the wait set and tells the workers whether to ring the socket; it returns the timeout for
+  /// wait_now, or nothing_to_wait. wait_now touches only the wait set, which a driving caller
+  /// never does; finish_wait handles what woke it.
+  static constexpr int nothing_to_wait = -2;
+
+  int prepare_wait(int wait_ms, const os::wakeup* wake, mailbox_bell* mail) {
+    retire_finished();
     // A worker found dead while its jobs are flushed puts them back and leaves its slot to be
     // started again: then round again, or the wait below would have no worker to wake it.
     bool again = true;
@@ -292,16 +309,21 @@ class engine {
       waits_.add_wakeup(*wake);
       owners_.push_back({no_slot, 0, false});
     }
-    if (waits_.empty()) return false;
+    if (waits_.empty()) return nothing_to_wait;
     int timeout =
         std::min(wait_ms < 0 ? std::numeric_limits<int>::max() : wait_ms, next_deadline_ms());
     if (again) timeout = 0;  // still workers to start: look, but do not sleep
     // Results already in the rings, or coming within a short spin: no sleep, no system call.
     // Otherwise each worker is told that the caller sleeps (it rings the socket after its next
-    // result), and the rings are looked at once more (ring.hpp's doorbell).
+    // result), and the rings are looked at once more (ring.hpp's doorbell). A caller that wants
+    // to drive the engine ends the spin: the loop sleeps and lets it.
     const auto news = [&] { return results_ready() || (mail != nullptr && mail->pending()); };
+    const auto drivers = [&] {
+      return mail != nullptr && mail->drivers.load(std::memory_order_relaxed) > 0;
+    };
     if (timeout != 0 &&
-        (news() || (spin_worth_it(mail != nullptr) && spin_until(news, engine_spin_ns))))
+        (news() || (!drivers() && spin_worth_it(mail != nullptr) &&
+                    spin_until([&] { return news() || drivers(); }, engine_spin_ns) && news())))
       timeout = 0;
     if (timeout != 0) {
       for (auto& s : slots_)
@@ -309,7 +331,12 @@ class engine {
       if (mail != nullptr) mail->bell.sleeping();
       if (news()) timeout = 0;
     }
-    const int ready = waits_.wait(timeout == std::numeric_limits<int>::max() ? -1 : timeout);
+    return timeout == std::numeric_limits<int>::max() ? -1 : timeout;
+  }
+
+  int wait_now(int timeout) { return waits_.wait(timeout); }
+
+  bool finish_wait(int ready, mailbox_bell* mail) {
     for (auto& s : slots_)
       if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.awake();
     if (mail != nullptr) mail->bell.awake();
@@ -340,6 +367,78 @@ class engine {
     check_timeouts();
     collect_retired();
     return woken || (mail != nullptr && mail->pending());
+  }
+
+  // --- driven by a waiting caller -------------------------------------------------------------
+  // A pool's loop (its I/O thread) owns the engine, but while a caller waits for short jobs it
+  // may drive the engine itself, the loop asleep meanwhile (process_pool_core::drive): tasks go
+  // from the caller's thread into the rings and results come back to it, with no hop through
+  // the loop. A driving caller starts no process (Linux ties PR_SET_PDEATHSIG to the thread
+  // that forked) and closes no descriptor (the loop polls them, outside the engine's lock): what
+  // needs either (a worker to start, a dead or retiring one, a job's timeout to watch) is left
+  // to the loop, and needs_loop() says so.
+
+  /// A caller takes the engine: it watches the result rings, so the workers need not ring.
+  void begin_driving() noexcept {
+    driving_ = true;
+    for (auto& s : slots_)
+      if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.awake();
+  }
+
+  /// A caller that posts sends the jobs itself when no one drives (the loop asleep): as
+  /// drive_round() but it handles no result and calls no sink, since the caller may hold its
+  /// call's lock. A job that cannot be sent now stays for the loop.
+  void send_round() {
+    driving_ = true;
+    sending_only_ = true;
+    struct restore {
+      engine& e;
+      ~restore() { e.driving_ = e.sending_only_ = false; }
+    } guard{*this};
+    dispatch();
+    (void)flush_all();
+  }
+
+  /// One round of a driving caller: sends what can be sent, handles what the rings hold.
+  /// Returns the number of results handled.
+  std::uint64_t drive_round() {
+    const std::uint64_t before = handled_;
+    dispatch();
+    (void)flush_all();
+    for (auto& s : slots_) drain(s);
+    return handled_ - before;
+  }
+
+  /// The caller lets go: from now on a worker rings the socket after a result (the loop may be
+  /// asleep), and what the rings held before that is handled now.
+  void end_driving() {
+    for (auto& s : slots_)
+      if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.sleeping();
+    for (auto& s : slots_) drain(s);
+    (void)flush_all();
+    driving_ = false;
+  }
+
+  /// end_driving() for a driver that met an exception: the loop reads the rings (and is woken
+  /// for it: needs_loop()).
+  void abandon_driving() noexcept {
+    for (auto& s : slots_)
+      if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.sleeping();
+    driving_ = false;
+    needs_loop_ = true;
+  }
+
+  /// Whether a driving caller left something only the loop may do (and forgets it).
+  bool needs_loop() noexcept { return std::exchange(needs_loop_, false); }
+
+  /// Whether a waiting caller should drive: jobs are short and there are some to send or to
+  /// wait for (a long job's result is waited for asleep, as the loop does).
+  bool worth_driving() const noexcept {
+    if (job_ns_ > spin_job_ns) return false;
+    if (!pending_.empty()) return true;
+    for (const auto& s : slots_)
+      if (s.pid >= 0 && s.rings && s.greeted && live_jobs(s) > 0) return true;
+    return false;
   }
 
  private:
@@ -483,6 +582,13 @@ class engine {
     std::size_t n = 0;
     for (const auto& s : slots_) n += s.pid >= 0 && s.stopping == stop_reason::none ? 1 : 0;
     return n;
+  }
+
+  /// Retires the workers that did their share (max_tasks_per_child) while a caller drove.
+  void retire_finished() {
+    for (auto& s : slots_)
+      if (s.pid >= 0 && s.stopping == stop_reason::none && retiring(s) && s.in_flight.empty())
+        retire(s);
   }
 
   /// Starts the workers that left their slot in good standing (they died or retired); a start
@@ -846,6 +952,10 @@ class engine {
         }
       }
       if (best == nullptr) break;
+      if (best->pid < 0 && driving_) {  // only the loop starts workers
+        needs_loop_ = true;
+        break;
+      }
       if (best->pid < 0 && !try_launch(*best)) {
         best->failed_round = round;
         continue;
@@ -866,11 +976,17 @@ class engine {
         }
       } catch (...) {  // no memory for the frame: this job fails, the worker goes on
         best->out.resize(mark);
+        if (sending_only_) {  // no sink may be called here: the loop fails it
+          pending_.push_front(std::move(j));
+          needs_loop_ = true;
+          break;
+        }
         settle_failed(*j, std::current_exception());
         continue;
       }
       j->seq = ++best->sent;
       j->sent_ns = now;
+      if (driving_ && j->timeout.count() > 0) needs_loop_ = true;  // its deadline is the loop's
       if (best->in_flight.empty()) best->front_since_ns = now;
       best->in_flight.push_back(std::move(j));
     }
@@ -879,6 +995,10 @@ class engine {
     // wait for a worker that may never come; a later call tries the slots again.
     if (!pending_.empty() &&
         std::none_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.pid >= 0; })) {
+      if (driving_) {
+        needs_loop_ = true;
+        return;
+      }
       const std::string why = last_start_error_;
       fail_pending([&why] { return std::make_exception_ptr(spawn_error(why)); });
     }
@@ -941,9 +1061,15 @@ class engine {
     bool ended = false;
     for (auto& s : slots_) {
       if (s.pid >= 0 && s.out_sent < s.out.size() && !flush(s)) {
+        if (driving_) {  // the worker is ending: the loop sees to it
+          needs_loop_ = true;
+          continue;
+        }
         end_worker(s);
         ended = true;
       }
+      // A driver does not wait for the socket to take the rest: the loop, watching for it.
+      if (driving_ && s.pid >= 0 && s.out_sent < s.out.size()) needs_loop_ = true;
     }
     return ended;
   }
@@ -1025,7 +1151,13 @@ class engine {
         }
         if (f->type == frame_type::result) --s.results_parsed;
         handle(s, f->type, f->flags, f->task_id, f->payload);
-        if (f->type == frame_type::result && retiring(s) && s.in_flight.empty()) retire(s);
+        if (f->type == frame_type::result && retiring(s) && s.in_flight.empty()) {
+          if (driving_) {  // the loop retires it (retire_finished)
+            needs_loop_ = true;
+            return true;
+          }
+          retire(s);
+        }
       } catch (const std::exception& e) {
         stop_worker(s, stop_reason::protocol, e.what());
         return false;
@@ -1062,11 +1194,16 @@ class engine {
           handle(s, r->header.type, r->header.flags, r->header.task_id, r->payload);
         }
         s.results.consume(*r);
+        ++handled_;
       } catch (const std::exception& e) {
         stop_worker(s, stop_reason::protocol, e.what());
         return;
       }
       if (retiring(s) && s.in_flight.empty()) {
+        if (driving_) {  // the loop retires it (retire_finished)
+          needs_loop_ = true;
+          return;
+        }
         retire(s);
         return;
       }
@@ -1330,6 +1467,10 @@ class engine {
   std::uint64_t last_id_ = 0;
   std::uint64_t job_ns_ = 0;
   std::uint64_t last_result_ns_ = 0;  // when a result was last given to its sink
+  std::uint64_t handled_ = 0;         // result frames read from the rings
+  bool driving_ = false;              // a caller drives (begin_driving)
+  bool sending_only_ = false;         // ... and calls no sink (send_round)
+  bool needs_loop_ = false;           // it left the loop something to do
   static constexpr int max_early_restarts = 3;
   bool started_well_ = false;  // some worker became ready
   int early_restarts_ = 0;     // workers killed before they were ready, in a row
