@@ -326,8 +326,7 @@ class engine {
                     spin_until([&] { return news() || drivers(); }, engine_spin_ns) && news())))
       timeout = 0;
     if (timeout != 0) {
-      for (auto& s : slots_)
-        if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.sleeping();
+      callers_watch(false);
       if (mail != nullptr) mail->bell.sleeping();
       if (news()) timeout = 0;
     }
@@ -337,8 +336,7 @@ class engine {
   int wait_now(int timeout) { return waits_.wait(timeout); }
 
   bool finish_wait(int ready, mailbox_bell* mail) {
-    for (auto& s : slots_)
-      if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.awake();
+    callers_watch(true);
     if (mail != nullptr) mail->bell.awake();
     bool woken = false;
     if (ready > 0) {
@@ -381,8 +379,7 @@ class engine {
   /// A caller takes the engine: it watches the result rings, so the workers need not ring.
   void begin_driving() noexcept {
     driving_ = true;
-    for (auto& s : slots_)
-      if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.awake();
+    callers_watch(true);
   }
 
   /// A caller that posts sends the jobs itself when no one drives (the loop asleep): as
@@ -412,8 +409,7 @@ class engine {
   /// The caller lets go: from now on a worker rings the socket after a result (the loop may be
   /// asleep), and what the rings held before that is handled now.
   void end_driving() {
-    for (auto& s : slots_)
-      if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.sleeping();
+    callers_watch(false);
     for (auto& s : slots_) drain(s);
     (void)flush_all();
     driving_ = false;
@@ -422,8 +418,7 @@ class engine {
   /// end_driving() for a driver that met an exception: the loop reads the rings (and is woken
   /// for it: needs_loop()).
   void abandon_driving() noexcept {
-    for (auto& s : slots_)
-      if (s.pid >= 0 && s.rings) s.shared->control().caller_bell.sleeping();
+    callers_watch(false);
     driving_ = false;
     needs_loop_ = true;
   }
@@ -582,6 +577,18 @@ class engine {
     std::size_t n = 0;
     for (const auto& s : slots_) n += s.pid >= 0 && s.stopping == stop_reason::none ? 1 : 0;
     return n;
+  }
+
+  /// Tells every worker whether someone on the caller's side watches its result ring (the loop
+  /// spinning, or a driver): if not, it rings the socket after each result (ring.hpp).
+  void callers_watch(bool watching) noexcept {
+    for (auto& s : slots_) {
+      if (s.pid < 0 || !s.rings) continue;
+      if (watching)
+        s.shared->control().caller_bell.awake();
+      else
+        s.shared->control().caller_bell.sleeping();
+    }
   }
 
   /// Retires the workers that did their share (max_tasks_per_child) while a caller drove.
