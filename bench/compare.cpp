@@ -28,7 +28,9 @@
 // `compare --relay=TEXT` draws the same bar for another program: it reads "done total" lines on
 // stdin (compare.py feeds it the Python peers' progress).
 //
-// Every parallel variant's result is checked against the sequential one after timing. Before its
+// The sequential loop and the peers allocate their results as the library does
+// (parallel_bench::fresh_results), so a ratio compares the same work. Every parallel variant's
+// result is checked against the sequential one after timing. Before its
 // timed loop each run makes one untimed call on a prefix of the items (a tenth, at least one per
 // worker): runtimes awake, pages and code touched, the forkserver's server started.
 // POSIX only (start::fork); main() starts with parallel::spawn_main.
@@ -239,8 +241,7 @@ auto run_socketpair(const W&, const std::vector<typename W::input>& items) {
 
 template <class W>
 auto run_sequential(const W& w, const std::vector<typename W::input>& items) {
-  std::vector<typename W::result> out;
-  out.reserve(items.size());
+  auto out = parallel_bench::fresh_results<typename W::result>(items.size(), false);
   for (const auto& x : items) out.push_back(call<W::how>(w.f, x));
   return out;
 }
@@ -301,7 +302,7 @@ auto run_pool(const W& w, const std::vector<typename W::input>& items) {
 #if PARALLEL_BENCH_HAVE_OPENMP
 template <class W>
 auto run_omp(const W& w, const std::vector<typename W::input>& items) {
-  std::vector<typename W::result> out(items.size());
+  auto out = parallel_bench::fresh_results<typename W::result>(items.size());
   const auto n = static_cast<std::ptrdiff_t>(items.size());
   const int threads = w.workers > 0 ? w.workers : omp_get_num_procs();
   const auto* src = items.data();
@@ -315,7 +316,7 @@ auto run_omp(const W& w, const std::vector<typename W::input>& items) {
 #if PARALLEL_BENCH_HAVE_TBB
 template <class W>
 auto run_tbb(const W& w, const std::vector<typename W::input>& items) {
-  std::vector<typename W::result> out(items.size());
+  auto out = parallel_bench::fresh_results<typename W::result>(items.size());
   const auto* src = items.data();
   auto* dst = out.data();
   const auto& f = w.f;
@@ -341,7 +342,7 @@ auto run_tbb(const W& w, const std::vector<typename W::input>& items) {
 /// std::execution::par has no way to ask for a number of threads: it runs on oneTBB's default.
 template <class W>
 auto run_std_par(const W& w, const std::vector<typename W::input>& items) {
-  std::vector<typename W::result> out(items.size());
+  auto out = parallel_bench::fresh_results<typename W::result>(items.size());
   std::transform(std::execution::par, items.begin(), items.end(), out.begin(),
                  [&f = w.f](const typename W::input& x) { return call<W::how>(f, x); });
   return out;

@@ -93,7 +93,7 @@ void idle_omp_static(benchmark::State& state) {
   const auto& in = items();
   const auto n = static_cast<std::ptrdiff_t>(in.size());
   for (auto _ : state) {
-    std::vector<std::uint64_t> out(in.size());
+    auto out = parallel_bench::fresh_results<std::uint64_t>(in.size());
     std::uint64_t* dst = out.data();
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t i = 0; i < n; ++i) {
@@ -109,7 +109,7 @@ void idle_omp_static(benchmark::State& state) {
 void idle_tbb(benchmark::State& state) {
   const auto& in = items();
   for (auto _ : state) {
-    std::vector<std::uint64_t> out(in.size());
+    auto out = parallel_bench::fresh_results<std::uint64_t>(in.size());
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, in.size()),
                       [&](const tbb::blocked_range<std::size_t>& r) {
                         for (std::size_t i = r.begin(); i != r.end(); ++i) {

@@ -1,7 +1,8 @@
 // The variants of a flat map, written once so that every flat workload (tiny, small, balanced,
 // cpu, irregular) runs exactly the same code around its item function:
 //
-//   out = [f(x) for x in items]   as a std::vector<R> allocated inside the timed loop
+//   out = [f(x) for x in items]   as a std::vector<R> allocated inside the timed loop, by
+//                                 fresh_results (the library's own result allocation)
 //
 // A workload is a stateless function object W with
 //   static constexpr const char* name;                  // "tiny"
@@ -46,7 +47,7 @@ template <class W>
 void map_sequential(benchmark::State& state) {
   const auto& in = map_input<W>();
   for (auto _ : state) {
-    std::vector<map_result_t<W>> out(in.size());
+    auto out = fresh_results<map_result_t<W>>(in.size());
     std::transform(in.begin(), in.end(), out.begin(), W{});
     keep(out);
   }
@@ -84,7 +85,7 @@ void map_omp_static(benchmark::State& state) {
   const auto n = static_cast<std::ptrdiff_t>(in.size());
   warm_openmp();
   for (auto _ : state) {
-    std::vector<map_result_t<W>> out(in.size());
+    auto out = fresh_results<map_result_t<W>>(in.size());
     const auto* src = in.data();
     auto* dst = out.data();
 #pragma omp parallel for schedule(static)
@@ -103,7 +104,7 @@ void map_omp_dynamic(benchmark::State& state) {
   const std::ptrdiff_t chunk = W::omp_dynamic_chunk;
   warm_openmp();
   for (auto _ : state) {
-    std::vector<map_result_t<W>> out(in.size());
+    auto out = fresh_results<map_result_t<W>>(in.size());
     const auto* src = in.data();
     auto* dst = out.data();
 #pragma omp parallel for schedule(dynamic, chunk)
@@ -123,7 +124,7 @@ void map_tbb(benchmark::State& state) {
   const auto& in = map_input<W>();
   warm_tbb();
   for (auto _ : state) {
-    std::vector<map_result_t<W>> out(in.size());
+    auto out = fresh_results<map_result_t<W>>(in.size());
     const auto* src = in.data();
     auto* dst = out.data();
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, in.size()),
@@ -143,7 +144,7 @@ void map_std_par(benchmark::State& state) {
   const auto& in = map_input<W>();
   warm_tbb();
   for (auto _ : state) {
-    std::vector<map_result_t<W>> out(in.size());
+    auto out = fresh_results<map_result_t<W>>(in.size());
     std::transform(std::execution::par, in.begin(), in.end(), out.begin(), W{});
     keep(out);
   }

@@ -53,8 +53,7 @@ template <class F>
 void sequential(benchmark::State& state, F f, std::size_t n) {
   const auto items = iota_items(n);
   for (auto _ : state) {
-    std::vector<decltype(f(0))> out;
-    out.reserve(items.size());
+    auto out = parallel_bench::fresh_results<decltype(f(0))>(items.size(), false);
     for (int x : items) out.push_back(f(x));
     keep(out);
   }

@@ -56,7 +56,7 @@ std::uint64_t outer_item_sequential(std::uint64_t outer) {
 void nested_sequential(benchmark::State& state) {
   const auto& outer = outer_items();
   for (auto _ : state) {
-    std::vector<std::uint64_t> out(outer.size());
+    auto out = parallel_bench::fresh_results<std::uint64_t>(outer.size());
     for (std::size_t o = 0; o < outer.size(); ++o) {
       out[o] = outer_item_sequential(outer[o]);
     }
@@ -92,7 +92,7 @@ void nested_omp_outer(benchmark::State& state) {
   const auto n = static_cast<std::ptrdiff_t>(outer.size());
   parallel_bench::warm_openmp();
   for (auto _ : state) {
-    std::vector<std::uint64_t> out(outer.size());
+    auto out = parallel_bench::fresh_results<std::uint64_t>(outer.size());
     std::uint64_t* dst = out.data();
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t o = 0; o < n; ++o) {
@@ -123,7 +123,7 @@ void nested_tbb(benchmark::State& state) {
   const auto& outer = outer_items();
   parallel_bench::warm_tbb();
   for (auto _ : state) {
-    std::vector<std::uint64_t> out(outer.size());
+    auto out = parallel_bench::fresh_results<std::uint64_t>(outer.size());
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, outer.size()),
                       [&](const tbb::blocked_range<std::size_t>& r) {
                         for (std::size_t o = r.begin(); o != r.end(); ++o) {

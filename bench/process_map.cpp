@@ -107,8 +107,7 @@ template <class F>
 void run_sequential(benchmark::State& state, const workload<F>& w) {
   using result = decltype(w.f(0));
   for (auto _ : state) {
-    std::vector<result> out;
-    out.reserve(w.items.size());
+    auto out = parallel_bench::fresh_results<result>(w.items.size(), false);
     for (int x : w.items) out.push_back(w.f(x));
     keep(out);
   }

@@ -30,7 +30,7 @@ const std::vector<std::uint64_t>& input() {
 
 void sequential(benchmark::State& state) {
   for (auto _ : state) {
-    std::vector<std::uint64_t> out(input().size());
+    auto out = parallel_bench::fresh_results<std::uint64_t>(input().size());
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = item(input()[i]);
     keep(out);
   }
