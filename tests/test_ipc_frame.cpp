@@ -12,6 +12,7 @@
 #include <parallel/detail/ipc/arena.hpp>
 #include <parallel/detail/ipc/frame.hpp>
 #include <parallel/detail/ipc/frame_reader.hpp>
+#include <parallel/detail/ipc/payload_cache.hpp>
 #include <parallel/detail/ipc/ring.hpp>
 #include <random>
 #include <semaphore>
@@ -564,6 +565,72 @@ TEST_CASE("ipc frame: the retired flag bit 0 is refused as unknown", "[ipc]") {
     CHECK(starts_with(protocol_error_of([&] { read_all(h); }),
                       "parallel: protocol error: unknown flags 0x1"));
   }
+}
+
+TEST_CASE("ipc payload cache: finished jobs' buffers are handed to the next jobs, within bounds",
+          "[ipc]") {
+  ipc::payload_cache cache;
+  CHECK(cache.take().capacity() == 0);  // nothing given yet: a new, empty buffer
+
+  // A buffer given back comes back empty, with its memory.
+  std::vector<std::byte> a(64 << 10, std::byte{1});
+  const std::byte* memory = a.data();
+  cache.give(std::move(a));
+  CHECK(cache.held_bytes() >= (64 << 10));
+  std::vector<std::byte> again = cache.take();
+  CHECK(again.empty());
+  CHECK(again.capacity() >= (64 << 10));
+  CHECK(again.data() == memory);
+  CHECK(cache.held_bytes() == 0);
+
+  // The largest comes first.
+  cache.give(std::vector<std::byte>(16 << 10));
+  cache.give(std::vector<std::byte>(256 << 10));
+  cache.give(std::vector<std::byte>(32 << 10));
+  CHECK(cache.take().capacity() >= (256 << 10));
+  CHECK(cache.take().capacity() >= (32 << 10));
+  CHECK(cache.take().capacity() >= (16 << 10));
+  CHECK(cache.take().capacity() == 0);
+
+  // Too small to matter, or too large to hold: freed.
+  cache.give(std::vector<std::byte>(ipc::payload_cache::min_buffer_bytes - 1));
+  cache.give(std::vector<std::byte>(ipc::payload_cache::max_buffer_bytes + 1));
+  CHECK(cache.held_bytes() == 0);
+
+  // Never more than max_total_bytes held, nor more than max_buffers buffers.
+  for (int i = 0; i < 64; ++i)
+    cache.give(std::vector<std::byte>(ipc::payload_cache::max_buffer_bytes));
+  CHECK(cache.held_bytes() <= ipc::payload_cache::max_total_bytes);
+  std::size_t count = 0;
+  while (cache.take().capacity() != 0) ++count;
+  CHECK(count <= ipc::payload_cache::max_buffers);
+  CHECK(count == ipc::payload_cache::max_total_bytes / ipc::payload_cache::max_buffer_bytes);
+  for (int i = 0; i < 64; ++i)
+    cache.give(std::vector<std::byte>(ipc::payload_cache::min_buffer_bytes));
+  count = 0;
+  while (cache.take().capacity() != 0) ++count;
+  CHECK(count == ipc::payload_cache::max_buffers);
+}
+
+TEST_CASE("ipc payload cache: threads that give and take at once lose no buffer and share none",
+          "[ipc]") {
+  ipc::payload_cache cache;
+  std::atomic<bool> shared{false};
+  auto churn = [&](std::byte mark) {
+    for (int i = 0; i < 2000; ++i) {
+      std::vector<std::byte> b = cache.take();
+      b.assign(8 << 10, mark);
+      if (std::any_of(b.begin(), b.end(), [mark](std::byte x) { return x != mark; })) shared = true;
+      cache.give(std::move(b));
+    }
+  };
+  std::thread t1(churn, std::byte{1});
+  std::thread t2(churn, std::byte{2});
+  churn(std::byte{3});
+  t1.join();
+  t2.join();
+  CHECK_FALSE(shared);
+  CHECK(cache.held_bytes() <= ipc::payload_cache::max_total_bytes);
 }
 
 TEST_CASE("ipc frame: random corruption yields frames or parallel::error, nothing else", "[ipc]") {

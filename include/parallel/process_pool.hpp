@@ -117,6 +117,8 @@ class process_pool_core {
   }
 
   std::size_t size() const noexcept { return workers_; }
+  /// Payload buffers of finished jobs, for the next ones (ipc::payload_cache).
+  ipc::payload_cache& spares() noexcept { return spares_; }
 
   /// Jobs go to the inbox; when no one drives the engine, the caller sends them itself (no hop
   /// through the loop), else the driver, or the loop woken for them, takes them.
@@ -347,6 +349,7 @@ class process_pool_core {
       cfg.startup_hint = plan_.startup_hint;
       cfg.reaper = plan_.reaper;
       cfg.delivered = &delivered_;
+      cfg.spares = &spares_;
       engine.emplace(std::move(cfg), plan_.start);
     } catch (...) {
       std::lock_guard lock(mutex_);
@@ -413,6 +416,7 @@ class process_pool_core {
   std::shared_ptr<engine_gate> gate_ = std::make_shared<engine_gate>();
   ipc::engine* engine_ = nullptr;  // the loop's, while it runs (under the gate's mutex)
   std::atomic<std::uint64_t> delivered_{0};
+  ipc::payload_cache spares_;  // outlives the engine, which gives to it
   std::thread io_;
 };
 
@@ -422,6 +426,7 @@ class pool_runner final : public runner {
       : owned_(std::move(owned)), core_(core) {}
   void post(std::vector<std::unique_ptr<ipc::job>>& batch) override { core_.post(batch); }
   void cancel(ipc::job_sink* sink) override { core_.cancel(sink); }
+  std::vector<std::byte> buffer() override { return core_.spares().take(); }
   /// While jobs are short, a waiting caller drives the pool's engine itself
   /// (process_pool_core::drive) and returns at the first job delivered; the wait after one
   /// that saw none sleeps (under the lock the caller checked with, so no wake-up is lost).

@@ -87,6 +87,9 @@ class runner {
   /// changed (the engine ran, or the pool's thread notified `changed`).
   virtual void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& changed) = 0;
   virtual std::size_t workers() const = 0;
+  /// An empty buffer for a job's payload: one a finished job left (no fresh memory to fault
+  /// in), or a new one.
+  virtual std::vector<std::byte> buffer() { return {}; }
   /// For the futures of submit: how to take a job back later (none: it cannot be).
   virtual withdrawal withdrawer() { return {}; }
   /// For the futures of submit: how a thread that waits for one may help (none: it sleeps).
@@ -251,8 +254,10 @@ class chunk_planner {
 using body_prefix = std::vector<std::byte>;
 
 inline std::unique_ptr<ipc::job> make_job(std::uint64_t first, std::uint64_t count,
-                                          const options& opts, const body_prefix& prefix) {
+                                          const options& opts, const body_prefix& prefix,
+                                          std::vector<std::byte> buffer = {}) {
   auto j = std::make_unique<ipc::job>();
+  j->payload = std::move(buffer);
   j->first = first;
   j->count = count;
   j->timeout = opts.timeout;
@@ -286,7 +291,7 @@ class process_map_call final : public ipc::job_sink {
         batch_.clear();
         while (next_ < n_ && outstanding_ < planner_.jobs_ahead(chunk)) {
           const std::size_t count = std::min(chunk, n_ - next_);
-          auto j = make_job(next_, count, opts_, prefix);
+          auto j = make_job(next_, count, opts_, prefix, run_.buffer());
           j->sink = this;
           encoder body(j->payload);
           fill(body, next_, count);
@@ -520,7 +525,7 @@ class process_imap_state final : public ipc::job_sink {
       const std::size_t want = std::min(size, room);
       auto c = std::make_unique<chunk>();
       c->first = read_;
-      auto j = make_job(read_, 0, opts_, prefix_);
+      auto j = make_job(read_, 0, opts_, prefix_, run_.buffer());
       encoder body(j->payload);
       const auto end = std::ranges::end(items_);
       // One pass over the input (it may be single-pass); the count is patched in afterwards.

@@ -39,6 +39,7 @@
 #include "frame.hpp"
 #include "frame_reader.hpp"
 #include "identity.hpp"
+#include "payload_cache.hpp"
 #include "worker.hpp"
 
 namespace parallel::detail::ipc {
@@ -147,6 +148,8 @@ class engine {
     std::function<worker_end(os::pid_type)> reaper{};
     /// Counts the jobs given to their sink's done() (for callers that watch it: pool_runner).
     std::atomic<std::uint64_t>* delivered = nullptr;
+    /// Where a finished job leaves its payload buffer for the callers' next jobs (null: freed).
+    payload_cache* spares = nullptr;
   };
 
   /// How long a worker whose channel closed may take to end before it is killed.
@@ -835,6 +838,7 @@ class engine {
   void finished(job_sink& sink, job& j) {
     sink.done(j);
     if (cfg_.delivered != nullptr) cfg_.delivered->fetch_add(1, std::memory_order_release);
+    if (cfg_.spares != nullptr) cfg_.spares->give(std::move(j.payload));
   }
 
   void settle_failed(job& j, std::exception_ptr error) {
