@@ -37,7 +37,7 @@ target_compile_options(parallel_catch_main PRIVATE -O0 -g0)
 
 # --- unit tests ------------------------------------------------------------------------------------
 # Few files on purpose: each costs a compile in CI's mingw step (~5 minutes in all).
-set(windows_test_sources test_spawn_portable.cpp test_ipc_frame.cpp test_errors.cpp)
+set(windows_test_sources test_spawn_portable.cpp test_ipc_frame.cpp test_errors.cpp test_parker.cpp)
 add_executable(parallel_tests $<TARGET_OBJECTS:parallel_catch_main> ${windows_test_sources})
 target_link_libraries(parallel_tests PRIVATE parallel::parallel parallel_catch2 parallel_dev)
 catch_discover_tests(parallel_tests PROPERTIES LABELS unit TIMEOUT 120)

@@ -3,9 +3,73 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
+
+// std::atomic::wait is a futex on Linux. libstdc++ before GCC 13, on a system without a
+// futex-like call (mingw-w64, that is Windows), builds it from condition variables shared by
+// address buckets: the waiter compares the value outside their mutex and the notifier does not
+// take it, so a notify that falls between the compare and the sleep is lost and the waiter
+// sleeps for good (GCC bug 106183). Seen here under Wine as a future's get() that never returned,
+// in 3 of 40 runs of one test. There a wait_word has a mutex and a condition variable of its own.
+// (Defined beforehand, it chooses: the tests show the bug with 0.)
+#ifndef PARALLEL_DETAIL_OWN_WORD_WAIT
+#if defined(__GLIBCXX__) && !defined(_GLIBCXX_HAVE_PLATFORM_WAIT)
+#define PARALLEL_DETAIL_OWN_WORD_WAIT 1
+#else
+#define PARALLEL_DETAIL_OWN_WORD_WAIT 0
+#endif
+#endif
 
 namespace parallel::detail {
+
+/// A 32-bit atomic word a thread can sleep on until it changes: std::atomic::wait where the
+/// standard library does it soundly, else a mutex and a condition variable (see above).
+class wait_word {
+ public:
+  explicit wait_word(std::uint32_t value = 0) noexcept : value_(value) {}
+
+  std::uint32_t load(std::memory_order order) const noexcept { return value_.load(order); }
+  void store(std::uint32_t value, std::memory_order order) noexcept { value_.store(value, order); }
+  std::uint32_t fetch_add(std::uint32_t delta, std::memory_order order) noexcept {
+    return value_.fetch_add(delta, order);
+  }
+
+  /// Returns once the word no longer equals `old` (at once when it already differs).
+  void wait(std::uint32_t old, std::memory_order order) const noexcept {
+#if PARALLEL_DETAIL_OWN_WORD_WAIT
+    std::unique_lock lock(mutex_);
+    while (value_.load(order) == old) changed_.wait(lock);
+#else
+    value_.wait(old, order);
+#endif
+  }
+  /// Wakes one / every thread in wait(); call after changing the word.
+  void notify_one() noexcept {
+#if PARALLEL_DETAIL_OWN_WORD_WAIT
+    { std::lock_guard lock(mutex_); }  // a waiter is either before its compare or asleep
+    changed_.notify_one();
+#else
+    value_.notify_one();
+#endif
+  }
+  void notify_all() noexcept {
+#if PARALLEL_DETAIL_OWN_WORD_WAIT
+    { std::lock_guard lock(mutex_); }
+    changed_.notify_all();
+#else
+    value_.notify_all();
+#endif
+  }
+
+ private:
+  std::atomic<std::uint32_t> value_;
+#if PARALLEL_DETAIL_OWN_WORD_WAIT
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+#endif
+};
 
 /// One per thread that may wait (each worker, and each outside thread through this_parker()).
 /// park() sleeps until someone calls unpark() after the epoch was read.
@@ -27,7 +91,7 @@ class parker {
   std::atomic<std::uint64_t> waiting_for{0};
 
  private:
-  std::atomic<std::uint32_t> epoch_{0};
+  wait_word epoch_{0};
 };
 
 /// The parker of the calling thread when it is not a worker of the pool it waits on.

@@ -51,7 +51,7 @@ class scheduler {
       for (; started < threads; ++started) {
         worker* w = workers_[started].get();
         w->thread = std::thread([this, w] {
-          gate_.wait(false, std::memory_order_acquire);
+          gate_.wait(0, std::memory_order_acquire);
           run_worker(*w);
         });
       }
@@ -198,7 +198,7 @@ class scheduler {
   }
 
   void open_gate() noexcept {
-    gate_.store(true, std::memory_order_release);
+    gate_.store(1, std::memory_order_release);
     gate_.notify_all();
   }
 
@@ -419,7 +419,7 @@ class scheduler {
   alignas(64) std::atomic<std::uint32_t> hungry_{0};
   std::atomic<std::size_t> wake_cursor_{0};
   std::atomic<bool> stop_{false};
-  std::atomic<bool> gate_{false};  // set once workers_ is final; workers start after it
+  wait_word gate_{0};  // 1 once workers_ is final; workers start after it
   injection_queue injected_;
 };
 
