@@ -18,6 +18,7 @@
 #include <ranges>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -93,7 +94,16 @@ class process_pool_core {
   process_pool_core(const pool_options& opts, start_plan plan)
       : workers_(resolve_workers(opts.workers)), opts_(opts), plan_(std::move(plan)) {
     refuse_in_spawned_child();
-    io_ = std::thread([this] { loop(); });
+    try {
+      io_ = std::thread([this] { loop(); });
+    } catch (const std::system_error& e) {
+      throw std::system_error(
+          e.code(),
+          "parallel::process_pool: the system refused the pool's I/O thread (the user's "
+          "process/thread limit, ulimit -u / RLIMIT_NPROC, a cgroup's pids.max or "
+          "kernel.threads-max is reached, or no memory is left for its stack); no worker was "
+          "started. Raise the limit, or end other pools first");
+    }
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [this] { return ready_; });
     if (startup_error_) {
