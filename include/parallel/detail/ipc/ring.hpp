@@ -9,17 +9,15 @@
 // Records start on 32-byte boundaries and take whole multiples of 32 bytes, so at least a
 // header's room is left before the ring's end whenever a record cannot start at its beginning.
 // A frame that would not fit before the end is preceded by a `skip` header: the reader goes on
-// at the start of the next lap. A writer that finds the ring empty, or that is past the ring's
-// warm part (warm_bytes) while the reader has given back the room at its start, starts again at
-// its beginning the same way, so the pages in use stay few and warm (first touches are page
-// faults, the dearest thing on this path, and cold lines make every write a cache miss).
+// at the start of the next lap. A writer that finds the ring empty starts again at its beginning
+// the same way, so the pages in use stay few and warm (first touches are page faults, the
+// dearest thing on this path).
 //
 // Every header read from the ring is checked like one read from a socket (decode_header), and
 // its length against what the writer has published: a peer's bug cannot make the reader read
 // outside the ring.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -83,14 +81,6 @@ class frame_ring {
   static constexpr std::uint64_t record_bytes(std::uint64_t payload) noexcept {
     return (header_size + payload + align - 1) / align * align;
   }
-  /// How far into the ring a writer goes while the room at its start is free: a quarter of the
-  /// ring, at most 2 MiB. A reader that keeps up then keeps the ring's pages in use few and warm
-  /// (a first touch is a page fault per 4 KiB, on each side; a 56 MiB result ring touched whole
-  /// cost 14,000 of them per side before a pool ran at its steady speed).
-  std::uint64_t warm_bytes() const noexcept {
-    return std::min<std::uint64_t>(size_ / 4, std::uint64_t{2} << 20) / align * align;
-  }
-
   /// Whether a frame of `payload` bytes can ever travel through this ring (half of it at most,
   /// so that one large frame never stalls the rest for long).
   bool takes(std::uint64_t payload) const noexcept {
@@ -108,15 +98,10 @@ class frame_ring {
     const std::uint64_t tail = cursor_->tail.load(std::memory_order_acquire);
     std::uint64_t at = head_;
     std::uint64_t offset = at % size_;
-    const bool beyond_end = offset + need > size_;
-    // Past the warm part of the ring, and the reader has already given back the room at its
-    // start (not covering the skip mark itself).
-    const bool back_to_warm =
-        offset >= warm_bytes() && need <= offset && at + (size_ - offset) + need - tail <= size_;
-    if (offset != 0 && (beyond_end || back_to_warm || (at == tail && need <= offset))) {
-      // Go on at the next lap's start: when the frame would not fit before the end; when the
-      // ring is empty, or the writer is past the warm part of the ring and the room at the
-      // start is free: the pages in use stay few and warm.
+    const bool empty = at == tail;
+    if (offset != 0 && ((empty && need <= offset) || offset + need > size_)) {
+      // Go on at the next lap's start: when the ring is empty (warm pages; not when the frame
+      // would cover the skip mark itself), or when the frame would not fit before the end.
       if (at + (size_ - offset) + need - tail > size_) return nullptr;
       put_header(offset, frame_type::skip, frame_flags::none, 0, 0);
       at += size_ - offset;
@@ -128,12 +113,6 @@ class frame_ring {
     head_ = at + need;
     return base_ + offset + header_size;
   }
-
-  /// Where the next reserve() starts: give it to unreserve() to take back what was reserved
-  /// after it and not committed.
-  std::uint64_t reserved_end() const noexcept { return head_; }
-  /// Takes back every frame reserved since reserved_end() said `end` (none committed since).
-  void unreserve(std::uint64_t end) noexcept { head_ = end; }
 
   /// Copies a whole frame in; false when it does not fit now.
   bool put(frame_type type, frame_flags flags, std::uint64_t task_id,
