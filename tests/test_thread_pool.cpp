@@ -1,20 +1,25 @@
 // parallel::thread_pool (thread_pool.hpp): nested maps never deadlock, even on one worker and
 // even when the caller holds a lock; an idle pool sleeps; a forked child gets a working pool;
 // pools come and go; several threads may use one pool at once.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
 #include <parallel/parallel.hpp>
 #include <ranges>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "catch.hpp"
@@ -306,4 +311,154 @@ TEST_CASE("threads: options.timeout is refused at the call, never ignored", "[th
   CHECK_THROWS_AS(parallel::imap(parallel::threads{}, twice, xs, opts), parallel::error);
   // Without a timeout the same calls run.
   CHECK(pool.map(twice, xs) == std::vector<int>{2, 4, 6});
+}
+
+// --- initializer, on_exit and worker_state (Python's initializer/initargs, mpire's worker_state
+// and worker_exit) -----------------------------------------------------------------------------
+
+namespace {
+
+thread_local bool prepared_here = false;  // set by the initializer of the pool under test
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("thread_pool: the initializer runs once on each worker first, and items run only there",
+          "[thread_pool][hooks]") {
+  watchdog guard("thread_pool initializer", 60s);
+  std::atomic<int> prepared{0};
+  parallel::thread_pool pool{{.workers = 3, .initializer = [&prepared] {
+                                prepared_here = true;
+                                prepared.fetch_add(1);
+                              }}};
+  REQUIRE(pool.size() == 3);
+  REQUIRE(prepared.load() == 3);  // the constructor waited for every worker
+  // Each item reports whether its thread ran the initializer: the calling thread did not, and
+  // without an initializer a small map (started inline) or a single chunk would run here.
+  auto on_prepared_thread = [](int) { return prepared_here; };
+  const auto all_true = [](const std::vector<bool>& v) {
+    for (bool b : v)
+      if (!b) return false;
+    return true;
+  };
+  CHECK(all_true(pool.map(on_prepared_thread, numbers(3))));
+  CHECK(all_true(pool.map(on_prepared_thread, numbers(10), {.chunksize = 100})));
+  CHECK(all_true(pool.map(on_prepared_thread, numbers(200'000))));
+  CHECK(all_true(pool.starmap([](int, int) { return prepared_here; },
+                              std::vector<std::pair<int, int>>(50, {1, 2}))));
+  std::vector<bool> streamed;
+  for (bool b : pool.imap(on_prepared_thread, numbers(100))) streamed.push_back(b);
+  CHECK(streamed.size() == 100);
+  CHECK(all_true(streamed));
+  CHECK(pool.submit(on_prepared_thread, 0).get());
+  CHECK_FALSE(prepared_here);   // this thread never ran it
+  CHECK(prepared.load() == 3);  // and no worker ran it twice
+}
+
+TEST_CASE(
+    "thread_pool: initargs are what the initializer captures; worker_state lives from task "
+    "to task",
+    "[thread_pool][hooks]") {
+  watchdog guard("thread_pool worker_state", 60s);
+  int base = 1000;  // a run-time value, as initargs are
+  parallel::thread_pool pool{
+      {.workers = 2, .initializer = [base] { parallel::worker_state<int>() = base; }}};
+  // Each task counts on its worker's own int: per worker, the counts seen are base+1, base+2...
+  auto count = [](int) {
+    return std::pair{std::this_thread::get_id(), ++parallel::worker_state<int>()};
+  };
+  const auto got = pool.map(count, numbers(2000), {.chunksize = 10});
+  REQUIRE(got.size() == 2000);
+  std::map<std::thread::id, std::vector<int>> per_worker;
+  for (const auto& [id, value] : got) per_worker[id].push_back(value);
+  CHECK(per_worker.size() <= 2);
+  for (auto& [id, values] : per_worker) {
+    std::sort(values.begin(), values.end());
+    for (std::size_t k = 0; k < values.size(); ++k)
+      CHECK(values[k] == base + static_cast<int>(k) + 1);
+  }
+  // A second call on the same pool goes on counting.
+  const auto again = pool.map(count, numbers(10));
+  for (const auto& [id, value] : again) CHECK(value > base);
+}
+
+TEST_CASE("thread_pool: on_exit runs on each worker after its last task, as the pool ends",
+          "[thread_pool][hooks]") {
+  watchdog guard("thread_pool on_exit", 60s);
+  std::mutex mutex;
+  std::set<std::thread::id> started;
+  std::set<std::thread::id> ended;
+  std::atomic<int> counted_at_exit{0};
+  std::atomic<int> ran{0};
+  {
+    parallel::thread_pool pool{{.workers = 3,
+                                .initializer =
+                                    [&] {
+                                      std::lock_guard lock(mutex);
+                                      started.insert(std::this_thread::get_id());
+                                    },
+                                .on_exit =
+                                    [&] {
+                                      // After the worker's last task: its count is complete.
+                                      counted_at_exit.fetch_add(parallel::worker_state<int>());
+                                      std::lock_guard lock(mutex);
+                                      ended.insert(std::this_thread::get_id());
+                                    }}};
+    std::vector<parallel::future<void>> pending;
+    for (int i = 0; i < 30; ++i)
+      pending.push_back(pool.submit([&ran] {
+        std::this_thread::sleep_for(1ms);
+        ++parallel::worker_state<int>();
+        ran.fetch_add(1);
+      }));
+    (void)pool.map([](int x) { return ++parallel::worker_state<int>() + x; }, numbers(70));
+    // The futures are not waited for: the pool's end runs every task submitted, then on_exit.
+  }
+  CHECK(ran.load() == 30);
+  CHECK(counted_at_exit.load() == 100);
+  CHECK(started.size() == 3);
+  CHECK(ended == started);
+
+  std::atomic<int> exits{0};
+  {
+    parallel::thread_pool plain{{.workers = 2, .on_exit = [&exits] { exits.fetch_add(1); }}};
+  }
+  CHECK(exits.load() == 2);  // on_exit without an initializer
+}
+
+TEST_CASE("thread_pool: an initializer that throws fails the constructor with parallel::error",
+          "[thread_pool][hooks]") {
+  watchdog guard("thread_pool failing initializer", 60s);
+  std::atomic<int> calls{0};
+  std::atomic<int> exits{0};
+  try {
+    parallel::thread_pool pool{{.workers = 3,
+                                .initializer =
+                                    [&calls] {
+                                      if (calls.fetch_add(1) == 1)
+                                        throw std::runtime_error("no database here");
+                                    },
+                                .on_exit = [&exits] { exits.fetch_add(1); }}};
+    FAIL("the constructor did not throw");
+  } catch (const parallel::error& e) {
+    INFO(e.what());
+    CHECK(contains(e.what(), "parallel::thread_pool: the initializer threw on worker thread"));
+    CHECK(contains(e.what(), "no database here"));
+  }
+  CHECK(calls.load() == 3);
+  CHECK(exits.load() == 2);  // the workers whose initializer returned ran their on_exit
+}
+
+TEST_CASE("worker_state: each process worker keeps its own from task to task",
+          "[thread_pool][hooks][process_pool]") {
+  watchdog guard("process worker_state", 60s);
+  parallel::process_pool<parallel::start::fork> pool{{.workers = 1}};
+  auto count = [](int) { return ++parallel::worker_state<int>(); };
+  CHECK(pool.submit(count, 0).get() == 1);
+  CHECK(pool.submit(count, 0).get() == 2);
+  CHECK(pool.map(count, numbers(3), {.chunksize = 1}) == std::vector<int>{3, 4, 5});
+  CHECK(parallel::worker_state<int>() == 0);  // the caller's own is untouched
 }

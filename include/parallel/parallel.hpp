@@ -12,3 +12,4 @@
 #include "progress.hpp"
 #include "thread_pool.hpp"
 #include "wait.hpp"
+#include "worker_state.hpp"

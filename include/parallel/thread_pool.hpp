@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <ranges>
 #include <utility>
@@ -15,8 +16,30 @@
 #include "errors.hpp"
 #include "future.hpp"
 #include "policy.hpp"
+#include "worker_state.hpp"
 
 namespace parallel {
+
+/// How a thread_pool is built, beyond its size:
+///
+///     parallel::thread_pool pool{{.workers = 4,
+///                                 .initializer = [path] { open_log(path); },  // initargs
+///                                 .on_exit = [] { flush_log(); }}};
+struct thread_pool_options {
+  /// 0 = all cores, n > 0 = n, n < 0 = all cores but |n| (at least 1).
+  int workers = 0;
+  /// Runs once on each worker thread before it takes any task (Python's initializer; its
+  /// initargs are what the callable captures); the constructor returns when it has run on
+  /// every worker. If it throws on any, the constructor throws parallel::error naming the
+  /// exception (after the other workers ran their on_exit).
+  std::function<void()> initializer{};
+  /// Runs on each worker thread as the pool ends, after the thread's last task (mpire's
+  /// worker_exit), and before its parallel::worker_state objects are destroyed. An exception
+  /// from it ends the program (std::terminate), as one from a destructor would.
+  std::function<void()> on_exit{};
+  // With either hook the pool's items run on its own threads only, never inline in the
+  // calling thread (which a small map on a plain pool does).
+};
 
 /// A work-stealing pool of threads. Verbs and tasks may nest freely (a task may call map or wait
 /// on a future): a waiting thread runs pending work of its own call meanwhile, so nothing
@@ -29,6 +52,13 @@ class thread_pool {
  public:
   explicit thread_pool(int workers = 0)
       : scheduler_(std::make_unique<detail::scheduler>(detail::resolve_workers(workers))) {}
+
+  /// A pool whose threads run `opts.initializer` first and `opts.on_exit` last.
+  explicit thread_pool(thread_pool_options opts)
+      : scheduler_(std::make_unique<detail::scheduler>(
+            detail::resolve_workers(opts.workers), detail::on_thread_refused::fail,
+            "parallel::thread_pool",
+            detail::worker_hooks{std::move(opts.initializer), std::move(opts.on_exit)})) {}
 
   thread_pool(thread_pool&&) noexcept = default;
   thread_pool& operator=(thread_pool&&) noexcept = default;

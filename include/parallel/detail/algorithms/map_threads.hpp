@@ -45,16 +45,19 @@ class threaded_map {
     const std::size_t n = input_.size();
     if (n != 0) {
       // The caller runs the call itself when a default pool got no thread, or when the call is
-      // a single chunk (not worth waking anyone).
-      const bool caller_runs = pool_.size() == 0 || (chunksize_ != 0 && n <= chunksize_);
+      // a single chunk (not worth waking anyone); never when the pool prepares its own threads
+      // for the items (an initializer): then only they run them.
+      const bool may_run_here = pool_.may_run_here();
+      const bool caller_runs =
+          pool_.size() == 0 || (may_run_here && chunksize_ != 0 && n <= chunksize_);
       if (pool_.on_worker())
         spread(0, n, first_block());
       else if (caller_runs)
         run_block(0, n);
-      else if (chunksize_ == 0)
+      else if (chunksize_ == 0 && may_run_here)
         start_from_outside(n);
       else
-        hand_to_pool(0, n, 1);
+        hand_to_pool(0, n, chunksize_ == 0 ? first_block() : 1);
     }
     failure_.rethrow_if_failed();
     if (progress_.enabled()) progress_.finish();

@@ -8,13 +8,17 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
 
+#include "../../errors.hpp"
 #include "../platform.hpp"
 #include "fork_guard.hpp"
 #include "injection_queue.hpp"
@@ -31,14 +35,21 @@ enum class on_thread_refused {
   degrade,  // keep the threads already started (possibly none: size() == 0, callers run all)
 };
 
+/// Code a pool runs on each of its worker threads: before the thread takes its first task, and
+/// after its last one (thread_pool_options' initializer and on_exit).
+struct worker_hooks {
+  std::function<void()> on_start{};
+  std::function<void()> on_exit{};
+};
+
 class scheduler {
   struct worker;
 
  public:
   /// `who` names the pool in the error message ("parallel::threads{.workers = 8}").
   explicit scheduler(std::size_t threads, on_thread_refused refused = on_thread_refused::fail,
-                     std::string_view who = "parallel::thread_pool")
-      : generation_(fork_guard::generation().load()) {
+                     std::string_view who = "parallel::thread_pool", worker_hooks hooks = {})
+      : generation_(fork_guard::generation().load()), hooks_(std::move(hooks)) {
     fork_guard::install();
     threads = std::max<std::size_t>(threads, 1);
     workers_.reserve(threads);
@@ -52,7 +63,10 @@ class scheduler {
         worker* w = workers_[started].get();
         w->thread = std::thread([this, w] {
           gate_.wait(0, std::memory_order_acquire);
+          if (!start_hook(*w)) return;
           run_worker(*w);
+          // An exception from it ends the program, as one from a destructor would.
+          if (hooks_.on_exit) hooks_.on_exit();
         });
       }
     } catch (const std::system_error& e) {
@@ -68,18 +82,14 @@ class scheduler {
     // All workers start idle, hence hungry: the first call splits its work right away.
     hungry_.store(static_cast<std::uint32_t>(workers_.size()), std::memory_order_relaxed);
     open_gate();
+    if (hooks_.on_start) await_start_hooks(who);
   }
 
   scheduler(const scheduler&) = delete;
   scheduler& operator=(const scheduler&) = delete;
 
   /// Runs every task already queued, then joins the workers.
-  ~scheduler() {
-    stop_.store(true, std::memory_order_seq_cst);
-    for (auto& w : workers_) w->parker.unpark();
-    for (auto& w : workers_)
-      if (w->thread.joinable()) w->thread.join();
-  }
+  ~scheduler() { stop_running(); }
 
   /// Number of worker threads; 0 only for a degraded pool that got none (callers run all).
   std::size_t size() const noexcept { return workers_.size(); }
@@ -101,6 +111,13 @@ class scheduler {
 
   /// True when the calling thread is one of this scheduler's workers.
   bool on_worker() const noexcept { return local_worker() != nullptr; }
+
+  /// Whether the calling thread may run this pool's items itself (a map's inline start): not
+  /// when the pool has hooks (its threads are prepared for the items, or account for them at
+  /// the end) and this thread is not one of them.
+  bool may_run_here() const noexcept {
+    return (!hooks_.on_start && !hooks_.on_exit) || on_worker();
+  }
 
   /// The tag of the task the calling worker runs, or a fresh tag for an outside thread.
   isolation_tag current_tag() noexcept {
@@ -195,6 +212,59 @@ class scheduler {
     stop_.store(true, std::memory_order_seq_cst);
     open_gate();
     for (std::size_t i = 0; i < started; ++i) workers_[i]->thread.join();
+  }
+
+  void stop_running() noexcept {
+    stop_.store(true, std::memory_order_seq_cst);
+    for (auto& w : workers_) w->parker.unpark();
+    for (auto& w : workers_)
+      if (w->thread.joinable()) w->thread.join();
+  }
+
+  // On a worker thread, before its first task: the pool's on_start hook. False when it threw
+  // (the constructor then stops the pool; this thread ends without its on_exit).
+  bool start_hook(const worker& w) noexcept {
+    if (!hooks_.on_start) return true;
+    bool started = true;
+    try {
+      hooks_.on_start();
+    } catch (...) {
+      started = false;
+      std::lock_guard lock(start_mutex_);
+      if (!start_failure_) {
+        start_failure_ = std::current_exception();
+        failed_worker_ = w.index;
+      }
+    }
+    started_.fetch_add(1, std::memory_order_acq_rel);
+    started_.notify_all();
+    return started;
+  }
+
+  // The constructor, when the pool has an on_start hook: waits until it ran on every worker;
+  // when it threw on one, stops the pool and throws parallel::error naming the exception.
+  void await_start_hooks(std::string_view who) {
+    const auto all = static_cast<std::uint32_t>(workers_.size());
+    for (std::uint32_t seen = started_.load(std::memory_order_acquire); seen < all;
+         seen = started_.load(std::memory_order_acquire))
+      started_.wait(seen, std::memory_order_acquire);
+    std::exception_ptr failure;
+    {
+      std::lock_guard lock(start_mutex_);
+      failure = start_failure_;
+    }
+    if (!failure) return;
+    stop_running();
+    std::string what = "an exception that is not a std::exception";
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    throw error(std::string(who) + ": the initializer threw on worker thread " +
+                std::to_string(failed_worker_ + 1) + " of " + std::to_string(workers_.size()) +
+                ": " + what + " (the pool was not created; the other workers ran their on_exit)");
   }
 
   void open_gate() noexcept {
@@ -421,6 +491,11 @@ class scheduler {
   std::atomic<bool> stop_{false};
   wait_word gate_{0};  // 1 once workers_ is final; workers start after it
   injection_queue injected_;
+  worker_hooks hooks_;
+  wait_word started_{0};  // workers whose on_start returned or threw
+  std::mutex start_mutex_;
+  std::exception_ptr start_failure_;  // the first on_start that threw (under start_mutex_)
+  std::size_t failed_worker_ = 0;
 };
 
 }  // namespace parallel::detail
