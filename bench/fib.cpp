@@ -6,7 +6,8 @@
 //
 // The counter ns_per_call is the time divided by the 2,692,537 calls of fib(30) (=
 // 2 * fib(31) - 1). Peers: oneTBB's task_group and parallel_invoke with the same shape, and the
-// sequential recursion. Issue 2's target: pool_submit <= 10 ns per call.
+// sequential recursion. Targets: pool_submit <= 10 ns per call; parallel_join (the fork-join
+// primitive, fib(n-1) and fib(n-2) joined at every call) <= 3 ns per call.
 #include <cstdint>
 #include <parallel/parallel.hpp>
 
@@ -80,12 +81,35 @@ void fib_pool_submit(benchmark::State& state) {
   state.counters["ns_per_call"] = parallel_bench::ns_per(fib_calls(fib_n));
 }
 
+std::uint64_t fib_via_join(int n) {
+  if (n < 2) {
+    return static_cast<std::uint64_t>(n);
+  }
+  const auto [left, right] =
+      parallel::join([n] { return fib_via_join(n - 1); }, [n] { return fib_via_join(n - 2); });
+  return left + right;
+}
+
+// parallel::join from the benchmark thread: the root goes to the default pool, the benchmark
+// thread waits.
+void fib_parallel_join(benchmark::State& state) {
+  (void)parallel::join([] { return 0; }, [] { return 0; });  // warm the default pool
+  for (auto _ : state) {
+    check(state, fib_via_join(opaque_n()));
+  }
+  state.counters["ns_per_call"] = parallel_bench::ns_per(fib_calls(fib_n));
+}
+
 BENCHMARK(fib_sequential)
     ->Name("fib/sequential")
     ->Apply(parallel_bench::defaults)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(fib_pool_submit)
     ->Name("fib/pool_submit")
+    ->Apply(parallel_bench::defaults)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(fib_parallel_join)
+    ->Name("fib/parallel_join")
     ->Apply(parallel_bench::defaults)
     ->Unit(benchmark::kMillisecond);
 

@@ -6,9 +6,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -461,4 +463,105 @@ TEST_CASE("worker_state: each process worker keeps its own from task to task",
   CHECK(pool.submit(count, 0).get() == 2);
   CHECK(pool.map(count, numbers(3), {.chunksize = 1}) == std::vector<int>{3, 4, 5});
   CHECK(parallel::worker_state<int>() == 0);  // the caller's own is untouched
+}
+
+// --- parallel::join: fork-join for recursion -----------------------------------------------
+
+namespace {
+
+std::uint64_t fib_by_join(int n) {
+  if (n < 2) return static_cast<std::uint64_t>(n);
+  const auto [a, b] =
+      parallel::join([n] { return fib_by_join(n - 1); }, [n] { return fib_by_join(n - 2); });
+  return a + b;
+}
+
+// Waits (at most `limit`) until `other` is set, after setting `mine`: true when both parts of a
+// join ran at the same time.
+bool meet(std::atomic<bool>& mine, const std::atomic<bool>& other, std::chrono::seconds limit) {
+  mine.store(true);
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!other.load()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("join: recursion by parallel::join computes what the plain recursion does",
+          "[thread_pool][join]") {
+  watchdog guard("join fib", 60s);
+  CHECK(fib_by_join(0) == 0);
+  CHECK(fib_by_join(1) == 1);
+  CHECK(fib_by_join(25) == 75'025);  // from outside any pool: the default pool runs it
+  parallel::thread_pool pool{2};
+  CHECK(pool.submit([] { return fib_by_join(22); }).get() == 17'711);  // on that pool's workers
+  CHECK(pool.join([] { return fib_by_join(20); }, [] { return std::string("x"); }) ==
+        std::pair<std::uint64_t, std::string>{6'765, "x"});
+}
+
+TEST_CASE("join: the two parts run at the same time when a worker is free", "[thread_pool][join]") {
+  watchdog guard("join concurrency", 60s);
+  parallel::thread_pool pool{2};
+  std::atomic<bool> left_started{false};
+  std::atomic<bool> right_started{false};
+  const auto [left_met, right_met] =
+      pool.join([&] { return meet(left_started, right_started, 10s); },
+                [&] { return meet(right_started, left_started, 10s); });
+  CHECK(left_met);
+  CHECK(right_met);
+}
+
+TEST_CASE("join: an exception waits for the other part, then reaches the caller with its type",
+          "[thread_pool][join]") {
+  watchdog guard("join exceptions", 60s);
+  parallel::thread_pool pool{2};
+  std::atomic<bool> other_done{false};
+  auto finishes = [&other_done] {
+    std::this_thread::sleep_for(20ms);
+    other_done.store(true);
+  };
+  CHECK_THROWS_AS(pool.join([] { throw std::out_of_range("left"); }, finishes), std::out_of_range);
+  CHECK(other_done.exchange(false));
+  CHECK_THROWS_AS(pool.join(finishes, [] { throw std::invalid_argument("right"); }),
+                  std::invalid_argument);
+  CHECK(other_done.exchange(false));
+  try {  // both throw: the left one's
+    pool.join([] { throw std::out_of_range("left"); },
+              [] { throw std::invalid_argument("right"); });
+    FAIL("no exception");
+  } catch (const std::out_of_range& e) {
+    CHECK(std::string(e.what()) == "left");
+  }
+  // From outside any pool too (the default pool runs the join).
+  CHECK_THROWS_AS(parallel::join([] {}, [] { throw std::length_error("outside"); }),
+                  std::length_error);
+  // The pool goes on.
+  CHECK(pool.submit([] { return fib_by_join(15); }).get() == 610);
+}
+
+TEST_CASE("join: void parts, and recursion deeper than the joins a worker records",
+          "[thread_pool][join]") {
+  watchdog guard("join void and deep", 60s);
+  std::atomic<int> leaves{0};
+  // A chain 1000 joins deep (a worker records 128 latent parts; deeper ones run in order).
+  std::function<void(int)> chain = [&](int depth) {
+    if (depth == 0) return;
+    parallel::join([&chain, depth] { chain(depth - 1); }, [&leaves] { leaves.fetch_add(1); });
+  };
+  chain(1000);
+  CHECK(leaves.load() == 1000);
+  // A balanced tree of 2^14 leaves.
+  std::function<void(int)> tree = [&](int depth) {
+    if (depth == 0) {
+      leaves.fetch_add(1);
+      return;
+    }
+    parallel::join([&tree, depth] { tree(depth - 1); }, [&tree, depth] { tree(depth - 1); });
+  };
+  leaves.store(0);
+  tree(14);
+  CHECK(leaves.load() == (1 << 14));
 }

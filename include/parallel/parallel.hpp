@@ -5,6 +5,7 @@
 #include "codec.hpp"
 #include "errors.hpp"
 #include "future.hpp"
+#include "join.hpp"
 #include "map.hpp"
 #include "policy.hpp"
 #include "process.hpp"

@@ -15,6 +15,7 @@
 #include "detail/scheduler/scheduler.hpp"
 #include "errors.hpp"
 #include "future.hpp"
+#include "join.hpp"
 #include "policy.hpp"
 #include "worker_state.hpp"
 
@@ -95,6 +96,13 @@ class thread_pool {
     return detail::imap_outcome(
         detail::threads_verbs::imap<false>(detail::pool_lease::borrow(checked()),
                                            std::forward<F>(f), std::forward<Range>(items), opts));
+  }
+
+  /// parallel::join(f, g) on this pool: f() and g() on two of its threads when one is free, their
+  /// results as a std::pair (nothing when both return void).
+  template <class F, class G>
+  auto join(F&& f, G&& g) {
+    return detail::join_on(&checked(), f, g);
   }
 
   /// Runs f(args...) on the pool (Python's apply_async). f and args are copied or moved in.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -160,6 +161,81 @@ class scheduler {
     wait(other.done_, tag);
   }
 
+  /// The fork-join of parallel::join: runs left() and right() and returns when both are done,
+  /// rethrowing the first exception (left's before right's) after both ended. right() is only
+  /// latent at first: a record on this worker's own stack, which costs no atomic operation.
+  /// When a worker is hungry, the next join on this worker hands the oldest latent right() to
+  /// the pool (the largest share of a recursion), as heartbeat schedulers do; a right() nobody
+  /// took runs here after left(). Calling worker only.
+  template <class Left, class Right>
+  void join_latent(Left& left, Right& right) {
+    join_latent_on(*local_worker(), left, right);
+  }
+
+  /// join_latent on the pool the calling thread is a worker of; false (nothing ran) when it is
+  /// no pool's worker.
+  template <class Left, class Right>
+  static bool join_here(Left& left, Right& right) {
+    worker* w = tls_worker();
+    if (w == nullptr || !w->owner->usable()) return false;
+    w->owner->join_latent_on(*w, left, right);
+    return true;
+  }
+
+ private:
+  template <class Left, class Right>
+  void join_latent_on(worker& w, Left& left, Right& right) {
+    struct latent_task : task {
+      latent_task(Right& fn, isolation_tag t) : task(&run, t), fn_(&fn) {}
+      static void run(task* base) noexcept {
+        auto* self = static_cast<latent_task*>(base);
+        try {
+          (*self->fn_)();
+        } catch (...) {
+          self->error_ = std::current_exception();
+        }
+        self->done_.set();
+      }
+      Right* fn_;
+      std::exception_ptr error_;
+      latch done_;
+    };
+    latent_task other(right, w.current_tag);
+    const std::size_t depth = w.latent_depth;
+    const bool recorded = depth < w.latent.size();  // deeper joins stay sequential
+    if (recorded) {
+      w.latent[depth] = &other;
+      w.latent_depth = depth + 1;
+    }
+    offer_latent(w);
+    std::exception_ptr failure;
+    try {
+      left();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    bool handed_out = false;
+    if (recorded) {
+      w.latent_depth = depth;
+      if (depth < w.handed_out) {  // records below handed_out went to the pool, in order
+        handed_out = true;
+        w.handed_out = depth;
+      }
+    }
+    if (handed_out) {
+      wait(other.done_, w.current_tag);  // usually taken back from our deque if nobody stole it
+      if (!failure) failure = other.error_;
+    } else {
+      try {
+        right();
+      } catch (...) {
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+  }
+
+ public:
   /// True when splitting now would feed someone: a worker is looking for work (or `eager`: the
   /// caller's next step is long enough that a worker turning hungry meanwhile should find work
   /// waiting) and the caller's own deque holds nothing that worker could take instead.
@@ -205,7 +281,19 @@ class scheduler {
     isolation_tag current_tag = any_tag;
     std::uint64_t random;
     std::thread thread;
+    // join_latent's records, touched by this worker only: the right() parts of the joins under
+    // way, outermost first; those below handed_out were given to the pool.
+    std::array<task*, 128> latent{};
+    std::size_t latent_depth = 0;
+    std::size_t handed_out = 0;
   };
+
+  // At a join: a worker is hungry and our deque holds nothing it could take, so hand it the
+  // oldest latent right() (one at a time: the next goes once this one was taken).
+  void offer_latent(worker& w) {
+    if (w.handed_out < w.latent_depth && hungry() && w.deque.empty())
+      spawn(w.latent[w.handed_out++]);
+  }
 
   // Joins the first `started` workers of a constructor that gives up (no destructor will run).
   void stop_started(std::size_t started) noexcept {
