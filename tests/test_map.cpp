@@ -11,6 +11,7 @@
 #include <parallel/parallel.hpp>
 #include <ranges>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -369,4 +370,29 @@ TEST_CASE("map: f returning void runs for every item and map returns void", "[ma
                std::vector<std::tuple<int, int>>{{1, 2}});
   parallel::map([&count](int) { ++count; }, numbers(100));
   REQUIRE(count == 203);
+}
+
+TEST_CASE(
+    "threads: few items of unknown cost are handed out one at a time, so none waits behind "
+    "a slow one while a worker is free",
+    "[map][threads]") {
+  test_support::watchdog guard("map hand-out", std::chrono::seconds(60));
+  // Item 0 blocks until items 1..3 have run (10 s at most). A worker free meanwhile takes them
+  // from the shared counter; halving the input blindly left item 1 behind item 0 on one worker.
+  std::atomic<int> others_done{0};
+  auto item = [&others_done](int x) {
+    if (x != 0) {
+      others_done.fetch_add(1);
+      return true;
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (others_done.load() < 3) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  };
+  const auto got =
+      parallel::map(parallel::threads{.workers = 2}, item, std::vector<int>{0, 1, 2, 3});
+  CHECK(got == std::vector<bool>{true, true, true, true});
 }
