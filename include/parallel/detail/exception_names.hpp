@@ -38,6 +38,18 @@ inline std::string current_exception_type_name() {
   return "an exception of unknown type";
 }
 
+/// Inside a catch block: what() of the exception being handled, or "" when it is not a
+/// std::exception.
+inline std::string current_exception_message() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return {};
+  }
+}
+
 /// Inside a catch block: the one line Python's traceback becomes when a parallel::process's
 /// task raises ("parallel::process: task raised std::out_of_range: what").
 inline void report_process_exception() noexcept {

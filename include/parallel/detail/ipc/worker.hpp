@@ -54,15 +54,7 @@ inline constexpr std::size_t max_task_payload = std::size_t{1} << 40;
 /// The demangled name of the exception being handled ("std::out_of_range").
 inline std::string current_exception_type_name() { return os::current_exception_type_name(); }
 
-inline std::string current_exception_message() {
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return {};
-  }
-}
+using os::current_exception_message;
 
 /// Builds one result payload: the results of a chunk's items, in order, up to the first that
 /// throws.

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../../errors.hpp"
+#include "../exception_names.hpp"
 #include "../platform.hpp"
 #include "fork_guard.hpp"
 #include "injection_queue.hpp"
@@ -64,7 +65,8 @@ class scheduler {
         worker* w = workers_[started].get();
         w->thread = std::thread([this, w] {
           gate_.wait(0, std::memory_order_acquire);
-          if (!start_hook(*w)) return;
+          // A constructor that gave up opens the gate for its workers to end: no hook runs.
+          if (gave_up_ || !start_hook(*w)) return;
           run_worker(*w);
           // An exception from it ends the program, as one from a destructor would.
           if (hooks_.on_exit) hooks_.on_exit();
@@ -72,12 +74,12 @@ class scheduler {
       }
     } catch (const std::system_error& e) {
       if (refused == on_thread_refused::fail) {
-        stop_started(started);
+        stop_started();
         throw std::system_error(e.code(), refused_message(who, started, threads));
       }
       workers_.resize(started);
     } catch (...) {  // no memory for a thread's state: not the system's refusal, not ours to hide
-      stop_started(started);
+      stop_started();
       throw;
     }
     // All workers start idle, hence hungry: the first call splits its work right away.
@@ -295,13 +297,16 @@ class scheduler {
       spawn(w.latent[w.handed_out++]);
   }
 
-  // Joins the first `started` workers of a constructor that gives up (no destructor will run).
-  void stop_started(std::size_t started) noexcept {
+  // Joins the workers started by a constructor that gives up (no destructor will run): they
+  // pass the gate, see stop_ and end.
+  void stop_started() noexcept {
+    gave_up_ = true;  // read by the workers after the gate, which publishes it
     stop_.store(true, std::memory_order_seq_cst);
     open_gate();
-    for (std::size_t i = 0; i < started; ++i) workers_[i]->thread.join();
+    stop_running();
   }
 
+  // Sets stop_, wakes every worker and joins those that were started.
   void stop_running() noexcept {
     stop_.store(true, std::memory_order_seq_cst);
     for (auto& w : workers_) w->parker.unpark();
@@ -319,9 +324,11 @@ class scheduler {
     } catch (...) {
       started = false;
       std::lock_guard lock(start_mutex_);
-      if (!start_failure_) {
-        start_failure_ = std::current_exception();
-        failed_worker_ = w.index;
+      if (start_failure_.empty()) {
+        const std::string what = os::current_exception_message();
+        start_failure_ = "the initializer threw on worker thread " + std::to_string(w.index + 1) +
+                         " of " + std::to_string(workers_.size()) + ": " +
+                         os::current_exception_type_name() + (what.empty() ? "" : ": " + what);
       }
     }
     started_.fetch_add(1, std::memory_order_acq_rel);
@@ -336,23 +343,15 @@ class scheduler {
     for (std::uint32_t seen = started_.load(std::memory_order_acquire); seen < all;
          seen = started_.load(std::memory_order_acquire))
       started_.wait(seen, std::memory_order_acquire);
-    std::exception_ptr failure;
+    std::string failure;
     {
       std::lock_guard lock(start_mutex_);
       failure = start_failure_;
     }
-    if (!failure) return;
+    if (failure.empty()) return;
     stop_running();
-    std::string what = "an exception that is not a std::exception";
-    try {
-      std::rethrow_exception(failure);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    throw error(std::string(who) + ": the initializer threw on worker thread " +
-                std::to_string(failed_worker_ + 1) + " of " + std::to_string(workers_.size()) +
-                ": " + what + " (the pool was not created; the other workers ran their on_exit)");
+    throw error(std::string(who) + ": " + failure +
+                " (the pool was not created; the other workers ran their on_exit)");
   }
 
   void open_gate() noexcept {
@@ -577,13 +576,13 @@ class scheduler {
   alignas(64) std::atomic<std::uint32_t> hungry_{0};
   std::atomic<std::size_t> wake_cursor_{0};
   std::atomic<bool> stop_{false};
-  wait_word gate_{0};  // 1 once workers_ is final; workers start after it
+  wait_word gate_{0};     // 1 once workers_ is final; workers start after it
+  bool gave_up_ = false;  // the constructor failed before the gate opened
   injection_queue injected_;
   worker_hooks hooks_;
   wait_word started_{0};  // workers whose on_start returned or threw
   std::mutex start_mutex_;
-  std::exception_ptr start_failure_;  // the first on_start that threw (under start_mutex_)
-  std::size_t failed_worker_ = 0;
+  std::string start_failure_;  // what the first on_start that threw said (under start_mutex_)
 };
 
 }  // namespace parallel::detail
