@@ -437,6 +437,7 @@ class pool_runner final : public runner {
   void post(std::vector<std::unique_ptr<ipc::job>>& batch) override { core_.post(batch); }
   void cancel(ipc::job_sink* sink) override { core_.cancel(sink); }
   std::vector<std::byte> buffer() override { return core_.spares().take(); }
+  bool lends() const override { return true; }
   /// While jobs are short, a waiting caller drives the pool's engine itself
   /// (process_pool_core::drive) and returns at the first job delivered; the wait after one
   /// that saw none sleeps (under the lock the caller checked with, so no wake-up is lost).
@@ -574,11 +575,17 @@ auto pool_map(runner& run, F& f, Range& items, const options& opts) {
   }
   const body_prefix prefix = shipped_prefix<Fn, V, Apply>(f);
   process_map_call<R> call(run, n, opts, learned_cost_for<Fn, V>());
-  return call.run(prefix, [&](encoder& body, std::size_t first, std::size_t count) {
+  const bool lend = run.lends();
+  return call.run(prefix, [&](ipc::job& j, encoder& body, std::size_t first, std::size_t count) {
     if constexpr (crosses_as_bytes<V> && std::ranges::contiguous_range<Range> &&
                   std::is_same_v<std::ranges::range_value_t<Range>, V>) {
-      // Items that are their bytes, side by side in memory: one copy of the block.
-      body.write_bytes(std::ranges::data(items) + first, count * sizeof(V));
+      // Items that are their bytes, side by side in memory: the engine copies them straight
+      // into the frame it sends, or they are copied here as one block.
+      const auto* block = reinterpret_cast<const std::byte*>(std::ranges::data(items) + first);
+      if (lend)
+        j.borrowed = {block, count * sizeof(V)};
+      else
+        body.write_bytes(block, count * sizeof(V));
     } else {
       for (std::size_t i = first; i < first + count; ++i) {
         const V& item = input[i];

@@ -99,7 +99,7 @@ struct backend<processes<start::fork>> {
         learned_cost_for<std::decay_t<F>,
                          std::remove_cvref_t<std::ranges::range_reference_t<Range>>>(),
         /*split=*/true);
-    return call.run({}, [](encoder&, std::size_t, std::size_t) {});
+    return call.run({}, [](ipc::job&, encoder&, std::size_t, std::size_t) {});
   }
 
   template <bool Ordered, class F, class Range>

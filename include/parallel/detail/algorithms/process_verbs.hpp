@@ -90,6 +90,9 @@ class runner {
   /// An empty buffer for a job's payload: one a finished job left (no fresh memory to fault
   /// in), or a new one.
   virtual std::vector<std::byte> buffer() { return {}; }
+  /// Whether a job may borrow its items from the call's memory (ipc::job::borrowed): an
+  /// ipc::engine copies them straight into the frame it sends.
+  virtual bool lends() const { return false; }
   /// For the futures of submit: how to take a job back later (none: it cannot be).
   virtual withdrawal withdrawer() { return {}; }
   /// For the futures of submit: how a thread that waits for one may help (none: it sleeps).
@@ -108,6 +111,7 @@ class inline_runner final : public runner {
     batch.clear();
   }
   void cancel(ipc::job_sink* sink) override { engine_.cancel(sink); }
+  bool lends() const override { return true; }
   void wait(std::unique_lock<std::mutex>& lock, std::condition_variable&) override {
     lock.unlock();
     try {
@@ -197,18 +201,29 @@ class chunk_planner {
       const std::uint64_t bytes_per_item = std::max<std::uint64_t>(1, bytes_ / items_);
       size =
           std::min<std::size_t>(size, static_cast<std::size_t>(max_chunk_bytes / bytes_per_item));
+      // And its items: a task that fits its worker's ring beside the next ones is copied once.
+      if (input_bytes_ != 0)
+        size = std::min<std::size_t>(
+            size, static_cast<std::size_t>(max_chunk_bytes * input_items_ / input_bytes_));
       if (remaining != unknown) {
         // Shrink towards the end, down to a floor: min_tail_ns of work, or an eighth of a
         // worker's share of the whole call, whichever is more.
         std::size_t floor = static_cast<std::size_t>(min_tail_ns / per_item);
         if (total_ != unknown) floor = std::max(floor, total_ / (8 * workers_));
-        size = std::min(size, std::max(floor, remaining / (4 * workers_)));
-        // Never more than a worker's share of what is left: every worker gets a chunk, whatever
-        // a cost learned in an earlier call says.
-        size = std::min(size, (remaining + workers_ - 1) / workers_);
+        // Never more than a worker's share of what is left either (every worker gets a chunk,
+        // whatever a cost learned in an earlier call says), but that share, halving with each
+        // chunk at the end, stops at the floor too: no tail of ever smaller jobs.
+        const std::size_t share = (remaining + workers_ - 1) / workers_;
+        size = std::min(size, std::max(floor, std::min(remaining / (4 * workers_), share)));
       }
     }
     return std::clamp<std::size_t>(size, 1, max_chunk);
+  }
+
+  /// A job's items took `bytes` of its payload.
+  void note_input(std::uint64_t items, std::uint64_t bytes) noexcept {
+    input_items_ += items;
+    input_bytes_ += bytes;
   }
 
   void learn(std::uint64_t items, std::uint64_t ns, std::uint64_t bytes) noexcept {
@@ -236,7 +251,7 @@ class chunk_planner {
   static constexpr std::size_t split_per_worker = 4;
   static constexpr std::size_t min_split_chunk = 16;
   static constexpr std::size_t max_chunk = std::size_t{1} << 20;
-  static constexpr std::uint64_t max_chunk_bytes = std::uint64_t{4} << 20;
+  static constexpr std::uint64_t max_chunk_bytes = std::uint64_t{1} << 20;
   std::size_t fixed_;
   std::size_t workers_;
   std::size_t total_;
@@ -247,6 +262,8 @@ class chunk_planner {
   std::uint64_t ns_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint64_t measured_ = 0;  // items measured by this call (not the seed)
+  std::uint64_t input_items_ = 0;
+  std::uint64_t input_bytes_ = 0;
 };
 
 /// Writes a job's body: nothing more (fork-per-call, index mode), or the items (and, on a pool,
@@ -274,13 +291,10 @@ class process_map_call final : public ipc::job_sink {
  public:
   process_map_call(runner& run, std::size_t n, const options& opts, learned_cost* memory = nullptr,
                    bool split = false)
-      : run_(run),
-        n_(n),
-        opts_(opts),
-        slots_(n),
-        planner_(opts.chunksize, run.workers(), n, memory, split) {}
+      : run_(run), n_(n), opts_(opts), planner_(opts.chunksize, run.workers(), n, memory, split) {}
 
-  /// Posts jobs as results come back; `fill(encoder&, first, count)` writes a job's items.
+  /// Posts jobs as results come back; `fill(job&, encoder&, first, count)` writes a job's
+  /// items (or lends them: runner::lends).
   template <class Fill>
   std::vector<R> run(const body_prefix& prefix, Fill&& fill) {
     std::unique_lock lock(mutex_);
@@ -293,14 +307,19 @@ class process_map_call final : public ipc::job_sink {
           const std::size_t count = std::min(chunk, n_ - next_);
           auto j = make_job(next_, count, opts_, prefix, run_.buffer());
           j->sink = this;
+          const std::size_t before = j->payload.size();
           encoder body(j->payload);
-          fill(body, next_, count);
+          fill(*j, body, next_, count);
+          planner_.note_input(count, j->payload.size() - before + j->borrowed.size());
           next_ += count;
           ++outstanding_;
           batch_.push_back(std::move(j));
           chunk = planner_.next(n_ - next_);
         }
         if (!batch_.empty()) run_.post(batch_);
+        // The result vector is made once the first jobs are out (zeroing it takes a while: the
+        // workers start meanwhile). The engine delivers results under this lock, after it.
+        if (!slots_) slots_.emplace(n_);
         // Woken when the jobs in flight run low, at the end, or at a failure (not per job:
         // at chunksize 1 that would be two context switches per task).
         wake_below_ = next_ < n_ ? planner_.jobs_ahead(chunk) / 2 : 0;
@@ -324,10 +343,12 @@ class process_map_call final : public ipc::job_sink {
     }
     lock.unlock();
     if (opts_.progress && (reported != n_ || n_ == 0)) opts_.progress(n_, n_);
-    return slots_.take();
+    if (!slots_) slots_.emplace(n_);
+    return slots_->take();
   }
 
   void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
+    std::lock_guard lock(mutex_);  // the slots exist once the caller lets go of it
     const std::size_t bytes = in.remaining();
     if constexpr (crosses_as_bytes<R>) {
       // Results that are their bytes: one copy of the block into the result vector.
@@ -336,12 +357,11 @@ class process_map_call final : public ipc::job_sink {
                        std::to_string(bytes) + " bytes of them");
       const std::byte* block =
           in.read_span(static_cast<std::size_t>(k) * sizeof(R), type_name<R>()).data();
-      slots_.put_block(static_cast<std::size_t>(j.first), static_cast<std::size_t>(k), block);
+      slots_->put_block(static_cast<std::size_t>(j.first), static_cast<std::size_t>(k), block);
     } else {
       for (std::uint64_t i = 0; i < k; ++i)
-        slots_.put(static_cast<std::size_t>(j.first + i), in.read<R>());
+        slots_->put(static_cast<std::size_t>(j.first + i), in.read<R>());
     }
-    std::lock_guard lock(mutex_);
     done_ += static_cast<std::size_t>(k);
     if (k > 0) planner_.learn(k, ns, bytes);
   }
@@ -361,7 +381,7 @@ class process_map_call final : public ipc::job_sink {
   runner& run_;
   std::size_t n_;
   const options& opts_;
-  result_slots<R> slots_;
+  std::optional<result_slots<R>> slots_;  // made after the first post (run)
   chunk_planner planner_;
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -526,6 +546,7 @@ class process_imap_state final : public ipc::job_sink {
       auto c = std::make_unique<chunk>();
       c->first = read_;
       auto j = make_job(read_, 0, opts_, prefix_, run_.buffer());
+      const std::size_t before = j->payload.size();
       encoder body(j->payload);
       const auto end = std::ranges::end(items_);
       // One pass over the input (it may be single-pass); the count is patched in afterwards.
@@ -542,6 +563,7 @@ class process_imap_state final : public ipc::job_sink {
       if (at.at_end) input_done_ = true;
       const std::size_t count = at.count;
       if (count == 0) return;
+      planner_.note_input(count, j->payload.size() - before);
       // Patch the header's count (written as 0 above).
       const std::uint64_t wide = count;
       std::memcpy(j->payload.data() + 8, &wide, sizeof wide);

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -63,6 +64,10 @@ struct job {
   std::uint64_t first = 0;  // index of the first item (for error messages and sinks)
   std::uint64_t count = 0;  // items
   std::vector<std::byte> payload;
+  // The rest of the payload, read where the call keeps it (a map's items, bitwise, side by
+  // side): copied into the frame at each send, so its memory must outlive every send. It does:
+  // the call waits for its jobs, and a job whose call has gone (no sink) is never sent.
+  std::span<const std::byte> borrowed;
   job_sink* sink = nullptr;  // null once cancelled: the outcome is dropped
   std::chrono::milliseconds timeout{0};
   std::uint64_t tag = 0;  // the sink's own bookkeeping
@@ -1019,14 +1024,20 @@ class engine {
   /// ring is full), a mark in the ring and the task on the socket. Without rings, the socket.
   /// False when not even the mark fits now (the worker is behind: the task waits).
   static bool send_task(slot& s, const job& j) {
-    if (!s.rings) {
-      append_frame(s.out, frame_type::task, frame_flags::none, j.id, j.payload);
-      return true;
+    const std::size_t size = j.payload.size() + j.borrowed.size();
+    if (s.rings) {
+      if (std::byte* at = s.tasks.reserve(frame_type::task, frame_flags::none, j.id, size)) {
+        if (!j.payload.empty()) std::memcpy(at, j.payload.data(), j.payload.size());
+        if (!j.borrowed.empty())
+          std::memcpy(at + j.payload.size(), j.borrowed.data(), j.borrowed.size());
+        return true;
+      }
     }
-    if (s.tasks.put(frame_type::task, frame_flags::none, j.id, j.payload)) return true;
-    append_frame(s.out, frame_type::task, frame_flags::none, j.id, j.payload);
+    const std::size_t mark = s.out.size();
+    append_frame(s.out, frame_type::task, frame_flags::none, j.id, j.payload, j.borrowed);
+    if (!s.rings) return true;
     if (s.tasks.put(frame_type::task, frame_flags::payload_on_channel, j.id, {})) return true;
-    s.out.resize(s.out.size() - header_size - j.payload.size());
+    s.out.resize(mark);
     return false;
   }
 

@@ -185,15 +185,18 @@ inline header_bytes encode_header(frame_type type, frame_flags flags, std::uint6
 }
 
 /// Appends header and payload to `out`: many small frames batched into one buffer, one write.
+/// Appends one frame whose payload is `payload` followed by `rest`.
 inline void append_frame(std::vector<std::byte>& out, frame_type type, frame_flags flags,
-                         std::uint64_t task_id, std::span<const std::byte> payload) {
-  const header_bytes header = encode_header(type, flags, task_id, payload.size());
+                         std::uint64_t task_id, std::span<const std::byte> payload,
+                         std::span<const std::byte> rest = {}) {
+  const header_bytes header = encode_header(type, flags, task_id, payload.size() + rest.size());
   // Grows by at least half: frames appended one after another to a batch would otherwise
   // relocate the whole batch each time.
-  const std::size_t needed = out.size() + header_size + payload.size();
+  const std::size_t needed = out.size() + header_size + payload.size() + rest.size();
   if (needed > out.capacity()) out.reserve(std::max(needed, out.capacity() + out.capacity() / 2));
   out.insert(out.end(), header.begin(), header.end());
   out.insert(out.end(), payload.begin(), payload.end());
+  out.insert(out.end(), rest.begin(), rest.end());
 }
 
 inline std::vector<std::byte> encode_frame(frame_type type, frame_flags flags,

@@ -1,0 +1,69 @@
+// The automatic chunk size of process calls (detail::chunk_planner): how a call is cut into
+// the jobs its workers run.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <parallel/parallel.hpp>
+#include <vector>
+
+#include "catch.hpp"
+
+namespace {
+
+using parallel::detail::chunk_planner;
+using parallel::detail::learned_cost;
+
+/// Cuts a call of `n` items as process_map_call does, each job measured as it is cut (as if it
+/// came back at once): `ns` per item, `item_bytes` of items and 8 bytes of result each.
+std::vector<std::size_t> cut(std::size_t n, std::size_t workers, std::uint64_t ns,
+                             std::size_t item_bytes, learned_cost* memory = nullptr) {
+  chunk_planner planner(0, workers, n, memory);
+  std::vector<std::size_t> chunks;
+  std::size_t next = 0;
+  while (next < n) {
+    const std::size_t count = std::min(planner.next(n - next), n - next);
+    REQUIRE(count > 0);
+    planner.note_input(count, count * item_bytes);
+    planner.learn(count, count * ns, count * 8);
+    chunks.push_back(count);
+    next += count;
+  }
+  return chunks;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "chunk planner: a call of tiny items ends in a few chunks, not a tail of ever smaller ones",
+    "[chunk_planner]") {
+  const std::size_t n = 2'000'000;
+  learned_cost memory;
+  for (int call = 0; call < 2; ++call) {  // a first call probes, the second starts from memory
+    CAPTURE(call);
+    const std::vector<std::size_t> chunks = cut(n, 2, 4, 8, &memory);
+    // Each job costs a round trip: a small one is worth it only as the call's last, or as a
+    // first call's probe of an unknown cost.
+    const std::size_t floor = n / 16;
+    const auto small = std::count_if(chunks.begin(), chunks.end() - 1,
+                                     [floor](std::size_t c) { return c < floor; });
+    CHECK(small <= (call == 0 ? 1 : 0));
+    CHECK(chunks.size() <= 40);
+  }
+}
+
+TEST_CASE("chunk planner: a job's items stay within a MiB, so that they fit its worker's ring",
+          "[chunk_planner]") {
+  for (const std::size_t item_bytes : {std::size_t{8}, std::size_t{64}, std::size_t{4096}}) {
+    CAPTURE(item_bytes);
+    const std::vector<std::size_t> chunks = cut(1'000'000, 2, 1, item_bytes);
+    CHECK(*std::max_element(chunks.begin(), chunks.end()) * item_bytes <= std::size_t{1} << 20);
+  }
+}
+
+TEST_CASE("chunk planner: every worker gets a share of a short call of slow items",
+          "[chunk_planner]") {
+  // 40 items of 1 ms on 4 workers: no worker is left out by a chunk too large.
+  const std::vector<std::size_t> chunks = cut(40, 4, 1'000'000, 8);
+  CHECK(chunks.size() >= 4);
+  CHECK(*std::max_element(chunks.begin(), chunks.end()) <= 10);
+}
