@@ -204,7 +204,7 @@ class chunk_planner {
       // And its items: a task that fits its worker's ring beside the next ones is copied once.
       if (input_bytes_ != 0)
         size = std::min<std::size_t>(
-            size, static_cast<std::size_t>(max_chunk_bytes * input_items_ / input_bytes_));
+            size, static_cast<std::size_t>(max_chunk_input_bytes * input_items_ / input_bytes_));
       if (remaining != unknown) {
         // Shrink towards the end, down to a floor: min_tail_ns of work, or an eighth of a
         // worker's share of the whole call, whichever is more.
@@ -251,7 +251,8 @@ class chunk_planner {
   static constexpr std::size_t split_per_worker = 4;
   static constexpr std::size_t min_split_chunk = 16;
   static constexpr std::size_t max_chunk = std::size_t{1} << 20;
-  static constexpr std::uint64_t max_chunk_bytes = std::uint64_t{1} << 20;
+  static constexpr std::uint64_t max_chunk_bytes = std::uint64_t{4} << 20;
+  static constexpr std::uint64_t max_chunk_input_bytes = std::uint64_t{1} << 20;
   std::size_t fixed_;
   std::size_t workers_;
   std::size_t total_;
