@@ -44,8 +44,8 @@ TEST_CASE(
     // Each job costs a round trip: a small one is worth it only as the call's last, or as a
     // first call's probe of an unknown cost.
     const std::size_t floor = n / 16;
-    const auto small = std::count_if(chunks.begin(), chunks.end() - 1,
-                                     [floor](std::size_t c) { return c < floor; });
+    const auto small =
+        std::count_if(chunks.begin(), chunks.end() - 1, [&](std::size_t c) { return c < floor; });
     CHECK(small <= (call == 0 ? 1 : 0));
     CHECK(chunks.size() <= 40);
   }
