@@ -67,3 +67,14 @@ TEST_CASE("chunk planner: every worker gets a share of a short call of slow item
   CHECK(chunks.size() >= 4);
   CHECK(*std::max_element(chunks.begin(), chunks.end()) <= 10);
 }
+
+TEST_CASE("chunk planner: a cost learned before does not keep a worker out of a call of slow items",
+          "[chunk_planner]") {
+  // The function was fast last time (10 ns an item); now its items take 10 ms: the first chunk
+  // still leaves the other worker a share.
+  learned_cost memory;
+  memory.ns_per_item = 10;
+  memory.bytes_per_item = 8;
+  chunk_planner planner(0, 2, 100, &memory);
+  CHECK(planner.next(100) <= 50);
+}

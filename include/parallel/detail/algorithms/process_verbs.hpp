@@ -210,11 +210,11 @@ class chunk_planner {
         // worker's share of the whole call, whichever is more.
         std::size_t floor = static_cast<std::size_t>(min_tail_ns / per_item);
         if (total_ != unknown) floor = std::max(floor, total_ / (8 * workers_));
-        // Never more than a worker's share of what is left either (every worker gets a chunk,
-        // whatever a cost learned in an earlier call says), but that share, halving with each
-        // chunk at the end, stops at the floor too: no tail of ever smaller jobs.
-        const std::size_t share = (remaining + workers_ - 1) / workers_;
-        size = std::min(size, std::max(floor, std::min(remaining / (4 * workers_), share)));
+        size = std::min(size, std::max(floor, remaining / (4 * workers_)));
+        // Never more than a worker's share of the call: every worker gets a chunk, whatever a
+        // cost learned in an earlier call says. (A share of what is *left* would halve with
+        // each chunk at the end, down to one item: a tail of ever smaller jobs.)
+        if (total_ != unknown) size = std::min(size, (total_ + workers_ - 1) / workers_);
       }
     }
     return std::clamp<std::size_t>(size, 1, max_chunk);
