@@ -319,7 +319,7 @@ class process_map_call final : public ipc::job_sink {
         }
         if (!batch_.empty()) run_.post(batch_);
         // The result vector is made once the first jobs are out (zeroing it takes a while: the
-        // workers start meanwhile). The engine delivers results under this lock, after it.
+        // workers start meanwhile), before the lock is let go: results() waits for it.
         if (!slots_) slots_.emplace(n_);
         // Woken when the jobs in flight run low, at the end, or at a failure (not per job:
         // at chunksize 1 that would be two context switches per task).
@@ -349,7 +349,14 @@ class process_map_call final : public ipc::job_sink {
   }
 
   void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
-    std::lock_guard lock(mutex_);  // the slots exist once the caller lets go of it
+    // The caller makes the slots before it first lets go of the lock, so once this thread has
+    // had it they exist (unless making them, or the first post, threw: the call is failing and
+    // drops its results). Not held while decoding: a large result takes a while to decode, and
+    // the caller needs the lock to post the next jobs.
+    {
+      const std::lock_guard lock(mutex_);
+      if (!slots_) return;
+    }
     const std::size_t bytes = in.remaining();
     if constexpr (crosses_as_bytes<R>) {
       // Results that are their bytes: one copy of the block into the result vector.
@@ -363,6 +370,7 @@ class process_map_call final : public ipc::job_sink {
       for (std::uint64_t i = 0; i < k; ++i)
         slots_->put(static_cast<std::size_t>(j.first + i), in.read<R>());
     }
+    std::lock_guard lock(mutex_);
     done_ += static_cast<std::size_t>(k);
     if (k > 0) planner_.learn(k, ns, bytes);
   }
