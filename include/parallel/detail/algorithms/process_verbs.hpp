@@ -306,11 +306,14 @@ class process_map_call final : public ipc::job_sink {
         batch_.clear();
         while (next_ < n_ && outstanding_ < planner_.jobs_ahead(chunk)) {
           const std::size_t count = std::min(chunk, n_ - next_);
-          auto j = make_job(next_, count, opts_, prefix, run_.buffer());
+          // A job whose items are lent needs only a small payload: no large spare buffer for it.
+          auto j = make_job(next_, count, opts_, prefix,
+                            lent_ ? std::vector<std::byte>{} : run_.buffer());
           j->sink = this;
           const std::size_t before = j->payload.size();
           encoder body(j->payload);
           fill(*j, body, next_, count);
+          lent_ = !j->borrowed.empty();
           planner_.note_input(count, j->payload.size() - before + j->borrowed.size());
           next_ += count;
           ++outstanding_;
@@ -397,6 +400,7 @@ class process_map_call final : public ipc::job_sink {
   std::size_t next_ = 0;
   std::vector<std::unique_ptr<ipc::job>> batch_;
   std::size_t outstanding_ = 0;
+  bool lent_ = false;           // the last job borrowed its items (runner::lends)
   std::size_t wake_below_ = 0;  // the caller wants to hear when outstanding_ drops to this
   std::size_t done_ = 0;
   std::exception_ptr error_;

@@ -22,7 +22,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -1024,15 +1023,8 @@ class engine {
   /// ring is full), a mark in the ring and the task on the socket. Without rings, the socket.
   /// False when not even the mark fits now (the worker is behind: the task waits).
   static bool send_task(slot& s, const job& j) {
-    const std::size_t size = j.payload.size() + j.borrowed.size();
-    if (s.rings) {
-      if (std::byte* at = s.tasks.reserve(frame_type::task, frame_flags::none, j.id, size)) {
-        if (!j.payload.empty()) std::memcpy(at, j.payload.data(), j.payload.size());
-        if (!j.borrowed.empty())
-          std::memcpy(at + j.payload.size(), j.borrowed.data(), j.borrowed.size());
-        return true;
-      }
-    }
+    if (s.rings && s.tasks.put(frame_type::task, frame_flags::none, j.id, j.payload, j.borrowed))
+      return true;
     const std::size_t mark = s.out.size();
     append_frame(s.out, frame_type::task, frame_flags::none, j.id, j.payload, j.borrowed);
     if (!s.rings) return true;

@@ -184,8 +184,8 @@ inline header_bytes encode_header(frame_type type, frame_flags flags, std::uint6
   return out;
 }
 
-/// Appends header and payload to `out`: many small frames batched into one buffer, one write.
-/// Appends one frame whose payload is `payload` followed by `rest`.
+/// Appends one frame, its payload `payload` followed by `rest`, to `out`: many small frames
+/// batched into one buffer, one write.
 inline void append_frame(std::vector<std::byte>& out, frame_type type, frame_flags flags,
                          std::uint64_t task_id, std::span<const std::byte> payload,
                          std::span<const std::byte> rest = {}) {

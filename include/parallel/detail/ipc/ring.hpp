@@ -114,12 +114,14 @@ class frame_ring {
     return base_ + offset + header_size;
   }
 
-  /// Copies a whole frame in; false when it does not fit now.
+  /// Copies a whole frame in, its payload `payload` followed by `rest`; false when it does not
+  /// fit now.
   bool put(frame_type type, frame_flags flags, std::uint64_t task_id,
-           std::span<const std::byte> payload) noexcept {
-    std::byte* at = reserve(type, flags, task_id, payload.size());
+           std::span<const std::byte> payload, std::span<const std::byte> rest = {}) noexcept {
+    std::byte* at = reserve(type, flags, task_id, payload.size() + rest.size());
     if (at == nullptr) return false;
     if (!payload.empty()) std::memcpy(at, payload.data(), payload.size());
+    if (!rest.empty()) std::memcpy(at + payload.size(), rest.data(), rest.size());
     return true;
   }
 
