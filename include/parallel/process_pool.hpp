@@ -29,6 +29,7 @@
 #include "detail/algorithms/process_verbs.hpp"
 #include "detail/algorithms/void_results.hpp"
 #include "detail/ipc/engine.hpp"
+#include "detail/ipc/job_mailbox.hpp"
 #include "detail/ipc/spawn_start.hpp"
 #include "detail/ipc/start_plan.hpp"
 #include "detail/ipc/worker.hpp"
@@ -104,8 +105,8 @@ class process_pool_core {
           "kernel.threads-max is reached, or no memory is left for its stack); no worker was "
           "started. Raise the limit, or end other pools first");
     }
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return ready_; });
+    std::unique_lock lock(mailbox_.mutex());
+    mailbox_.changed().wait(lock, [this] { return ready_; });
     if (startup_error_) {
       lock.unlock();
       io_.join();
@@ -119,7 +120,7 @@ class process_pool_core {
   /// Finishes every task already submitted, then ends the workers.
   ~process_pool_core() {
     {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(mailbox_.mutex());
       stopping_ = true;
     }
     wake_.signal();
@@ -133,11 +134,7 @@ class process_pool_core {
   /// Jobs go to the inbox; when no one drives the engine, the caller sends them itself (no hop
   /// through the loop), else the driver, or the loop woken for them, takes them.
   void post(std::vector<std::unique_ptr<ipc::job>>& batch) {
-    {
-      std::lock_guard lock(mutex_);
-      for (auto& j : batch) inbox_.push_back(std::move(j));
-    }
-    batch.clear();
+    mailbox_.post(batch);
     if (!driving_here() && !gate_->loop_waits.load(std::memory_order_relaxed) &&
         gate_->mutex.try_lock()) {
       std::unique_lock drive(gate_->mutex, std::adopt_lock);
@@ -191,29 +188,14 @@ class process_pool_core {
 
   /// Returns once the I/O thread has dropped the sink's jobs: it never calls the sink again.
   void cancel(ipc::job_sink* sink) {
-    std::unique_lock lock(mutex_);
-    cancels_.push_back(sink);
-    const std::uint64_t ticket = ++cancel_requests_;
-    wake_.signal();
-    changed_.wait(lock, [&] { return cancel_done_ >= ticket; });
+    mailbox_.cancel(sink, [this] { wake_.signal(); });
   }
 
-  /// future::cancel of a submitted task: true when its job was not sent to a worker yet, and
-  /// now never will be (the sink is not called). Waits for the I/O thread's answer, which comes
-  /// at its next round: it is woken for it.
+  /// future::cancel of a submitted task: true when its job was not sent to a worker yet (or
+  /// its worker had not started it), and now never will be (the sink is not called). Waits for
+  /// the I/O thread's answer, which comes at its next round: it is woken for it.
   bool withdraw(ipc::job_sink* sink) {
-    std::unique_lock lock(mutex_);
-    const auto posted = std::find_if(inbox_.begin(), inbox_.end(),
-                                     [sink](const auto& j) { return j->sink == sink; });
-    if (posted != inbox_.end()) {  // the I/O thread has not seen it yet
-      inbox_.erase(posted);
-      return true;
-    }
-    withdrawal_request request{sink};
-    withdrawals_.push_back(&request);
-    wake_.signal();
-    changed_.wait(lock, [&] { return request.answered; });
-    return request.taken;
+    return mailbox_.withdraw(sink, [this] { wake_.signal(); });
   }
 
   /// Jobs whose outcome the I/O thread has delivered so far.
@@ -243,25 +225,10 @@ class process_pool_core {
   /// Takes what callers left for the loop: jobs, cancellations, withdrawals. Under the gate's
   /// mutex (whoever drives). True when the pool is ending and nothing is left to do.
   bool intake(ipc::engine& engine) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(mailbox_.mutex());
     ipc::mailbox_bell& mail = gate_->mail;
-    mail.seen = mail.posted.load(std::memory_order_relaxed);  // the inbox has them all
-    for (auto& j : inbox_) engine.post(std::move(j));
-    inbox_.clear();
-    if (!cancels_.empty()) {
-      for (auto* sink : cancels_) engine.cancel(sink);
-      cancels_.clear();
-      cancel_done_ = cancel_requests_;
-      changed_.notify_all();
-    }
-    if (!withdrawals_.empty()) {
-      for (auto* request : withdrawals_) {
-        request->taken = engine.withdraw(request->sink);
-        request->answered = true;
-      }
-      withdrawals_.clear();
-      changed_.notify_all();
-    }
+    mail.seen = mail.posted.load(std::memory_order_relaxed);  // the mailbox has them all
+    mailbox_.deliver(engine);
     return stopping_ && engine.outstanding() == 0;
   }
 
@@ -362,10 +329,10 @@ class process_pool_core {
       cfg.spares = &spares_;
       engine.emplace(std::move(cfg), plan_.start);
     } catch (...) {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(mailbox_.mutex());
       startup_error_ = std::current_exception();
       ready_ = true;
-      changed_.notify_all();
+      mailbox_.changed().notify_all();
       return;
     }
     driving_here() = true;  // a sink that posts from this thread must not take the gate
@@ -373,10 +340,10 @@ class process_pool_core {
     engine_ = &*engine;
     gate_->core = this;
     {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(mailbox_.mutex());
       ready_ = true;
     }
-    changed_.notify_all();
+    mailbox_.changed().notify_all();
     // The loop holds the engine except while it sleeps: then a waiting caller may drive it.
     while (!intake(*engine)) {
       // The engine settles what it can place itself (a worker that cannot start, a result the
@@ -407,21 +374,10 @@ class process_pool_core {
   std::size_t workers_;
   pool_options opts_;
   start_plan plan_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
+  ipc::job_mailbox mailbox_;  // its mutex and condition guard ready_, stopping_ too
   bool ready_ = false;
   bool stopping_ = false;
   std::exception_ptr startup_error_;
-  std::vector<std::unique_ptr<ipc::job>> inbox_;
-  std::vector<ipc::job_sink*> cancels_;
-  struct withdrawal_request {
-    ipc::job_sink* sink;
-    bool answered = false;
-    bool taken = false;
-  };
-  std::vector<withdrawal_request*> withdrawals_;  // each on its caller's stack until answered
-  std::uint64_t cancel_requests_ = 0;
-  std::uint64_t cancel_done_ = 0;
   os::wakeup wake_;
   std::shared_ptr<engine_gate> gate_ = std::make_shared<engine_gate>();
   ipc::engine* engine_ = nullptr;  // the loop's, while it runs (under the gate's mutex)

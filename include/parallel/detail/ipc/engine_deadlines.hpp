@@ -1,0 +1,104 @@
+// ipc::engine, continued (engine.hpp includes this at its end): deadlines, each computed the same
+// way by check_timeouts() (has it passed?) and next_deadline_ms() (how long may the loop
+// sleep?): a worker's handshake, its becoming ready (the pool's initializer), and the item a
+// worker runs. The loop sleeps until the nearest one; nothing here polls.
+#pragma once
+
+namespace parallel::detail::ipc {
+
+inline engine::start_limit engine::start_deadline(const slot& s) const noexcept {
+  start_limit best;
+  if (cfg_.start_timeout.count() > 0) {
+    best.limit_ms = static_cast<std::uint64_t>(cfg_.start_timeout.count());
+    best.at_ns = s.alive_ns + best.limit_ms * ns_per_ms;
+  }
+  for (const auto& j : s.jobs->in_flight) {
+    if (j->timeout.count() <= 0 || j->sink == nullptr) continue;
+    const auto limit = static_cast<std::uint64_t>(j->timeout.count());
+    const std::uint64_t at = std::max(s.alive_ns, j->sent_ns) + limit * ns_per_ms;
+    if (best.at_ns == 0 || at < best.at_ns) best = {at, limit, true};
+  }
+  return best;
+}
+
+inline void engine::check_timeouts() {
+  const std::uint64_t now = os::monotonic_ns();
+  for (auto& s : slots_) {
+    if (s.pid < 0 || s.stopping != stop_reason::none) continue;
+    if (!s.alive) {
+      if (cfg_.handshake_timeout.count() > 0 &&
+          now - s.launched_ns >
+              static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * ns_per_ms)
+        stop_worker(s, stop_reason::timeout, {});
+      continue;
+    }
+    if (!s.greeted) {
+      const start_limit limit = start_deadline(s);
+      if (limit.at_ns != 0 && now >= limit.at_ns) {
+        stop_worker(
+            s, stop_reason::start_timeout,
+            "parallel: a worker process (pid " + std::to_string(s.pid) + ") was not ready within " +
+                std::to_string(limit.limit_ms) +
+                " ms: the pool's initializer had not returned; it was stopped. " +
+                (limit.from_call ? "The call's options.timeout bounds the wait for a worker too: "
+                                   "make the initializer return sooner, or give the call a "
+                                   "longer timeout"
+                                 : "Make the initializer return sooner, or give the pool a "
+                                   "longer start_timeout"));
+      }
+      continue;
+    }
+    const job* running = running_job(s);
+    if (running == nullptr || running->timeout.count() <= 0) continue;
+    const std::uint64_t since = s.shared->control().started_ns.load(std::memory_order_relaxed);
+    const auto limit = static_cast<std::uint64_t>(running->timeout.count()) * ns_per_ms;
+    if (now > since && now - since > limit) stop_worker(s, stop_reason::timeout, {});
+  }
+}
+
+inline const job* engine::running_job(const slot& s) const noexcept {
+  const std::uint64_t started = s.shared->control().started_seq.load(std::memory_order_acquire);
+  for (const auto& j : s.jobs->in_flight)
+    if (j->seq == started) return j.get();
+  return nullptr;
+}
+
+inline int engine::next_deadline_ms() const noexcept {
+  std::uint64_t best = std::numeric_limits<std::uint64_t>::max();  // ns from now
+  const std::uint64_t now = os::monotonic_ns();
+  const auto until = [&](std::uint64_t at_ns) {
+    best = std::min(best, at_ns > now ? at_ns - now : 0);
+  };
+  for (const auto& s : slots_) {
+    if (s.pid < 0 || s.stopping != stop_reason::none) continue;
+    if (!s.alive) {
+      if (cfg_.handshake_timeout.count() > 0)
+        until(s.launched_ns +
+              static_cast<std::uint64_t>(cfg_.handshake_timeout.count()) * ns_per_ms);
+      continue;
+    }
+    if (!s.greeted) {
+      if (const start_limit limit = start_deadline(s); limit.at_ns != 0) until(limit.at_ns);
+      continue;
+    }
+    const job* running = running_job(s);
+    for (const auto& j : s.jobs->in_flight) {
+      if (j->timeout.count() <= 0 || j->sink == nullptr) continue;
+      const auto limit = static_cast<std::uint64_t>(j->timeout.count()) * ns_per_ms;
+      if (j.get() == running) {
+        until(s.shared->control().started_ns.load(std::memory_order_relaxed) + limit);
+      } else {
+        // Queued behind another: it may start at any moment without a word, so look again
+        // no later than one timeout from now (it is then seen running, or not yet).
+        until(now + limit);
+      }
+    }
+  }
+  for (const auto& r : retired_)
+    if (!r.killed) until(r.deadline_ns);
+  if (best == std::numeric_limits<std::uint64_t>::max()) return std::numeric_limits<int>::max();
+  // Rounded up: 300 us left must not become a wait of 0 ms, which would spin.
+  return static_cast<int>(std::min<std::uint64_t>((best + ns_per_ms - 1) / ns_per_ms, 1u << 30));
+}
+
+}  // namespace parallel::detail::ipc
