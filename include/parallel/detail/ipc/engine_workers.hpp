@@ -277,7 +277,7 @@ inline void engine::end_worker(slot& s) {
                       item + "; it was replaced"));
     }
   }
-  core_.lose(i, culprit, error);
+  core_.lose(i, culprit, std::move(error));
   s.relaunch = cfg_.keep_workers;
 }
 

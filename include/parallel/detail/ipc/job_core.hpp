@@ -196,8 +196,10 @@ class job_core {
   }
 
   /// Worker i is gone, or not to be used again: `culprit` (one of its jobs, or none) fails with
-  /// `error`; the others, which it never finished, go back to the queue ahead of the rest.
-  void lose(std::size_t i, const job* culprit, const std::exception_ptr& error) {
+  /// `error`; the others, which it never finished, go back to the queue ahead of the rest. The
+  /// error is moved to the culprit's sink: the caller that catches it must be its only owner
+  /// (fail_all), so the transport keeps no copy.
+  void lose(std::size_t i, const job* culprit, std::exception_ptr error) {
     std::deque<std::unique_ptr<job>> jobs = take_lane(i);
     std::unique_ptr<job> failed;
     const auto at = std::find_if(jobs.begin(), jobs.end(),
@@ -207,7 +209,7 @@ class job_core {
       jobs.erase(at);
     }
     requeue(std::move(jobs));
-    if (failed) fail(*failed, error);
+    if (failed) fail(*failed, std::move(error));
   }
 
   /// For a transport that cannot go on as it is: every job, sent or not, fails with an

@@ -285,7 +285,7 @@ class cluster {
                       : std::make_exception_ptr(parallel::error(why));
     }
     drop_sends(r);
-    core_.lose(i, culprit, error);
+    core_.lose(i, culprit, std::move(error));
   }
 
   // Sends the rank will never take: cancelled (best effort) and let go.
