@@ -218,3 +218,15 @@ TEST_CASE("job core: a job limited to the first workers never goes to the others
   CHECK(sink.errors.size() == 3);
   CHECK(core.outstanding() == 0);
 }
+
+TEST_CASE("job core: a transport that sees results late keeps a worker's next job there",
+          "[job_core]") {
+  recording_sink sink;
+  job_core core(1, {.min_depth = 2});  // as the MPI cluster, whose loop polls
+  for (std::uint64_t i = 0; i < 4; ++i) core.post(make_job(sink, i));
+  CHECK(dispatch_all(core, 0).size() == 2);  // no cost known yet: still the next one
+  answer(core, 0, 50'000'000, 50'000'000);   // a job takes 50 ms
+  CHECK(dispatch_all(core, 50'000'000).size() == 1);
+  CHECK(core.at(0).in_flight.size() == 2);  // behind a long job, one and no more
+  CHECK(core.pending() == 1);
+}

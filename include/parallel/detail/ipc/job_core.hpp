@@ -57,6 +57,9 @@ class job_core {
     std::atomic<std::uint64_t>* delivered = nullptr;
     /// Where a finished job leaves its payload buffer for the callers' next jobs (null: freed).
     payload_cache* spares = nullptr;
+    /// Jobs a worker holds whatever their length: 2 for a transport that sees a result late
+    /// (the MPI cluster polls, sleeping up to 1 ms): its workers' next job is already there.
+    std::size_t min_depth = 1;
   };
 
   explicit job_core(std::size_t workers) : lanes_(workers) {}
@@ -290,9 +293,11 @@ class job_core {
   /// queued behind the running job, so a worker never waits for its next short job; one job
   /// behind a job of a few milliseconds; none behind a long one, nor while no job's cost is
   /// known yet (a first job that runs for seconds holds nothing that an idle worker could run).
+  /// Never fewer than config::min_depth.
   std::size_t depth() const noexcept {
-    if (job_ns_ == 0 || job_ns_ >= long_job_ns) return 1;
-    return std::clamp<std::size_t>(static_cast<std::size_t>(queue_budget_ns / job_ns_) + 1, 2, 64);
+    if (job_ns_ == 0 || job_ns_ >= long_job_ns) return std::max<std::size_t>(cfg_.min_depth, 1);
+    return std::clamp<std::size_t>(static_cast<std::size_t>(queue_budget_ns / job_ns_) + 1,
+                                   std::max<std::size_t>(cfg_.min_depth, 2), 64);
   }
 
   /// How long until worker i could start one more job: the time left of its running job, then
@@ -318,8 +323,8 @@ class job_core {
   };
 
   /// The worker for job j: among those `fits(i)` accepts, and j.workers allows, the one that
-  /// could start it soonest, within queue_budget_ns and holding fewer than depth() jobs. none:
-  /// every worker has enough for now.
+  /// could start it soonest, within queue_budget_ns (or holding fewer than config::min_depth)
+  /// and holding fewer than depth() jobs. none: every worker has enough for now.
   template <class Fits>
   std::size_t least_busy(const job& j, std::uint64_t now, Fits&& fits) const {
     const std::size_t limit = depth();
@@ -329,9 +334,10 @@ class job_core {
     bool best_empty = false;
     for (std::size_t i = 0; i < n; ++i) {
       const fit f = fits(i);
-      if (f == fit::no || lanes_[i].live() >= limit) continue;
+      const std::size_t live = lanes_[i].live();
+      if (f == fit::no || live >= limit) continue;
       const std::uint64_t busy = busy_for_ns(i, now);
-      if (busy > queue_budget_ns) continue;
+      if (busy > queue_budget_ns && live >= cfg_.min_depth) continue;
       if (best == none || busy < best_busy ||
           (busy == best_busy && best_empty && f == fit::ready)) {
         best = i;

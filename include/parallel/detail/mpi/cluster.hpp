@@ -3,11 +3,11 @@
 // exactly as they reach a process pool: jobs in, results out through each job's sink.
 //
 // The jobs are the job core's (ipc::job_core, shared with the process engine): a job goes to the
-// rank that could start it soonest, with only as much queued there as it will start within about
-// a millisecond, so a rank never waits for its next short task while the previous result
-// travels, and an idle rank never waits while another holds work. Results come back in the
-// order a rank was sent its jobs; a rank's first job in flight is the one it runs, and only that
-// one's time counts against options.timeout.
+// rank that could start it soonest. A rank holds the job it runs and the next one, whatever
+// their length (this loop polls MPI and may see a result up to a millisecond late: the rank must
+// not wait for it), and more short ones, up to about a millisecond of work. Results come back in
+// the order a rank was sent its jobs; a rank's first job in flight is the one it runs, and only
+// that one's time counts against options.timeout.
 #pragma once
 
 #include <algorithm>
@@ -36,7 +36,8 @@ namespace parallel::detail::ranks {
 class cluster {
  public:
   explicit cluster(int size)
-      : ranks_(static_cast<std::size_t>(size > 1 ? size - 1 : 0)), core_(ranks_.size()) {
+      : ranks_(static_cast<std::size_t>(size > 1 ? size - 1 : 0)),
+        core_(ranks_.size(), {.min_depth = 2}) {
     for (std::size_t i = 0; i < ranks_.size(); ++i) ranks_[i].rank = static_cast<int>(i) + 1;
     io_ = std::thread([this] { loop(); });
   }
