@@ -11,6 +11,10 @@
 // allocated; bad input throws parallel::error("parallel: protocol error: ...").
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <bit>
 #include <concepts>
 #include <cstddef>

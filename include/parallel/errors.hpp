@@ -1,6 +1,10 @@
 // The library's error types. Every failure the library reports derives from parallel::error.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <cstddef>
 #include <limits>
 #include <stdexcept>

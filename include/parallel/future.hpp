@@ -4,6 +4,10 @@
 // How a completion reaches continuations and waiters: detail/futures/completion.hpp.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>

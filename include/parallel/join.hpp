@@ -3,6 +3,10 @@
 // described in detail/scheduler/README.md.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <functional>
 #include <optional>
 #include <type_traits>

@@ -3,6 +3,10 @@
 // the verbs run on threads{}. This header only dispatches: each policy's backend does the work.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <ranges>
 #include <type_traits>
 #include <utility>

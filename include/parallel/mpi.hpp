@@ -12,6 +12,10 @@
 // dynamically (the least busy rank takes the next chunk, two chunks in flight per rank).
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>

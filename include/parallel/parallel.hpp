@@ -2,6 +2,10 @@
 // The umbrella header: everything public, nothing else.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include "codec.hpp"
 #include "errors.hpp"
 #include "future.hpp"

@@ -1,6 +1,10 @@
 // Execution policies (which backend runs a verb) and the options every verb takes.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <chrono>
 #include <cstddef>
 #include <type_traits>

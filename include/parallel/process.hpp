@@ -16,6 +16,10 @@
 // nothing in the child but run f, so only f can meet them.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <chrono>
 #include <concepts>
 #include <cstdio>

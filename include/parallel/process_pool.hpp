@@ -4,6 +4,10 @@
 // captures and its arguments; results come back through the codec.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>

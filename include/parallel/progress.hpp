@@ -1,6 +1,10 @@
 // Progress reporting for the verbs: any (done, total) callable, or a tqdm-style bar on stderr.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <algorithm>
 #include <chrono>
 #include <concepts>

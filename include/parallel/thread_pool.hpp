@@ -2,6 +2,10 @@
 // (Python's ThreadPool / ThreadPoolExecutor). The scheduler itself lives in detail/scheduler.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <cstddef>
 #include <functional>
 #include <memory>

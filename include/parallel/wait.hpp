@@ -3,6 +3,10 @@
 // a hook that wakes the waiter (detail/futures/completion.hpp).
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 #include <chrono>
 #include <cstddef>
 #include <iterator>

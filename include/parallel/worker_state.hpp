@@ -2,6 +2,10 @@
 // worker_state), on every backend.
 #pragma once
 
+// clang-format off
+#include "detail/requires_cxx20.hpp"  // first: before any code that needs C++20
+// clang-format on
+
 namespace parallel {
 
 /// The calling worker's own T: value-initialised the first time a task on that worker asks for

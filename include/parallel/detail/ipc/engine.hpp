@@ -1,7 +1,11 @@
 // The caller's side of the process backends: a set of worker processes, one socketpair and one
 // shared arena each, and the loop that sends them jobs and collects their results. One thread
 // drives an engine (the caller's thread for a fork-per-call map, the pool's I/O thread for a
-// process_pool); the jobs' sinks are called on that thread.
+// process_pool); the jobs' sinks are called on that thread. What happens to the jobs (which
+// worker gets the next one, a result, a worker's loss, a cancel) is the job core's (job_core.hpp),
+// shared with the MPI cluster; the engine starts and watches the workers and moves the bytes. Its
+// members are split by concern: engine_loop.hpp (the loop's and a driving caller's rounds),
+// engine_workers.hpp, engine_wire.hpp and engine_deadlines.hpp.
 //
 // Every wait here has a way out: a worker's end is seen at once (its process watch fires, its
 // channel reaches EOF), a job's timeout is checked against the time the worker says the item
