@@ -6,7 +6,7 @@
 // happened. One thread uses a core: the one that drives its transport.
 //
 // Dispatch is on demand: a worker holds the job it runs and only as much queued behind it as it
-// will start within about a millisecond (depth(), busy_for_ns()), so an idle worker never waits
+// will start within about a millisecond (depth(), least_busy()), so an idle worker never waits
 // while another holds work it has not started.
 #pragma once
 
@@ -300,20 +300,6 @@ class job_core {
                                    std::max<std::size_t>(cfg_.min_depth, 2), 64);
   }
 
-  /// How long until worker i could start one more job: the time left of its running job, then
-  /// the typical time of each job queued behind it. A running job past the typical time is taken
-  /// to need as long again as it has run so far (a job that is slow now tends to stay slow): so
-  /// a worker stuck in a long job soon gets nothing queued behind it, while the others do.
-  std::uint64_t busy_for_ns(std::size_t i, std::uint64_t now) const noexcept {
-    const lane& l = lanes_[i];
-    const std::size_t live = l.live();
-    if (live == 0) return 0;
-    if (l.in_flight.front()->withdrawn) return live * job_ns_;
-    const std::uint64_t ran = now > l.front_since_ns ? now - l.front_since_ns : 0;
-    const std::uint64_t left = ran < job_ns_ ? job_ns_ - ran : ran;
-    return left + (live - 1) * job_ns_;
-  }
-
   /// What a transport says of worker i for the next job.
   enum class fit {
     no,     // it cannot take one now (not started, ending, lost, its queue full)
@@ -334,9 +320,10 @@ class job_core {
     bool best_empty = false;
     for (std::size_t i = 0; i < n; ++i) {
       const fit f = fits(i);
+      if (f == fit::no) continue;
       const std::size_t live = lanes_[i].live();
-      if (f == fit::no || live >= limit) continue;
-      const std::uint64_t busy = busy_for_ns(i, now);
+      if (live >= limit) continue;
+      const std::uint64_t busy = busy_for_ns(lanes_[i], live, now);
       if (busy > queue_budget_ns && live >= cfg_.min_depth) continue;
       if (best == none || busy < best_busy ||
           (busy == best_busy && best_empty && f == fit::ready)) {
@@ -349,6 +336,19 @@ class job_core {
   }
 
  private:
+  /// How long until a worker could start one more job, holding `live` jobs it will run in `l`:
+  /// the time left of its running job, then the typical time of each job queued behind it. A
+  /// running job past the typical time is taken to need as long again as it has run so far (a
+  /// job that is slow now tends to stay slow): so a worker stuck in a long job soon gets nothing
+  /// queued behind it, while the others do.
+  std::uint64_t busy_for_ns(const lane& l, std::size_t live, std::uint64_t now) const noexcept {
+    if (live == 0) return 0;
+    if (l.in_flight.front()->withdrawn) return live * job_ns_;
+    const std::uint64_t ran = now > l.front_since_ns ? now - l.front_since_ns : 0;
+    const std::uint64_t left = ran < job_ns_ ? job_ns_ - ran : ran;
+    return left + (live - 1) * job_ns_;
+  }
+
   /// A job's last call to its sink; the callers who watch for news without sleeping see it.
   void finished(job_sink& sink, job& j) {
     sink.done(j);
