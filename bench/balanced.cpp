@@ -1,8 +1,7 @@
 // balanced: 1e6 items of ~50 ns each (parallel_bench::spin, 60 dependent hash rounds). Equal
 // items, but too small to be a task each: this measures automatic chunking.
 //
-// Issue 2's target: parallel_map >= 1.9x faster than sequential on 2 cores, and within 1.1x of
-// tbb.
+// Target: parallel_map >= 1.9x faster than sequential on 2 cores, and within 1.1x of tbb.
 #include <cstddef>
 #include <cstdint>
 #include <numeric>

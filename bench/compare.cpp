@@ -1,4 +1,4 @@
-// compare: the C++ half of ./scripts/bench (issue 6). bench/compare.py chooses the grid and runs
+// compare: the C++ half of ./scripts/bench. bench/compare.py chooses the grid and runs
 // this program with one --cell per workload; every cell runs as
 //
 //   sequential                   a plain loop in the calling thread: the baseline
@@ -13,9 +13,9 @@
 // Cells (--cell=KIND:PARAM:N):
 //   spin:NS:N          N items of ~NS ns of CPU each (parallel_bench::spin), uint64 -> uint64
 //   bytes:SIZE:N       N results of SIZE bytes (std::vector<char> filled from the item)
-//   square:0:N         seed 000: x*x over a list of N ints
-//   slow_pow:MS:N      seed 003: starmap of slow_pow(x, 2) with an MS ms sleep, 5 workers (Pool(5))
-//   params:0:N         seed 004: imap of a function over N parameter dicts
+//   square:0:N         Pool.map: x*x over a list of N ints
+//   slow_pow:MS:N      Pool.starmap of slow_pow(x, 2) with an MS ms sleep, 5 workers (Pool(5))
+//   params:0:N         Pool.imap of a function over N parameter dicts
 //                      (std::map<std::string, int>) returning a result dict
 //   roundtrip:0:N      N calls of x + 1, one at a time: submit(f, x).get() back to back on the
 //                      pools and on threads (a parallel::thread_pool); the variant `socketpair`
@@ -86,9 +86,9 @@ auto spin_item(std::uint64_t ns) {
 auto bytes_item(std::size_t size) {
   return [size](int x) { return std::vector<char>(size, static_cast<char>(x)); };
 }
-/// Seed 000: `def square(x): return x**2`.
+/// Python's `def square(x): return x**2`.
 constexpr auto square = [](int x) { return x * x; };
-/// Seed 003: `def slow_pow(x, y): time.sleep(1); return pow(x, y)`, with the sleep scaled.
+/// Python's `def slow_pow(x, y): time.sleep(1); return pow(x, y)`, with the sleep scaled.
 auto slow_pow(int ms) {
   return [ms](int x, int y) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
@@ -97,7 +97,7 @@ auto slow_pow(int ms) {
     return r;
   };
 }
-/// Seed 004: function_to_parallelize(params) -> {'sum': param1 + param2}.
+/// Python's function_to_parallelize(params) -> {'sum': param1 + param2}.
 using dict = std::map<std::string, int>;
 constexpr auto function_to_parallelize = [](const dict& params) {
   return dict{{"sum", params.at("param1") + params.at("param2")}};
@@ -105,7 +105,7 @@ constexpr auto function_to_parallelize = [](const dict& params) {
 
 // --- one workload -----------------------------------------------------------------------------
 
-/// Which verb a workload goes through: as the seed it comes from calls it.
+/// Which verb a workload goes through: the one its Python version calls.
 enum class verb { map, starmap, imap, submit };
 
 template <verb V, class F, class In>

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The sequential loop against every pooled backend and the peers: ./scripts/bench (issue 6).
+"""The sequential loop against every pooled backend and the peers: ./scripts/bench.
 
     /usr/bin/python3 bench/compare.py [--quick] [--build DIR] [--out DIR] [--only REGEX]
                                       [--repetitions N] [--min-time S] [--budget S] [--no-python]
@@ -16,15 +16,16 @@ bench/results/quick/):
   compare.md     the tables, with machine, load and method      compare.json  every timing
   speedup.svg    speedup against item cost, one line per backend and peer, the 2-core ideal
   scaling.svg    time against number of items, and against result size, per backend
+  choose.svg     which backend for an item cost: the pick per cost range, from the same medians
 
 Families (full mode; --quick in brackets):
   cost    items of 10 ns .. 10 ms, as many as ~100 ms [20 ms] of sequential work, 100 [10] to
           1e7 [2e6] items
   count   1 us items, 1e2 .. 1e6 [2e4] of them
   bytes   200 [50] results of 64 B .. 1 MiB each
-  seeds   the tutorials': square over 1e6 ints (seed 000), slow_pow via starmap with 100 ms
-          sleeps on 5 workers (seed 003's, scaled from 1 s), 1 MiB results (the bytes family's
-          last cell), imap over 1e4 [2000] parameter dicts (seed 004)
+  idioms  Python's idioms: Pool.map of square over 1e6 ints, slow_pow via Pool.starmap with
+          100 ms sleeps on 5 workers (Pool(5), scaled from 1 s), 1 MiB results (the bytes
+          family's last cell), Pool.imap over 1e4 [2000] parameter dicts
   latency fixed costs, in time per call next to the machine's floor measured in the same run
           (a raw socketpair round trip to a forked process): submit(f, x).get() one call at a
           time, 2000 [500] of them (Pool.apply, executor.submit(...).result() for Python), and
@@ -118,7 +119,7 @@ def grid(mode):
     count = [cell("spin", 1000, n, f"{fmt_count(n)} items") for n in m["counts"]]
     nb = m["bytes_items"]
     sizes = [cell("bytes", size, nb, f"{fmt_bytes(size)} x {nb}") for size in SIZES]
-    seeds = [cell("square", 0, 10**6, "square: x**2 over 1e6 ints"),
+    idioms = [cell("square", 0, 10**6, "square: x**2 over 1e6 ints"),
              cell("slow_pow", 100, 10, "slow_pow: 10 x 100 ms sleep, 5 workers"),
              dict(sizes[-1], label=f"{nb} results of 1 MiB"),
              cell("params", 0, m["params"], f"imap over {fmt_count(m['params'])} param dicts")]
@@ -129,7 +130,7 @@ def grid(mode):
              "sequential loop of the same run)", cost),
             ("count", "Speedup against number of items (1 us items)", count),
             ("bytes", f"Speedup against result size ({nb} results of each size)", sizes),
-            ("seeds", "The tutorials' workloads", seeds),
+            ("idioms", "Python idioms: Pool.map, Pool.starmap, large results, Pool.imap", idioms),
             ("latency", "Fixed costs: time per call (median, min-max), and against one raw "
              "socketpair round trip of the same run", latency)]
 
@@ -149,12 +150,12 @@ FAMILY_NOTES = {
                 "both sides blocking in read(): what one message each way costs on this machine. "
                 "'x floor' divides by its median. The process pools' columns run on 2 workers "
                 "(all cores)."],
-    "seeds": ["slow_pow sleeps, so its ideal is 5x on 5 workers (threads{.workers = 5}, pools of "
+    "idioms": ["slow_pow sleeps, so its ideal is 5x on 5 workers (threads{.workers = 5}, pools of "
               "5, OpenMP num_threads(5), a oneTBB task_arena of 5; std::execution::par cannot be "
               "given a thread count and runs on oneTBB's 2).",
               "The OpenMP, oneTBB and std::execution::par columns of starmap and imap run the "
               "same function into a vector: they have neither verb. Python's imap uses each "
-              "library's default chunksize, as the seed calls it (Pool.imap: 1)."],
+              "library's default chunksize, as a call without one does (Pool.imap: 1)."],
 }
 
 # --- the machine and its load -----------------------------------------------------------------
@@ -423,7 +424,7 @@ def main():
                         help="the CMake build directory with bench/bench_compare")
     parser.add_argument("--out", type=Path, help="where the results go (bench/results/, "
                         "--quick: bench/results/quick/)")
-    parser.add_argument("--only", help="regex on family names and cell ids, e.g. 'seeds|spin:10:'")
+    parser.add_argument("--only", help="regex on family names and cell ids, e.g. 'idioms|spin:10:'")
     parser.add_argument("--repetitions", type=int)
     parser.add_argument("--min-time", type=float, help="seconds per C++ repetition at least")
     parser.add_argument("--budget", type=float, help="seconds a Python peer's run may take")

@@ -1,8 +1,7 @@
 // cpu: 1000 items of ~100 us each (parallel_bench::spin, 74000 dependent hash rounds). Coarse,
 // equal items: any scheduler should reach the core count here; this is the sanity check.
 //
-// Issue 2's target: parallel_map >= 1.9x faster than sequential on 2 cores, and within 1.1x of
-// tbb.
+// Target: parallel_map >= 1.9x faster than sequential on 2 cores, and within 1.1x of tbb.
 #include <cstddef>
 #include <cstdint>
 #include <numeric>

@@ -5,7 +5,7 @@
 // 0 (plus whatever spinning it does in the first moments before it blocks).
 //
 // The reported time is the length of the idle period (manual time, one iteration), not a cost.
-// Issue 2's target: cpu_s == 0 for a parallel::thread_pool.
+// Target: cpu_s == 0 for a parallel::thread_pool.
 #include <time.h>
 
 #include <chrono>

@@ -5,7 +5,7 @@
 // scheduling, and how automatic chunking copes with items whose cost it cannot guess from the
 // first ones.
 //
-// Issue 2's target: parallel_map at least as fast as omp_dynamic and tbb.
+// Target: parallel_map at least as fast as omp_dynamic and tbb.
 #include <cstddef>
 #include <cstdint>
 #include <vector>

@@ -1,5 +1,5 @@
 // mpi_map: parallel::mpi across the ranks of an MPI job, next to processes<start::fork> with as
-// many workers as there are serving ranks, and the sequential loop (issue 7). Run it under
+// many workers as there are serving ranks, and the sequential loop. Run it under
 // mpirun; rank 0 runs the benchmarks, the other ranks serve:
 //
 //   mpirun --allow-run-as-root --oversubscribe -np 3 build/bench/bench_mpi_map

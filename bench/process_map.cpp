@@ -1,4 +1,4 @@
-// process_map: the process backend's workloads of issue 3, each as a sequential loop, as a
+// process_map: the process backend's workloads, each as a sequential loop, as a
 // fork-per-call map (parallel::processes<start::fork>: workers forked at the call, timed with
 // the call) and on a persistent parallel::process_pool<start::fork> (started and warmed outside
 // the timing). bench/peers/process_peers.py runs the same workloads through Python's
@@ -13,11 +13,11 @@
 //   process_roundtrip     1000 tasks one at a time (submit, get), pool     counter us_per_task
 //
 // startup and roundtrip run for each start method (fork, spawn, forkserver; startup also per
-// call), next to Python's Pool with each start method (issue 4).
+// call), next to Python's Pool with each start method.
 //
-// Issue 3's targets (2 cores): <= 5 us per task at chunksize 1; <= 0.3 us per item batched;
+// Targets (2 cores): <= 5 us per task at chunksize 1; <= 0.3 us per item batched;
 // >= 1.9x the sequential loop on 1 ms items; 1 MiB results at >= 10x the throughput of Python's
-// Pool; a fork pool of 2 ready, one task run and shut down in <= 2 ms. Issue 4's: a spawn pool
+// Pool; a fork pool of 2 ready, one task run and shut down in <= 2 ms; a spawn pool
 // of 2 in <= 20 ms and >= 5x faster than Python's spawn Pool; a forkserver pool in <= 3 ms once
 // the server runs; a round trip on spawned or forkserver workers the same as on forked ones.
 //

@@ -6,13 +6,13 @@
 
 Runs every <builddir>/bench/bench_* executable (Google Benchmark) with repetitions interleaved
 at random, prints one table per workload (median, min-max, speedup over the sequential loop of
-the same run, ratio to the best peer), then which of issue 2's targets are met, and writes the
+the same run, ratio to the best peer), then which of the targets are met, and writes the
 raw results to <builddir>/bench/results.json and the tables to <builddir>/bench/results.md.
 
-The process workloads (bench_process_map, issue 3) get a section of their own: the same
+The process workloads (bench_process_map) get a section of their own: the same
 workloads run by bench/peers/process_peers.py through Python's multiprocessing.Pool,
 ProcessPoolExecutor and joblib (with Debian's /usr/bin/python3, when it has joblib), side by
-side with the library, then issue 3's targets. --filter selects those Python runs too, by the
+side with the library, then their targets. --filter selects those Python runs too, by the
 names process_<workload>/py_<peer>; --no-python leaves them out.
 
 --quick: 3 repetitions of >= 0.1 s each (~40 s on 2 cores, and ~40 s more for the Python
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-# Workloads in the order of issue 2; executables not listed here run after them.
+# Workloads in this order; executables not listed here run after them.
 WORKLOADS = ["tiny", "small", "balanced", "cpu", "irregular", "nested", "fib", "submit", "idle",
              "progress"]
 BASELINE = "sequential"
@@ -208,7 +208,7 @@ def render_markdown(header, rows):
     return "\n".join(lines + ["| " + " | ".join(escape(c) for c in r) + " |" for r in rows])
 
 
-# --- issue 2's targets ------------------------------------------------------------------------
+# --- the thread backend's targets -------------------------------------------------------------
 
 
 def targets(results):
@@ -275,7 +275,7 @@ def targets(results):
     return checks
 
 
-# --- issue 3: the process backend next to Python's pools ---------------------------------------
+# --- the process backend next to Python's pools -----------------------------------------------
 
 PYTHON = "/usr/bin/python3"  # Debian's: it has python3-joblib; the python3 on PATH may not
 PEERS_SCRIPT = Path(__file__).resolve().parent / "peers" / "process_peers.py"
@@ -294,7 +294,7 @@ PROCESS_WORKLOADS = [
     ("startup", "start 2 + 1 task + shut down", "ms", None),
     ("roundtrip", "1000 tasks one at a time", "us/task", "us_per_task"),
 ]
-# Issue 4: the start methods side by side, for the workloads that run with each of them.
+# The start methods side by side, for the workloads that run with each of them.
 START_WORKLOADS = ("startup", "roundtrip")
 START_COLUMNS = [
     ("process_pool<fork>", "process_pool_fork"), ("process_pool<spawn>", "process_pool_spawn"),
@@ -434,7 +434,7 @@ def process_table(results, records):
 
 
 def start_method_table(results, records):
-    """Header and rows of the start-method table (issue 4); None when nothing was measured."""
+    """Header and rows of the start-method table; None when nothing was measured."""
     units = {w: (unit, counter) for w, _, unit, counter in PROCESS_WORKLOADS}
     header = ["workload", "unit"] + [label for label, _ in START_COLUMNS]
     rows = []
@@ -466,7 +466,7 @@ def process_checker(results, records):
 
 
 def start_method_targets(results, records):
-    """Issue 4's benchmark targets."""
+    """The start methods' benchmark targets."""
     checks, check, fig = process_checker(results, records)
     spawn, py_spawn = fig("startup", "process_pool_spawn"), fig("startup", "py_pool_spawn")
     check("startup: process_pool<spawn> of 2 workers + one task + shutdown <= 20 ms", [spawn],
@@ -488,7 +488,7 @@ def start_method_targets(results, records):
 
 
 def process_targets(results, records):
-    """Issue 3's targets, as targets() does issue 2's."""
+    """The process backend's targets, as targets() does the thread backend's."""
     checks, check, fig = process_checker(results, records)
     pool = fig("results_1mib", "py_pool_fork")
     for variant in ("process_pool_fork", "processes_fork"):
@@ -516,8 +516,8 @@ def report_processes(results, records, note, markdown):
     table_ = process_table(results, records)
     if table_ is None and note is None:
         return []
-    print("\n== processes (issue 3): the library next to Python's pools ==")
-    markdown += ["## Processes (issue 3)", ""]
+    print("\n== processes: the library next to Python's pools ==")
+    markdown += ["## Processes", ""]
     explanation = [
         "Medians (min-max over the repetitions), 2 workers unless said; sequential, "
         "processes<fork> (workers forked at each call) and process_pool<fork> from "
@@ -544,8 +544,8 @@ def report_processes(results, records, note, markdown):
 
     starts = start_method_table(results, records)
     if starts is not None:
-        print("\n== start methods (issue 4): fork, spawn, forkserver ==")
-        markdown += ["## Start methods (issue 4)", ""]
+        print("\n== start methods: fork, spawn, forkserver ==")
+        markdown += ["## Start methods", ""]
         header, rows = starts
         print(render_text(header, rows))
         markdown += [render_markdown([code(h) for h in header], rows), ""]
@@ -555,8 +555,8 @@ def report_processes(results, records, note, markdown):
         markdown += [line, ""]
 
     checks = []
-    for title, found in (("issue 3", process_targets(results, records)),
-                         ("issue 4", start_method_targets(results, records))):
+    for title, found in (("process backend", process_targets(results, records)),
+                         ("start method", start_method_targets(results, records))):
         checks += found
         if all(status == "n/a" for _, status, _ in found):
             continue
@@ -565,7 +565,7 @@ def report_processes(results, records, note, markdown):
 
 
 def report_targets(title, checks, markdown):
-    """Prints an issue's target checks and appends them to markdown as a table."""
+    """Prints a group of target checks and appends them to markdown as a table."""
     print(f"\n== {title} targets ==")
     markdown += [f"## {title[0].upper()}{title[1:]} targets", "", "| target | status | measured |",
                  "|---|---|---|"]
@@ -660,7 +660,7 @@ def main():
         markdown += [f"## {workload}", "", render_markdown(header, rows), ""]
 
     checks = targets(results)
-    report_targets("issue 2", checks, markdown)
+    report_targets("thread backend", checks, markdown)
     report_processes(results, records, peers_note, markdown)
     for name, error in failures:
         print(f"FAILED: {name}: {error}")

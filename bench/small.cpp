@@ -2,7 +2,7 @@
 // waking a sleeping thread costs, so the only winning move is not to go parallel at all: this
 // measures the fixed cost of a call and whether small inputs take the inline path.
 //
-// Issue 2's target: parallel_map's median time <= 1 us.
+// Target: parallel_map's median time <= 1 us.
 #include <cstddef>
 #include <numeric>
 #include <vector>

@@ -4,7 +4,7 @@
 // external thread, waking workers, and completing a future.
 //
 // The counter ns_per_task is the time divided by the 1e5 tasks. Peer: oneTBB's task_group::run
-// of the same 1e5 empty tasks, then wait() (no futures: task_group has none). Issue 2's target:
+// of the same 1e5 empty tasks, then wait() (no futures: task_group has none). Target:
 // pool_submit <= 300 ns per task.
 #include <cstddef>
 #include <parallel/parallel.hpp>

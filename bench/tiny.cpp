@@ -3,8 +3,7 @@
 // up with memory bandwidth and the first touch of the 40 MB result (every variant allocates its
 // output inside the timed loop, as parallel::map, which returns a new vector, must).
 //
-// Issue 2's target: parallel_map within 1.05x of sequential, and no slower than tbb or
-// omp_static.
+// Target: parallel_map within 1.05x of sequential, and no slower than tbb or omp_static.
 #include <cstddef>
 #include <numeric>
 #include <vector>

@@ -4,7 +4,10 @@
 #   MODE                 add_subdirectory | fetchcontent: the consumer gets PARALLEL_SOURCE_DIR;
 #                        find_package_install: `cmake --install` this build into
 #                        BINARY_DIR/prefix, consumer gets CMAKE_PREFIX_PATH=that prefix;
-#                        find_package_build_tree: consumer gets parallel_DIR=PARALLEL_BINARY_DIR
+#                        find_package_build_tree: consumer gets parallel_DIR=PARALLEL_BINARY_DIR;
+#                        debian_package: `cpack -G DEB` of this build, `dpkg -i` of the package
+#                        (as root; otherwise only its contents are checked), the consumer finds
+#                        it where Debian puts packages, and `dpkg -r` removes it again
 #   SOURCE_DIR           the consumer project
 #   BINARY_DIR           its build directory (wiped first)
 #   PARALLEL_SOURCE_DIR, PARALLEL_BINARY_DIR   this checkout and its build
@@ -57,6 +60,31 @@ elseif(MODE STREQUAL "find_package_install")
   set(how "-DCMAKE_PREFIX_PATH=${prefix}")
 elseif(MODE STREQUAL "find_package_build_tree")
   set(how "-Dparallel_DIR=${PARALLEL_BINARY_DIR}")
+elseif(MODE STREQUAL "debian_package")
+  run(package "${CMAKE_CPACK_COMMAND}" -G DEB --config "${PARALLEL_BINARY_DIR}/CPackConfig.cmake"
+      -B "${BINARY_DIR}/package")
+  file(GLOB deb "${BINARY_DIR}/package/*.deb")
+  list(LENGTH deb debs)
+  if(NOT debs EQUAL 1)
+    message(FATAL_ERROR "consumer.${MODE}: cpack made ${debs} .deb files: '${deb}'")
+  endif()
+  execute_process(COMMAND dpkg-deb --contents "${deb}" OUTPUT_VARIABLE contents
+                  RESULT_VARIABLE result)
+  foreach(expected ./usr/include/parallel/parallel.hpp ./usr/share/cmake/parallel/parallelConfig.cmake
+                   ./usr/share/doc/parallel/LICENSE ./usr/share/doc/parallel/README.md)
+    if(NOT result EQUAL 0 OR NOT contents MATCHES "${expected}")
+      message(FATAL_ERROR "consumer.${MODE}: ${deb} has no ${expected}:\n${contents}")
+    endif()
+  endforeach()
+  execute_process(COMMAND id -u OUTPUT_VARIABLE uid OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(NOT uid STREQUAL "0")
+    message(STATUS "consumer.${MODE}: the package's contents are right; installing it needs root "
+                   "(dpkg -i), skipped")
+    return()
+  endif()
+  run(install dpkg -i "${deb}")
+  set(how "-DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF")  # the package, not a build tree
+  set(uninstall dpkg -r libparallel-dev)
 else()
   message(FATAL_ERROR "parallel_consumer_test.cmake: unknown MODE '${MODE}'")
 endif()
@@ -68,6 +96,17 @@ endif()
 if(BUILD_TYPE)
   list(APPEND generator_args "-DCMAKE_BUILD_TYPE=${BUILD_TYPE}")
 endif()
+# With a package installed, a failed step still removes it before the test fails.
+if(uninstall)
+  macro(run step)
+    message(STATUS "consumer.${MODE}: ${step}: ${ARGN}")
+    execute_process(COMMAND ${ARGN} RESULT_VARIABLE result)
+    if(NOT result EQUAL 0)
+      execute_process(COMMAND ${uninstall})
+      message(FATAL_ERROR "consumer.${MODE}: ${step} failed (${result}); the package was removed")
+    endif()
+  endmacro()
+endif()
 run(configure "${CMAKE_COMMAND}" -S "${SOURCE_DIR}" -B "${BINARY_DIR}/build" ${generator_args}
     "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}" "${how}")
 run(build "${CMAKE_COMMAND}" --build "${BINARY_DIR}/build" ${config_args})
@@ -76,6 +115,12 @@ run(build "${CMAKE_COMMAND}" --build "${BINARY_DIR}/build" ${config_args})
 find_program(consumer_program consumer PATHS "${BINARY_DIR}/build" "${BINARY_DIR}/build/${BUILD_TYPE}"
              NO_DEFAULT_PATH NO_CACHE)
 if(NOT consumer_program)
+  if(uninstall)
+    execute_process(COMMAND ${uninstall})
+  endif()
   message(FATAL_ERROR "consumer.${MODE}: the build made no program named consumer")
 endif()
 run(run "${consumer_program}")
+if(uninstall)
+  run(uninstall ${uninstall})
+endif()

@@ -28,7 +28,8 @@ install(
 install(FILES "${PROJECT_BINARY_DIR}/parallelConfig.cmake"
               "${PROJECT_BINARY_DIR}/parallelConfigVersion.cmake"
         DESTINATION "${PARALLEL_CONFIG_INSTALL_DIR}")
-install(FILES "${PROJECT_SOURCE_DIR}/LICENSE" DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/parallel")
+install(FILES "${PROJECT_SOURCE_DIR}/LICENSE" "${PROJECT_SOURCE_DIR}/README.md"
+              "${PROJECT_SOURCE_DIR}/CHANGELOG.md" DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/parallel")
 
 # The build-tree twin of the install(EXPORT) above: parallelConfig.cmake in the build dir
 # includes this file, whose include directory is the source tree's include/.

@@ -1,7 +1,7 @@
 // closure_map: mapping a function made at run time. Threads share memory, so nothing is pickled.
 //
-// Mirrors seed 003 (003_0bfd87ea2b50c5a3.txt, "Limitations of multiprocessing"), the program
-// that fails in Python with
+// Mirrors a Python program that maps a closure made by a factory function (power_factory) and
+// fails with
 // `AttributeError: Can't pickle local object 'power_factory.<locals>.f'`:
 //
 //   def power_factory(y):
@@ -32,7 +32,7 @@
 
 using namespace std::chrono_literals;
 
-constexpr auto one_second = 100ms;  // the tutorial's time.sleep(1), scaled down
+constexpr auto one_second = 100ms;  // Python's time.sleep(1), scaled down
 
 auto power_factory(int y) {
   return [y](int x) {

@@ -1,14 +1,13 @@
 // futures_submit: submit tasks one by one, keep their futures, collect the results.
 //
-// Mirrors seed 002 (002_279cb20836ec13de.txt, "Multiprocessing for Real Use"; the stored seed
-// lost its code blocks, so this snippet is rebuilt from its prose: cube, apply_async, get()):
+// Mirrors Python's Pool.apply_async and AsyncResult.get():
 //
 //   pool = multiprocessing.Pool(3)
 //   processes = [pool.apply_async(cube, args=(x,)) for x in range(1,1000)]
 //   result = [p.get() for p in processes]
 //   print(result)
 //
-// and seed 003 (003_0bfd87ea2b50c5a3.txt, "Overcoming limitations: apply_async"):
+// and apply_async of a function of two arguments, timed:
 //
 //   def slow_pow(x, y):
 //       time.sleep(1)
@@ -37,7 +36,7 @@
 
 using namespace std::chrono_literals;
 
-constexpr auto one_second = 100ms;  // the tutorial's time.sleep(1), scaled down
+constexpr auto one_second = 100ms;  // Python's time.sleep(1), scaled down
 
 int cube(int x) { return x * x * x; }
 
@@ -58,7 +57,7 @@ int checked_sqrt_floor(int x) {
 int main() {
   examples::checker checks;
 
-  // Seed 002: apply_async(cube) for 1..999 on Pool(3), then get() each in submission order.
+  // apply_async(cube) for 1..999 on Pool(3), then get() each in submission order.
   {
     parallel::thread_pool pool{3};
     std::vector<parallel::future<int>> processes;
@@ -74,7 +73,7 @@ int main() {
     checks.that(!processes.front().valid(), "get() leaves the future invalid");
   }
 
-  // Seed 003: apply_async(slow_pow, (x, 2)) on Pool(5), timed.
+  // apply_async(slow_pow, (x, 2)) on Pool(5), timed.
   {
     examples::stopwatch started_at;
     std::vector<int> results;

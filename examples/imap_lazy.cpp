@@ -1,8 +1,7 @@
 // imap_lazy: imap over a generator, so the inputs are made as they are needed, not up front.
 //
-// Mirrors seed 004's advice (004_1135331d9f1cc951.txt, "use Python generators instead of Python
-// lists ... the parameters list will not be pre-allocated all at once, but instead it will be
-// allocated while iterating through the cycle"):
+// Mirrors the Python advice to pass a generator instead of a list, so that the parameters are
+// not allocated all at once but while the loop iterates:
 //
 //   params = ({'param1': x, 'param2': 15} for x in X_values)
 //   for res in tqdm(p.imap(function_to_parallelize, params), total=MAX_COUNT):
@@ -46,7 +45,7 @@ int square(int x) { return x * x; }
 int main() {
   examples::checker checks;
 
-  // Seed 004 with a generator of 1000 parameter dicts, counting the dicts built so far.
+  // imap over a generator of 1000 parameter dicts, counting the dicts built so far.
   {
     const std::vector<int> x_values = examples::range(1000);
     std::atomic<std::size_t> built{0};

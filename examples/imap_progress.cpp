@@ -1,6 +1,6 @@
 // imap_progress: an ordered, lazy imap over a generator of parameter "dicts", with a tqdm bar.
 //
-// Mirrors seed 004 (004_1135331d9f1cc951.txt, "Introduction to Python multiprocessing"):
+// Mirrors Python's Pool.imap over parameter dicts, wrapped in tqdm:
 //
 //   def function_to_parallelize(params):
 //       param1 = params['param1']
@@ -39,7 +39,7 @@ dict function_to_parallelize(const dict& params) {
   const int param1 = params.at("param1");
   const int param2 = params.at("param2");
 
-  // The tutorial recommends returning a dict, so richer results fit later.
+  // Returning a dict leaves room for richer results later.
   dict result;
   result["sum"] = param1 + param2;
   return result;

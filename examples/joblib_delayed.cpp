@@ -1,7 +1,6 @@
 // joblib_delayed: joblib's Parallel(n_jobs)(delayed(f)(x) for x in xs), on threads.
 //
-// Mirrors seed 000 (000_3eff254ddacc009a.txt, "Solution 3: Use joblib's embarrassingly
-// parallel for loops"):
+// Mirrors joblib's embarrassingly parallel for loop:
 //
 //   from joblib import Parallel, delayed
 //   numbers = [1, 2, 3, 4, 5]
@@ -11,9 +10,8 @@
 //   # [1, 4, 9, 16, 25]
 //   # [Parallel(n_jobs=-1)]: Done 5 out of 5 | elapsed: 0.4s finished
 //
-// and seed 002 (002_279cb20836ec13de.txt, "Using joblib"; the stored seed lost its code
-// blocks, so these are rebuilt from its prose: cube, range(1, 1000), n_jobs=3, the
-// (cube, (1,), {}) tuples, and the extra argument that selects threads):
+// and the same with n_jobs=3: with delayed, with the (function, args, kwargs) tuples written
+// directly, and on threads (prefer="threads"):
 //
 //   result = Parallel(n_jobs=3)(delayed(cube)(i) for i in range(1,1000))
 //   result = Parallel(n_jobs=3)((cube, (i,), {}) for i in range(1,1000))
@@ -68,7 +66,7 @@ bool all_cubes(const std::vector<int>& result) {
 int main() {
   examples::checker checks;
 
-  // Seed 000: Parallel(n_jobs=-1, verbose=1)(delayed(square)(number) for number in numbers).
+  // Parallel(n_jobs=-1, verbose=1)(delayed(square)(number) for number in numbers).
   {
     const std::vector<int> numbers{1, 2, 3, 4, 5};
     std::vector<decltype(delayed(square)(0))> jobs;  // the generator expression, as a list
@@ -83,7 +81,7 @@ int main() {
     checks.equal(squares, {1, 4, 9, 16, 25}, "delayed(square)(number) for number in numbers");
   }
 
-  // Seed 002: Parallel(n_jobs=3, prefer="threads")(delayed(cube)(i) for i in range(1,1000)).
+  // Parallel(n_jobs=3, prefer="threads")(delayed(cube)(i) for i in range(1,1000)).
   // With this library every pool is a thread pool, so with and without prefer= read the same.
   {
     std::vector<decltype(delayed(cube)(0))> jobs;
@@ -93,7 +91,7 @@ int main() {
     checks.that(all_cubes(result), "delayed(cube)(i) for i in range(1, 1000)");
   }
 
-  // Seed 002, "write the tuples directly": (cube, (i,), {}) is a function and its arguments.
+  // The tuples written directly: (cube, (i,), {}) is a function and its arguments.
   {
     std::vector<std::tuple<int (*)(int), std::tuple<int>>> calls;
     for (int i = 1; i < 1000; ++i) calls.emplace_back(cube, std::tuple{i});

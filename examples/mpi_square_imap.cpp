@@ -1,17 +1,16 @@
-// mpi_square_imap: seed 000's square map and seed 004's parameter-dict imap, across the ranks of
+// mpi_square_imap: Pool.map of a square and an imap over parameter dicts, across the ranks of
 // an MPI job. Run it with mpirun (as root add --allow-run-as-root; more ranks than cores needs
 // --oversubscribe):
 //
 //   mpirun -np 3 ./example_mpi_square_imap
 //
-// Seed 000 (000_3eff254ddacc009a.txt) ends with "when you need to scale up to a cluster of
-// machines" (dask). Here the same verbs run on MPI ranks: rank 0 runs main, the other ranks run
-// the tasks. Its first program:
+// Where Python turns to another library (dask) to scale up to a cluster of machines, here the
+// same verbs run on MPI ranks: rank 0 runs main, the other ranks run the tasks. Pool.map:
 //
 //   with Pool() as pool:
 //       squares = pool.map(square, [1, 2, 3, 4, 5])   # [1, 4, 9, 16, 25]
 //
-// Seed 004 (004_1135331d9f1cc951.txt), imap over parameter dicts with a tqdm bar:
+// and imap over parameter dicts with a tqdm bar:
 //
 //   params = ({'param1': x, 'param2': 15} for x in X_values)
 //   for res in tqdm(p.imap(function_to_parallelize, params), total=MAX_COUNT):
@@ -59,7 +58,7 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &ranks);
   std::cout << "MPI job of " << ranks << " rank(s)\n";
 
-  // Seed 000: Pool().map(square, numbers).
+  // Pool().map(square, numbers).
   {
     const std::vector<int> numbers{1, 2, 3, 4, 5};
     const std::vector<int> squares = parallel::map(parallel::mpi{}, square, numbers);
@@ -67,7 +66,7 @@ int main(int argc, char** argv) {
     checks.equal(squares, {1, 4, 9, 16, 25}, "map(mpi{}, square, [1..5])");
   }
 
-  // Seed 004: imap over a generator of parameter dicts, in order, with a progress bar.
+  // imap over a generator of parameter dicts, in order, with a progress bar.
   {
     const std::vector<int> x_values{10, 22, 35, 4, 532, 12, 42, 53, 23};
     auto param_gen = x_values | std::views::transform([](int x) { return params{x, 15}; });

@@ -1,8 +1,8 @@
-// process_closure_pow: seed 003's three pool programs on worker processes, including the one
-// Python cannot run: a closure sent to a process pool.
+// process_closure_pow: three pool programs (map, starmap, apply_async) on worker processes,
+// including the one Python cannot run: a closure sent to a process pool.
 //
-// Mirrors seed 003 (003_0bfd87ea2b50c5a3.txt, "Limitations of multiprocessing" and "Overcoming
-// limitations"):
+// Mirrors a closure made by a factory function (power_factory), which Pool cannot pickle, and
+// the two ways around it with a plain function, starmap and apply_async:
 //
 //   def power_factory(y):
 //       def f(x):
@@ -43,7 +43,7 @@
 // parallel::processes<parallel::start::fork> the workers are forked at the call and read the
 // caller's memory, so a lambda capturing by reference runs there (the last part below).
 //
-// Each `with Pool(5)` block is timed as in the tutorial, starting the pool included. The 1 s
+// Each `with Pool(5)` block is timed as in the Python, starting the pool included. The 1 s
 // sleep is 100 ms here, so the sequential loop takes about 1.0 s and each pool about 0.2 s.
 #include <unistd.h>
 
@@ -60,7 +60,7 @@
 
 using namespace std::chrono_literals;
 
-constexpr auto one_second = 100ms;  // the tutorial's time.sleep(1), scaled down
+constexpr auto one_second = 100ms;  // Python's time.sleep(1), scaled down
 constexpr double ten_sleeps = 10 * std::chrono::duration<double>(one_second).count();
 
 int int_pow(int x, int y) {

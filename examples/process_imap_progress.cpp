@@ -1,7 +1,7 @@
-// process_imap_progress: seed 004's ordered imap over parameter "dicts" on worker processes,
+// process_imap_progress: an ordered imap over parameter "dicts" on worker processes,
 // with a tqdm bar, over a list and over a generator.
 //
-// Mirrors seed 004 (004_1135331d9f1cc951.txt, "Introduction to Python multiprocessing"):
+// Mirrors Python's Pool.imap over parameter dicts, wrapped in tqdm:
 //
 //   def function_to_parallelize(params):
 //       param1 = params['param1']
@@ -25,11 +25,11 @@
 // The workers are processes here: parallel::processes<parallel::start::fork>{.workers = -2} is
 // NCPU, "all cores but two, at least one", forked for the call. The parameter dict is a struct
 // of two ints: the workers read a list in place (they are forks of this process), and items
-// of a generator cross to them as their bytes. The result is the tutorial's dict, a
+// of a generator cross to them as their bytes. The result is the Python dict, a
 // std::map<std::string, int>, which comes back through parallel::codec.
 //
 // A list knows its size, so the bar knows its total. A generator does not: the bar then counts
-// without a total, as tqdm does, and the tutorial's `total=MAX_COUNT` becomes a progress
+// without a total, as tqdm does, and Python's `total=MAX_COUNT` becomes a progress
 // callback that passes MAX_COUNT on to the bar. The generator is a small range that builds
 // each params when imap reads it, as Python's generator expression does (imap_lazy.cpp
 // writes one as a std::views::transform). The bar goes to stderr, the sums to stdout, like tqdm.
@@ -52,7 +52,7 @@ struct params {
 };
 
 dict function_to_parallelize(const params& p) {
-  // The tutorial recommends returning a dict, so richer results fit later.
+  // Returning a dict leaves room for richer results later.
   dict result;
   result["sum"] = p.param1 + p.param2;
   return result;

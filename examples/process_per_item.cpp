@@ -1,8 +1,7 @@
-// process_per_item: one child process per item, the tutorial's warning case.
+// process_per_item: one child process per item, the pattern a pool replaces.
 //
-// Mirrors seed 002 (002_279cb20836ec13de.txt, "Multiprocessing for Real Use"; the stored seed
-// lost its code blocks, so this is rebuilt from its prose: a function cube, "run it with
-// arguments 1 to 1,000", "create 1,000 processes and run them in parallel"):
+// Mirrors Python's one Process per argument, cube run with the arguments 1 to 999, all the
+// processes started and then joined:
 //
 //   def cube(x):
 //       return x**3
@@ -10,8 +9,8 @@
 //   [p.start() for p in processes]
 //   result = [p.join() for p in processes]
 //
-// The tutorial then warns that this "will not work as you probably have only a handful of
-// cores": each process costs a fork, and a Process returns nothing (`result` is a list of None),
+// This is the pattern to avoid, as a machine has only a handful of cores for 999 processes:
+// each process costs a fork, and a Process returns nothing (`result` is a list of None),
 // so the cubes are lost. The C++ twin does the same thing and shows both sides: it works (fork
 // of a small program costs a fraction of a millisecond), every exit code is 0, and the results
 // have to come back some other way; a pool (parallel::map, see thread_pool_swap.cpp) does that,

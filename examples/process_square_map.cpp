@@ -1,7 +1,7 @@
-// process_square_map: Pool.map on worker processes, the tutorials' first parallel program.
+// process_square_map: Pool.map on worker processes, the simplest parallel program.
 //
-// Mirrors seed 000 (000_3eff254ddacc009a.txt, "Multiprocessing in Jupyter Notebooks"), where a
-// notebook's Pool cannot find `square` in the children ("Solution 1": move it to worker.py):
+// Mirrors Python's Pool.map, where a notebook's Pool cannot find `square` in the children (the
+// fix: move it to worker.py):
 //
 //   from multiprocessing import Pool
 //   from worker import square          # def square(x): return x**2
@@ -10,18 +10,18 @@
 //       squares = pool.map(square, numbers)
 //   print(squares)                      # [1, 4, 9, 16, 25]
 //
-// seed 001 (001_0472effb0cc0161d.txt), which needs `if __name__ == '__main__':` under spawn (or
-// the `multiprocess` package) and warns that spawn copies `array` into every worker:
+// Pool(n_cores).map over an array, which needs `if __name__ == '__main__':` under spawn (or the
+// `multiprocess` package), and where spawn copies `array` into every worker:
 //
 //   with Pool(n_cores) as pool:
 //       res = pool.map(fn, array)       # [fn(array[0]), ..., fn(array[-1])]
 //
-// seed 002 (002_279cb20836ec13de.txt; its code blocks were lost, rebuilt from its prose):
+// ProcessPoolExecutor.map:
 //
 //   with concurrent.futures.ProcessPoolExecutor(3) as executor:
 //       result = list(executor.map(cube, range(1, 1000)))
 //
-// and seed 003 (003_0bfd87ea2b50c5a3.txt, "Comparison of parallel and not parallel"):
+// and a sleeping square, not parallel, then on Pool(5):
 //
 //   def square(x):
 //       time.sleep(1)
@@ -46,7 +46,7 @@
 
 using namespace std::chrono_literals;
 
-constexpr auto one_second = 100ms;  // the tutorial's time.sleep(1), scaled down
+constexpr auto one_second = 100ms;  // Python's time.sleep(1), scaled down
 
 int square(int x) { return x * x; }
 
@@ -60,7 +60,7 @@ int slow_square(int x) {
 int main() {
   examples::checker checks;
 
-  // Seed 000: Pool() is every core, processes<>{} (workers = 0).
+  // Pool() is every core, processes<>{} (workers = 0).
   {
     const std::vector<int> numbers{1, 2, 3, 4, 5};
     std::vector<int> squares = parallel::map(parallel::processes<>{}, square, numbers);
@@ -68,7 +68,7 @@ int main() {
     checks.equal(squares, {1, 4, 9, 16, 25}, "Pool().map(square, [1..5]) on processes");
   }
 
-  // Seed 001: Pool(n_cores).map(fn, array) over a larger array, read in place by the workers.
+  // Pool(n_cores).map(fn, array) over a larger array, read in place by the workers.
   {
     const int n_cores = 2;
     const std::vector<int> array = examples::range(100000);
@@ -81,7 +81,7 @@ int main() {
     checks.that(all_right, "res[i] == fn(array[i]) for all 100000 items");
   }
 
-  // Seed 002: ProcessPoolExecutor(3).map(cube, range(1, 1000)).
+  // ProcessPoolExecutor(3).map(cube, range(1, 1000)).
   {
     std::vector<long long> result;
     {
@@ -95,7 +95,7 @@ int main() {
     checks.that(all_right, "executor.map(cube, range(1, 1000))[k] == cube(k + 1)");
   }
 
-  // Seed 003: the sleeping square, not parallel, then Pool(5) on processes.
+  // The sleeping square, not parallel, then Pool(5) on processes.
   const std::vector<int> xs = examples::range(10);
   const std::vector<int> expected{0, 1, 4, 9, 16, 25, 36, 49, 64, 81};
   {

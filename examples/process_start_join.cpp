@@ -1,6 +1,6 @@
 // process_start_join: start a child process that runs one function, wait for it with join().
 //
-// Mirrors seed 000 (000_3eff254ddacc009a.txt, "Multiprocessing on Linux vs. Windows"):
+// Mirrors Python's Process start and join:
 //
 //   import multiprocessing as mp
 //   from time import sleep
@@ -16,10 +16,9 @@
 //       p.join()
 //
 // which prints, on Linux (fork): Before defining mp_func / Waiting for mp_func to end /
-// Starting mp_func / Finishing mp_func; and seed 002 (002_279cb20836ec13de.txt, "Basic
-// multiprocessing"; the stored seed lost its code blocks, so this is rebuilt from its prose: a
-// task() that prints before and after sleeping 0.5 s, two processes p1 and p2 started and then
-// joined, a timer, then the same with ten processes):
+// Starting mp_func / Finishing mp_func; and a task() that prints before and after sleeping
+// 0.5 s, two processes p1 and p2 started and then joined, a timer, then the same with ten
+// processes:
 //
 //   def task():
 //       print('Sleeping for 0.5 seconds')
@@ -38,10 +37,10 @@
 //
 // parallel::process starts on construction (Process(...) and start() in one), join() waits and
 // exit_code() is Python's exitcode. The child is a fork: it starts at the constructor with a
-// copy of the parent's memory, so "Before defining mp_func" is printed once, as on Linux. The
-// tutorial's first version, without join(), printed the time before the processes had run; here
-// the destructor joins, so a process cannot outlive its scope unnoticed. Sleeps are a tenth of
-// the tutorials' (100 ms for 1 s, 50 ms for 0.5 s).
+// copy of the parent's memory, so "Before defining mp_func" is printed once, as on Linux.
+// Without join(), the Python version prints the time before the processes have run; here the
+// destructor joins, so a process cannot outlive its scope unnoticed. Sleeps are a tenth of the
+// Python ones (100 ms for 1 s, 50 ms for 0.5 s).
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -77,7 +76,7 @@ void print_finished_in(double seconds) {
 int main() {
   examples::checker checks;
 
-  // Seed 000.
+  // mp_func in a child process, started, then joined.
   std::cout << "Before defining mp_func" << std::endl;
   {
     examples::stopwatch started_at;
@@ -88,7 +87,7 @@ int main() {
     checks.that(started_at.seconds() >= 0.1, "join() waited for mp_func's 100 ms sleep");
   }
 
-  // Seed 002: two processes, started, then joined, then the timer.
+  // Two processes, started, then joined, then the timer.
   {
     examples::stopwatch start_time;
     parallel::process p1{task};
@@ -101,7 +100,7 @@ int main() {
     checks.that(seconds >= 0.05, "join() waited for the 50 ms sleeps");
   }
 
-  // Seed 002: ten processes. They sleep side by side: well under ten sleeps in a row.
+  // Ten processes. They sleep side by side: well under ten sleeps in a row.
   {
     examples::stopwatch start_time;
     std::vector<parallel::process> processes;

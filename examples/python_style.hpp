@@ -1,4 +1,4 @@
-// Small helpers shared by the examples so they print like the Python tutorials they mirror
+// Small helpers shared by the examples so they print like the Python programs they mirror
 // ("[0, 1, 4, 9]", "Elapsed: 2.180675") and can check their own results. Not part of the
 // library: a user of `parallel` never needs this header.
 #pragma once
@@ -44,7 +44,7 @@ inline std::vector<int> range(int start, int stop) {
 }
 inline std::vector<int> range(int stop) { return range(0, stop); }
 
-/// The `started_at = time.time()` ... `finished_at - started_at` pair of the tutorials.
+/// Python's `started_at = time.time()` ... `finished_at - started_at` pair.
 class stopwatch {
  public:
   double seconds() const {

@@ -1,6 +1,6 @@
 // slow_square: where a pool pays off. Each call waits, so workers overlap the waiting.
 //
-// Mirrors seed 003 (003_0bfd87ea2b50c5a3.txt, "Comparison of parallel and not parallel"):
+// Mirrors this Python comparison of a loop and a pool:
 //
 //   def square(x):
 //       time.sleep(1)
@@ -29,7 +29,7 @@
 
 using namespace std::chrono_literals;
 
-constexpr auto one_second = 100ms;  // the tutorial's time.sleep(1), scaled down
+constexpr auto one_second = 100ms;  // Python's time.sleep(1), scaled down
 
 int square(int x) {
   std::this_thread::sleep_for(one_second);

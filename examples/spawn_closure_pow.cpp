@@ -1,6 +1,7 @@
-// spawn_closure_pow: seed 003's closure on spawned workers, the case pickle refuses.
+// spawn_closure_pow: a closure made by a factory function (power_factory) on spawned workers,
+// the case pickle refuses.
 //
-// Mirrors seed 003 (003_0bfd87ea2b50c5a3.txt, "Limitations of multiprocessing"):
+// Mirrors this Python program, which fails:
 //
 //   def power_factory(y):
 //       def f(x):
@@ -13,7 +14,7 @@
 //       results = p.map(square, range(10))
 //   # AttributeError: Can't pickle local object 'power_factory.<locals>.f'
 //
-// Under fork (the tutorial's Linux) Python fails only because Pool pickles what it sends; under
+// Under fork (as on Linux) Python fails only because Pool pickles what it sends; under
 // spawn (Windows, and macOS's default) even a module-level function crosses by name only, so a
 // local closure has no chance. Here a spawned worker is this executable started again: the
 // lambda's code is in it at the same offset, and the closure's capture, an int, crosses by value.
@@ -30,7 +31,7 @@
 
 namespace {
 
-constexpr auto one_second = std::chrono::milliseconds(100);  // the tutorial's time.sleep(1)
+constexpr auto one_second = std::chrono::milliseconds(100);  // Python's time.sleep(1), scaled down
 
 int int_pow(int x, int y) {
   int result = 1;

@@ -1,6 +1,6 @@
 // spawn_guard: what runs twice when workers are spawned, and the guard that stops the rest.
 //
-// Mirrors seed 000 (000_3eff254ddacc009a.txt, "Multiprocessing on Linux vs. Windows"):
+// Mirrors Python's Process start and join, and how it differs between Linux and Windows:
 //
 //   import multiprocessing as mp
 //   from time import sleep
@@ -44,7 +44,7 @@
 
 namespace {
 
-constexpr auto one_second = std::chrono::milliseconds(100);  // the tutorial's sleep(1), scaled
+constexpr auto one_second = std::chrono::milliseconds(100);  // Python's sleep(1), scaled
 
 /// Set by the global constructor below, in every process that runs it.
 bool top_level_ran = false;
@@ -61,7 +61,7 @@ struct top_level_print {
   }
 } const announce;
 
-/// Prints as the tutorial's mp_func, and tells the caller where it ran: the process's token,
+/// Prints as the Python mp_func does, and tells the caller where it ran: the process's token,
 /// or 0 when that process had not run the top-level print.
 unsigned mp_func() {
   std::printf("Starting mp_func\n");

@@ -1,6 +1,6 @@
 // square_map: a list comprehension, then the same map on a pool of workers.
 //
-// Mirrors seed 000 (000_3eff254ddacc009a.txt, "Multiprocessing in Jupyter Notebooks"):
+// Mirrors a plain Python loop:
 //
 //   numbers = [1, 2, 3, 4, 5]
 //   squares = []
@@ -8,8 +8,8 @@
 //       squares.append(square(number))
 //   print(squares)                                  # [1, 4, 9, 16, 25]
 //
-// seed 003 (003_0bfd87ea2b50c5a3.txt, "Comparison of parallel and not parallel", without the
-// sleep; see slow_square.cpp for the version with it):
+// a list comprehension timed against `Pool(5).map` (without the sleep; see slow_square.cpp for
+// the version with it):
 //
 //   started_at = time.time()
 //   xs = range(10)
@@ -19,7 +19,7 @@
 //   print(results)
 //   print(f"Elapsed: {(finished_at - started_at):f}")
 //
-// and seed 001 (001_0472effb0cc0161d.txt): `with Pool(n_cores) as pool: res = pool.map(fn, array)`.
+// and `with Pool(n_cores) as pool: res = pool.map(fn, array)`.
 //
 // In C++ the verb stays the same and the first argument says where it runs:
 // parallel::sequential{} is the plain loop, parallel::threads{.workers = 5} is `Pool(5)`.
@@ -39,14 +39,14 @@ int square(int x) { return x * x; }
 int main() {
   examples::checker checks;
 
-  // Seed 000: the for-loop that the tutorial wants to speed up.
+  // The for-loop to speed up.
   const std::vector<int> numbers{1, 2, 3, 4, 5};
   std::vector<int> squares;
   for (int number : numbers) squares.push_back(square(number));
   std::cout << examples::py_list(squares) << '\n';
   checks.equal(squares, {1, 4, 9, 16, 25}, "for-loop squares of [1..5]");
 
-  // Seed 003: range(10), not parallel.
+  // range(10), not parallel.
   const std::vector<int> xs = examples::range(10);
   const std::vector<int> expected{0, 1, 4, 9, 16, 25, 36, 49, 64, 81};
   {
@@ -58,7 +58,7 @@ int main() {
     checks.equal(results, expected, "sequential map over range(10)");
   }
 
-  // Seed 003: `with Pool(5) as p: results = p.map(square, xs)`.
+  // `with Pool(5) as p: results = p.map(square, xs)`.
   {
     std::cout << "Parallel\n";
     examples::stopwatch started_at;
@@ -68,7 +68,7 @@ int main() {
     checks.equal(results, expected, "threads{.workers = 5} map over range(10)");
   }
 
-  // Seed 001: `Pool(n_cores)` over a larger array; threads{} (workers = 0) means every core.
+  // `Pool(n_cores)` over a larger array; threads{} (workers = 0) means every core.
   {
     const int n_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const std::vector<int> array = examples::range(1000);

@@ -1,6 +1,6 @@
 // starmap_pow: a function of several arguments, mapped over tuples of arguments.
 //
-// Mirrors seed 003 (003_0bfd87ea2b50c5a3.txt, "Overcoming limitations: starmap"):
+// Mirrors Python's Pool.starmap:
 //
 //   def slow_pow(x, y):
 //       time.sleep(1)
@@ -26,7 +26,7 @@
 
 using namespace std::chrono_literals;
 
-constexpr auto one_second = 100ms;  // the tutorial's time.sleep(1), scaled down
+constexpr auto one_second = 100ms;  // Python's time.sleep(1), scaled down
 
 int slow_pow(int x, int y) {
   std::this_thread::sleep_for(one_second);

@@ -1,6 +1,6 @@
 // thread_pool_swap: parallel::thread_pool as the drop-in for multiprocessing.pool.ThreadPool.
 //
-// Mirrors seed 000 (000_3eff254ddacc009a.txt, "Solution 2: Use a ThreadPool instead of a Pool"):
+// Mirrors Python's fix of using a ThreadPool instead of a Pool:
 //
 //   from multiprocessing.pool import ThreadPool
 //   def square(x):
@@ -10,9 +10,8 @@
 //       squares = pool.map(square, numbers)
 //   print(squares)                                  # [1, 4, 9, 16, 25]
 //
-// and seed 002 (002_279cb20836ec13de.txt, "Multiprocessing for Real Use"), which swaps
-// ProcessPoolExecutor for ThreadPoolExecutor without touching the rest of the code. (The stored
-// seed lost its code blocks; this snippet is rebuilt from its prose: cube, range(1, 1000).)
+// and the concurrent.futures version, which swaps ProcessPoolExecutor for ThreadPoolExecutor
+// without touching the rest of the code:
 //
 //   with concurrent.futures.ThreadPoolExecutor(3) as executor:
 //       result = executor.map(cube, range(1,1000))
@@ -35,7 +34,7 @@ int cube(int x) { return x * x * x; }
 int main() {
   examples::checker checks;
 
-  // Seed 000: `with ThreadPool() as pool: squares = pool.map(square, numbers)`.
+  // `with ThreadPool() as pool: squares = pool.map(square, numbers)`.
   const std::vector<int> numbers{1, 2, 3, 4, 5};
   {
     parallel::thread_pool pool;  // ThreadPool(): one worker per core
@@ -51,7 +50,7 @@ int main() {
     checks.equal(squares, {1, 4, 9, 16, 25}, "parallel::map(threads{}, square, numbers)");
   }
 
-  // Seed 002: `with ThreadPoolExecutor(3) as executor: result = executor.map(cube, range(1,1000))`.
+  // `with ThreadPoolExecutor(3) as executor: result = executor.map(cube, range(1,1000))`.
   {
     parallel::thread_pool executor{3};
     std::vector<int> result = executor.map(cube, examples::range(1, 1000));

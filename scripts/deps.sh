@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2034 # the arrays are used by the scripts that source this
-# Sourced by scripts/test and scripts/bench: the Debian packages the project builds with, and
-# parallel_ensure_packages, which installs the missing ones (as root) or says how (otherwise).
+# Sourced by scripts/test, scripts/bench and scripts/docs: the Debian packages the project builds
+# with, and parallel_ensure_packages, which installs the missing ones (as root) or says how
+# (otherwise).
 
 # What every build needs: g++ and clang (16: clang 14, Debian 12's default, cannot compile
 # libstdc++ 12's <ranges> views, llvm/llvm-project#44178) with its sanitizer runtimes, CMake +
@@ -13,12 +14,17 @@ PARALLEL_BUILD_PACKAGES=(g++ clang-16 libclang-rt-16-dev cmake ninja-build catch
 PARALLEL_LINT_PACKAGES=(clang-format clang-tidy-16)
 # What ./scripts/bench adds: Debian's python3 runs bench/report.py and, with joblib (loky), the
 # Python peers of the process workloads (bench/peers/process_peers.py); multiprocess is the
-# dill-based Pool the seed tutorials reach for when lambdas will not pickle. (OpenMP for g++ is
+# dill-based Pool that Python programs reach for when lambdas will not pickle. (OpenMP for g++ is
 # libgomp, part of g++.)
 PARALLEL_BENCH_PACKAGES=(python3 python3-joblib python3-multiprocess python3-matplotlib)
 # The mingw build of scripts/test: Windows executables cross-built with mingw-w64 (the -posix
 # variant: with win32 threads std::thread does not compile) and run under Wine, headless.
 PARALLEL_WINDOWS_PACKAGES=(g++-mingw-w64-x86-64-posix wine64)
+# What ./scripts/docs needs: doxygen builds the site from README.md, docs/*.md and the ///
+# comments of include/parallel/*.hpp (no graphviz: the site has no diagrams); headless chromium
+# renders pages of it to check what a browser shows; python3 (standard library only) runs the
+# site's link checker, scripts/check-site, and the Markdown filter doxygen reads through.
+PARALLEL_DOCS_PACKAGES=(doxygen chromium python3)
 
 # parallel_ensure_packages PACKAGE...
 # Installs the packages that dpkg does not list as installed. As root: apt-get update + install.

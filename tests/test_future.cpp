@@ -252,6 +252,8 @@ TEST_CASE("future: cancel takes back a queued task, not a running one", "[future
     auto kept = pool.submit([&ran] { return ran.fetch_add(1) + 200; });
 
     REQUIRE_FALSE(running.cancel());  // started: it goes on
+    // A thread cannot be killed: asking for it changes nothing.
+    REQUIRE_FALSE(running.cancel(parallel::if_running::kill));
     REQUIRE(queued.cancel());
     REQUIRE(queued.cancel());  // again: still cancelled
     REQUIRE(queued.is_ready());

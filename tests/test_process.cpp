@@ -354,7 +354,7 @@ TEST_CASE("process: a process moves, and the moved-from one holds nothing", "[pr
   b.join();
   CHECK(b.exit_code() == 8);
 
-  // The tutorial's list of processes: started, then joined in order.
+  // A list of processes, as Python builds one: started, then joined in order.
   std::vector<parallel::process> processes;
   for (int i = 0; i < 10; ++i) processes.emplace_back([i] { ::_exit(i); });
   for (auto& p : processes) p.join();

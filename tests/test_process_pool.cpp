@@ -40,7 +40,7 @@ using test_support::watchdog;
 using namespace std::chrono_literals;
 using fork_pool = parallel::process_pool<parallel::start::fork>;
 
-/// Seed 003's closure factory: power(e) is a lambda capturing e by value.
+/// A closure factory (Python's power_factory): power(e) is a lambda capturing e by value.
 const auto power = [](int e) {
   return [e](int x) {
     int r = 1;
@@ -251,7 +251,7 @@ TEST_CASE("process_pool: starmap applies f to each tuple's elements", "[process_
     pairs.emplace_back(i, i % 5);
     expected.push_back(power(i % 5)(i % 10));
   }
-  // seed 003's slow_pow, without the sleep.
+  // A two-argument pow, like Python's slow_pow(x, y), without the sleep.
   const auto pow = [](int base, int e) { return power(e)(base % 10); };
   REQUIRE(pool.starmap(pow, pairs) == expected);
   const std::vector<std::tuple<int, std::string, double>> rows{{1, "one", 1.5}, {2, "", 0.0}};
@@ -537,6 +537,56 @@ TEST_CASE("process_pool: cancel takes back a task still queued, not one sent to 
   check_cancel<parallel::start::fork>("start::fork");
   check_cancel<parallel::start::spawn>("start::spawn");
   check_cancel<parallel::start::forkserver>("start::forkserver");
+}
+
+namespace {
+
+template <class Start>
+void check_cancel_kill(const char* name) {
+  INFO(name);
+  parallel::process_pool<Start> pool{{.workers = 1}};
+  file_gate gate("cancel-kill");
+  auto running = pool.submit(&file_gate::pass, gate.path(), 1);
+  REQUIRE(gate.wait_started());  // the only worker runs it, and would until the gate opens
+  std::vector<parallel::future<int>> behind;
+  for (int i = 0; i < 6; ++i) behind.push_back(pool.submit([](int x) { return x * 10; }, i));
+  REQUIRE_FALSE(running.cancel());  // running: without kill it goes on
+  REQUIRE(running.cancel(parallel::if_running::kill));
+  REQUIRE(running.is_ready());
+  REQUIRE(running.cancel(parallel::if_running::kill));  // again: still cancelled
+  try {
+    (void)running.get();
+    FAIL("a killed task's future delivered a value");
+  } catch (const parallel::cancelled_error& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("worker process was killed and replaced"));
+  }
+  // The tasks queued behind it (sent ahead to the killed worker, or still in the pool) run in
+  // its replacement.
+  for (int i = 0; i < 6; ++i) REQUIRE(behind[static_cast<std::size_t>(i)].get() == i * 10);
+  REQUIRE(pool.map([](int x) { return x + 1; }, std::vector<int>{1, 2, 3}) ==
+          std::vector<int>{2, 3, 4});
+  auto finished = pool.submit([] { return 4; });
+  finished.wait();
+  REQUIRE_FALSE(finished.cancel(parallel::if_running::kill));  // done: the result stands
+  REQUIRE(finished.get() == 4);
+  file_gate again("cancel-kill-again");
+  auto held = pool.submit(&file_gate::pass, again.path(), 2);
+  REQUIRE(again.wait_started());
+  auto waiting = pool.submit([] { return 5; });
+  REQUIRE(waiting.cancel(parallel::if_running::kill));  // not started: taken back, no kill
+  REQUIRE_THROWS_AS(waiting.get(), parallel::cancelled_error);
+  REQUIRE(held.cancel(parallel::if_running::kill));
+  REQUIRE(pool.submit([] { return 6; }).get() == 6);
+}
+
+}  // namespace
+
+TEST_CASE("process_pool: cancel(if_running::kill) stops a running task's worker and replaces it",
+          "[process_pool][cancel]") {
+  watchdog guard{"process_pool: cancel(kill)", 60s};
+  check_cancel_kill<parallel::start::fork>("start::fork");
+  check_cancel_kill<parallel::start::spawn>("start::spawn");
+  check_cancel_kill<parallel::start::forkserver>("start::forkserver");
 }
 
 namespace {

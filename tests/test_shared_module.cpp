@@ -1,4 +1,4 @@
-// Task identity across shared libraries (issue 4): a function or lambda that lives in a shared
+// Task identity across shared libraries: a function or lambda that lives in a shared
 // library runs in workers of every start method, since a task names its code as (module path,
 // offset); and code in a library the worker has not loaded (opened with dlopen after the workers
 // started) is a parallel::spawn_error naming the library, never a crash.

@@ -141,7 +141,7 @@ class watchdog {
 //
 // No test asserts a fixed wall-clock bound: the same test runs as a release build on an idle
 // machine and as an -O0 ASan build on a loaded 2-core one, where a spawned worker takes a second
-// to start instead of 10 ms (issue 19). A test that must show that something happens "at once"
+// to start instead of 10 ms. A test that must show that something happens "at once"
 // compares it with a healthy call of the same shape timed in the same run (same runner, start
 // method, items and options): at most slow_factor times as long, and never less than floor_ms
 // (at_once_bound). One that must show that something does not wait for X either makes X take

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The Python half of ./scripts/bench (issue 6): the grid of bench/compare.py on Python's pools.
+"""The Python half of ./scripts/bench: the grid of bench/compare.py on Python's pools.
 
     /usr/bin/python3 bench/peers/compare_peers.py --cells FILE [--repetitions N] [--budget S]
                                                   [--progress-fd FD]
@@ -16,8 +16,8 @@ How the work matches the C++ side:
   - spin:NS items are process_peers.burn calibrated to NS of wall time on this machine, less the
     cost of a Python call (~0.15 us): below that, an item costs a call, whatever NS says.
   - bytes:SIZE returns SIZE bytes; square is x**2; slow_pow sleeps and goes through starmap on
-    5 workers (the seed's Pool(5)); params is seed 004's imap over parameter dicts, with each
-    library's default chunksize, as the seed calls it (Pool.imap: 1); roundtrip is x + 1, one
+    5 workers (Pool(5)); params is Pool.imap over parameter dicts, with each library's default
+    chunksize, as a call without one does (Pool.imap: 1); roundtrip is x + 1, one
     call at a time (Pool.apply, executor.submit(f, x).result(), joblib with one item).
   - 2 workers otherwise (all cores here). Pools are created once per worker count, warmed, and
     reused for every cell, as a program keeps its Pool; joblib's loky executor stays warm too.
@@ -46,7 +46,7 @@ import process_peers as peers  # same directory: burn, calibrate, the pool class
 OVERHEAD_S = {  # batched map, seconds per item
     "py_sequential": 0.0, "py_pool_fork": 0.12e-6, "py_pool_spawn": 0.12e-6,
     "py_pool_forkserver": 0.12e-6, "py_process_pool_executor": 0.3e-6, "py_joblib": 3.3e-6}
-OVERHEAD_CHUNK1_S = {  # imap with chunksize 1 (the seed's call), seconds per item
+OVERHEAD_CHUNK1_S = {  # imap with chunksize 1 (Pool.imap's default), seconds per item
     "py_sequential": 0.0, "py_pool_fork": 25e-6, "py_pool_spawn": 25e-6,
     "py_pool_forkserver": 25e-6, "py_process_pool_executor": 125e-6, "py_joblib": 3.3e-6}
 OVERHEAD_APPLY_S = {  # one call at a time (roundtrip), seconds per call

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The process workloads of issue 3 in Python: the bar the process backend is measured against.
+"""The process workloads in Python: the bar the process backend is measured against.
 
     /usr/bin/python3 bench/peers/process_peers.py [--quick] [--repetitions N] [--only REGEX]
                                                   [--peers REGEX]
@@ -19,7 +19,7 @@ Workloads (the same as bench/process_map.cpp's):
   results_1mib     200 results of 1 MiB (bytes filled from i), 2 workers     GB/s of results
   startup          a pool of 2 workers + one task + shutdown                 ms
   roundtrip        1000 tasks one at a time on a warm pool of 2 (apply)      us per task
-startup and roundtrip also run Pool with the 'spawn' and 'forkserver' contexts (issue 4; joblib
+startup and roundtrip also run Pool with the 'spawn' and 'forkserver' contexts (joblib
 has no one-task call on a warm pool, so it is not in roundtrip).
 --quick: 3 repetitions instead of 5 and a quarter of the no-op tasks (5000 and 250000), about
 40 s in all on 2 cores; the no-op figures are per task and per item, so they stay comparable.
@@ -195,7 +195,7 @@ class Joblib:
 
 
 PARALLEL_PEERS = [PoolFork, ProcessPoolExecutorFork, Joblib]
-# The other start methods run in `startup` and `roundtrip` only (issue 4).
+# The other start methods run in `startup` and `roundtrip` only.
 START_METHOD_PEERS = [PoolSpawn, PoolForkserver]
 ROUNDTRIP_TASKS = 1000
 

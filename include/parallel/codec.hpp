@@ -92,13 +92,19 @@ struct cannot_cross {
                 "or give it a cereal serialize() function");
 };
 
+/// Instantiated for a T that cannot cross, it instantiates cannot_cross<T>. A variable, not a
+/// function body: clang marks a function whose instantiation failed as unusable, and every
+/// later call of it (the encoder's, the decoder's) would add an error of its own.
+template <class T, bool = transferable<T>>
+inline constexpr bool checked_transferable = true;
+template <class T>
+inline constexpr bool checked_transferable<T, false> = sizeof(cannot_cross<T>) == 0;
+
 /// What every process backend calls on a type it is about to send: nothing when T is
-/// transferable, the error above otherwise.
+/// transferable, the error above otherwise (once, however many places ask).
 template <class T>
 constexpr void require_transferable() noexcept {
-  if constexpr (!transferable<T>) {
-    static_cast<void>(sizeof(cannot_cross<T>));
-  }
+  static_cast<void>(checked_transferable<T>);
 }
 
 [[noreturn]] inline void protocol_error(const std::string& message) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "detail/block_cache.hpp"
+#include "detail/futures/cancel_outcome.hpp"
 #include "detail/futures/completion.hpp"
 #include "detail/scheduler/default_pools.hpp"
 #include "detail/scheduler/scheduler.hpp"
@@ -36,6 +37,12 @@ namespace parallel {
 
 template <class R>
 class future;
+
+/// What future::cancel does to a task that is already running: leave it running (the result
+/// stands and cancel() returns false), or, on a process pool, kill the worker process running it
+/// (the worker is replaced, and the task's result is never delivered). A thread cannot be
+/// killed: on threads and MPI, kill acts as keep.
+enum class if_running : std::uint8_t { keep, kill };
 
 namespace detail {
 
@@ -64,9 +71,10 @@ class run_claim {
 template <class R>
 struct future_state : task {
   using destroy_fn = void (*)(future_state*) noexcept;
-  /// The future's side of cancel(): true when the task will never run (nothing but the future
-  /// touches the result then). Null: this kind of task cannot be cancelled.
-  using cancel_fn = bool (*)(future_state*);
+  /// The future's side of cancel(): before_start or killed when the task will never deliver
+  /// (nothing but the future touches the result then). Null: this kind of task cannot be
+  /// cancelled.
+  using cancel_fn = cancel_outcome (*)(future_state*, if_running);
 
   /// `pool` is null for a result made elsewhere (a process pool): waiting then just sleeps.
   future_state(execute_fn execute, destroy_fn destroy, scheduler* pool, isolation_tag tag,
@@ -141,11 +149,11 @@ struct submitted_task final : future_state<R> {
     self->complete();
   }
 
-  static bool cancel(future_state<R>* base) {
+  static cancel_outcome cancel(future_state<R>* base, if_running) {
     auto* self = static_cast<submitted_task*>(base);
-    if (!self->claim_.cancel()) return false;
+    if (!self->claim_.cancel()) return cancel_outcome::refused;
     self->call_.reset();  // its captures go now, not when a worker reaches the task
-    return true;
+    return cancel_outcome::before_start;
   }
 
   static void destroy(future_state<R>* base) noexcept { delete static_cast<submitted_task*>(base); }
@@ -262,11 +270,11 @@ struct continuation final : future_state<R2>, completion_hook {
     self->complete();
   }
 
-  static bool cancel(future_state<R2>* base) {
+  static cancel_outcome cancel(future_state<R2>* base, if_running) {
     auto* self = static_cast<continuation*>(base);
-    if (!self->claim_.cancel()) return false;
+    if (!self->claim_.cancel()) return cancel_outcome::refused;
     self->g_.reset();
-    return true;
+    return cancel_outcome::before_start;
   }
 
   static void destroy(future_state<R2>* base) noexcept { delete static_cast<continuation*>(base); }
@@ -371,18 +379,30 @@ class future {
   /// Takes back a task that has not started (Python's Future.cancel): true when it never will
   /// run, and get() then throws parallel::cancelled_error; false when it is running or done (it
   /// goes on; nothing is interrupted). On a thread pool, a queued task; on a process pool or an
-  /// MPI pool, a task not yet sent to a worker (a pool sends a few ahead to each worker: those
-  /// cannot be taken back). On then()'s future: g will not run (the source still does).
-  /// Calling it again after it succeeded returns true again.
-  bool cancel() {
+  /// MPI pool, one that no worker has started (queued in the pool, or sent ahead to a worker and
+  /// not begun there). On then()'s future: g will not run (the source still does). Calling it
+  /// again after it succeeded returns true again.
+  ///
+  /// cancel(parallel::if_running::kill) on a process pool also stops a task that is running:
+  /// its worker process is killed (the task gets no chance to clean up, like a timeout) and
+  /// replaced, the other tasks go on, and cancel returns true. Threads and MPI ranks are not
+  /// killed: there it is cancel().
+  bool cancel(if_running running = if_running::keep) {
     check();
     if (state_->cancelled_) return true;
     if (state_->cancel_ == nullptr || state_->hooks_.fired()) return false;
-    std::exception_ptr error = std::make_exception_ptr(
+    std::exception_ptr before = std::make_exception_ptr(
         cancelled_error("parallel: the task was cancelled (future::cancel) before it started; it "
                         "never ran"));
-    if (!state_->cancel_(state_)) return false;
-    state_->error_ = std::move(error);
+    const detail::cancel_outcome outcome = state_->cancel_(state_, running);
+    if (outcome == detail::cancel_outcome::refused) return false;
+    state_->error_ =
+        outcome == detail::cancel_outcome::before_start
+            ? std::move(before)
+            : std::make_exception_ptr(cancelled_error(
+                  "parallel: the task was cancelled while it ran "
+                  "(future::cancel(parallel::if_running::kill)); its worker process was killed "
+                  "and replaced"));
     state_->cancelled_ = true;
     state_->hooks_.fire_all();  // as_completed, wait_any and wait_all see it done
     return true;

@@ -16,5 +16,6 @@
 #include "process_pool.hpp"
 #include "progress.hpp"
 #include "thread_pool.hpp"
+#include "version.hpp"
 #include "wait.hpp"
 #include "worker_state.hpp"

@@ -33,6 +33,7 @@
 #include "detail/algorithms/process_verbs.hpp"
 #include "detail/algorithms/void_results.hpp"
 #include "detail/ipc/engine.hpp"
+#include "detail/ipc/hooks.hpp"
 #include "detail/ipc/job_mailbox.hpp"
 #include "detail/ipc/spawn_start.hpp"
 #include "detail/ipc/start_plan.hpp"
@@ -46,6 +47,51 @@
 
 namespace parallel {
 
+namespace detail {
+struct hook_access;
+}
+
+/// A call each worker process of a pool makes: a function and the arguments to call it with
+/// (Python's initializer and initargs). Like a task's function, it crosses to the workers, on
+/// every start method: a function, a lambda without captures, or one capturing numbers by value;
+/// its arguments cross through parallel::codec.
+///
+///     parallel::process_pool<> pool{{.initializer = {open_db, std::string("/tmp/cache.db"), 4},
+///                                    .on_exit = close_db}};
+class worker_hook {
+ public:
+  /// No call.
+  worker_hook() = default;
+  worker_hook(std::nullptr_t) noexcept {}  // NOLINT: `.initializer = nullptr` as before
+
+  /// fn(args...) in each worker. The arguments are copied now; a C string crosses as its
+  /// characters.
+  template <class F, class... Args>
+  requires(!std::is_same_v<std::decay_t<F>, worker_hook> &&
+           !std::is_same_v<std::decay_t<F>, std::nullptr_t>)
+      worker_hook(F fn, Args&&... args) {  // NOLINT: `.initializer = init` converts
+    using Tuple = std::tuple<detail::shipped_arg_t<Args>...>;
+    constexpr bool callable = std::is_invocable_v<F&, detail::shipped_arg_t<Args>&...>;
+    static_assert(callable,
+                  "parallel::worker_hook: the function cannot be called with these arguments "
+                  "(the hook calls fn(args...) in each worker)");
+    if constexpr (callable) {  // (nothing more to say about one that cannot be called)
+      detail::require_transferable<Tuple>();
+      if constexpr (std::is_pointer_v<F>) {
+        if (fn == nullptr) return;  // a null function pointer: no call, as nullptr
+      }
+      call_ = detail::ipc::encode_hook(fn, Tuple(std::forward<Args>(args)...));
+    }
+  }
+
+  /// True when there is a call to make.
+  explicit operator bool() const noexcept { return !call_.empty(); }
+
+ private:
+  friend struct detail::hook_access;
+  std::vector<std::byte> call_;
+};
+
 /// Options of a process_pool.
 ///
 ///     parallel::process_pool<> pool{{.workers = 4, .max_tasks_per_child = 100, .initializer =
@@ -55,14 +101,29 @@ struct pool_options {
   int workers = 0;
   /// A worker is replaced by a fresh one after this many tasks (chunks); 0 = never.
   std::size_t max_tasks_per_child = 0;
-  /// Runs once in each worker before its first task. If it throws, the pool's calls fail with
-  /// parallel::spawn_error naming the exception.
-  void (*initializer)() = nullptr;
+  /// Runs once in each worker before its first task: `init`, or `{init, args...}` for
+  /// init(args...) (Python's initializer and initargs). If it throws, the pool's calls fail
+  /// with parallel::spawn_error naming the exception.
+  worker_hook initializer{};
   /// A worker whose initializer has not returned within this time is stopped, and the calls
   /// waiting for it fail with parallel::spawn_error; a call with options.timeout waits for a
   /// worker no longer than that timeout. 0 = no limit.
   std::chrono::milliseconds start_timeout = std::chrono::seconds(60);
+  /// Runs once in each worker after its last task: when the worker retires
+  /// (max_tasks_per_child) or the pool ends. Not in a worker that dies or is killed (a
+  /// timeout, cancel(if_running::kill), a task still running as the pool is destroyed). What
+  /// it throws goes to the worker's standard error (the pool may be gone by then).
+  worker_hook on_exit{};
+  /// How long a worker may take to end, its on_exit included, once the pool has let it go;
+  /// then it is killed. Without on_exit a worker gets a second.
+  std::chrono::milliseconds on_exit_timeout = std::chrono::seconds(30);
 };
+
+namespace detail {
+struct hook_access {
+  static const std::vector<std::byte>& call(const worker_hook& h) noexcept { return h.call_; }
+};
+}  // namespace detail
 
 namespace detail {
 
@@ -195,18 +256,19 @@ class process_pool_core {
     mailbox_.cancel(sink, [this] { wake_.signal(); });
   }
 
-  /// future::cancel of a submitted task: true when its job was not sent to a worker yet (or
-  /// its worker had not started it), and now never will be (the sink is not called). Waits for
-  /// the I/O thread's answer, which comes at its next round: it is woken for it.
-  bool withdraw(ipc::job_sink* sink) {
-    return mailbox_.withdraw(sink, [this] { wake_.signal(); });
+  /// future::cancel of a submitted task: before_start when its job was not sent to a worker
+  /// yet (or its worker had not started it), killed when `kill` asked for the worker running it
+  /// to be killed and it was; either way the sink is never called. Waits for the I/O thread's
+  /// answer, which comes at its next round: it is woken for it.
+  cancel_outcome withdraw(ipc::job_sink* sink, bool kill) {
+    return mailbox_.withdraw(sink, kill, [this] { wake_.signal(); });
   }
 
   /// Jobs whose outcome the I/O thread has delivered so far.
   std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_acquire); }
 
-  static bool withdraw_from(void* core, ipc::job_sink* sink) {
-    return static_cast<process_pool_core*>(core)->withdraw(sink);
+  static cancel_outcome withdraw_from(void* core, ipc::job_sink* sink, bool kill) {
+    return static_cast<process_pool_core*>(core)->withdraw(sink, kill);
   }
 
  private:
@@ -331,6 +393,9 @@ class process_pool_core {
       cfg.reaper = plan_.reaper;
       cfg.delivered = &delivered_;
       cfg.spares = &spares_;
+      cfg.hooks =
+          ipc::pack_hooks(hook_access::call(opts_.initializer), hook_access::call(opts_.on_exit));
+      if (opts_.on_exit) cfg.end_grace = opts_.on_exit_timeout;
       engine.emplace(std::move(cfg), plan_.start);
     } catch (...) {
       std::lock_guard lock(mailbox_.mutex());
@@ -436,20 +501,6 @@ class pool_runner final : public runner {
   process_pool_core& core_;
 };
 
-/// A C string argument of submit crosses as its characters, and reaches f as whichever of
-/// const char*, std::string or std::string_view it takes (a pointer alone could not cross).
-struct c_string_arg {
-  std::string text;
-  operator const char*() const noexcept { return text.c_str(); }  // NOLINT
-  operator const std::string&() const noexcept { return text; }   // NOLINT
-  operator std::string_view() const noexcept { return text; }     // NOLINT
-};
-
-template <class T>
-using shipped_arg_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
-                                             std::is_same_v<std::decay_t<T>, char*>,
-                                         c_string_arg, std::decay_t<T>>;
-
 /// A submitted call's future: completed by the pool's I/O thread, or taken back by cancel()
 /// before its job was sent (the pool outlives every future not complete: it finishes their jobs
 /// before it ends).
@@ -470,12 +521,14 @@ struct process_future final : future_state<R>, ipc::job_sink {
   static void never_run(task*) noexcept {}
   static void destroy(future_state<R>* base) noexcept { delete static_cast<process_future*>(base); }
 
-  static bool cancel(future_state<R>* base) {
+  static cancel_outcome cancel(future_state<R>* base, if_running running) {
     auto* self = static_cast<process_future*>(base);
-    if (!self->withdraw_.take(self->withdraw_.owner, self)) return false;
+    const cancel_outcome outcome =
+        self->withdraw_.take(self->withdraw_.owner, self, running == if_running::kill);
+    if (outcome == cancel_outcome::refused) return outcome;
     // The engine will never call this sink: the future alone holds the state from now on.
     (void)self->done_.set();
-    return true;
+    return outcome;
   }
 
   void results(ipc::job&, decoder& in, std::uint64_t k, std::uint64_t) override {
@@ -623,7 +676,7 @@ requires(std::is_same_v<Start, start::spawn> ||
   template <class F, class Range>
   static auto map(const processes<Start>& p, F& f, Range& items, const options& opts) {
     using unwrap = unwrap_apply<std::remove_cvref_t<F>>;
-    process_pool_core core(pool_options{.workers = p.workers}, start_method<Start>::plan(nullptr));
+    process_pool_core core(pool_options{.workers = p.workers}, start_method<Start>::plan());
     pool_runner run(core);
     return pool_map<unwrap::apply>(run, unwrap::get(f), items, opts);
   }
@@ -632,7 +685,7 @@ requires(std::is_same_v<Start, start::spawn> ||
   static auto imap(const processes<Start>& p, F&& f, Range&& items, const options& opts) {
     // The view owns the pool: it ends after the view's last job.
     auto core = std::make_shared<process_pool_core>(pool_options{.workers = p.workers},
-                                                    start_method<Start>::plan(nullptr));
+                                                    start_method<Start>::plan());
     process_pool_core& ref = *core;
     return pool_imap<Ordered, false>(std::make_unique<pool_runner>(ref, std::move(core)),
                                      std::forward<F>(f), std::forward<Range>(items), opts);
@@ -640,12 +693,6 @@ requires(std::is_same_v<Start, start::spawn> ||
 };
 
 }  // namespace detail
-
-template <>
-struct codec<detail::c_string_arg> {
-  static void encode(encoder& out, const detail::c_string_arg& arg) { out.write(arg.text); }
-  static detail::c_string_arg decode(decoder& in) { return {in.read<std::string>()}; }
-};
 
 /// Worker processes for reuse across calls (Python's Pool / ProcessPoolExecutor). Workers start
 /// with the pool and stay until it is destroyed; a worker that dies is replaced, and only the
@@ -675,8 +722,8 @@ class process_pool {
   using options_type = pool_options;
 
   explicit process_pool(const pool_options& opts = {})
-      : core_(std::make_unique<detail::process_pool_core>(
-            opts, detail::start_method<Start>::plan(opts.initializer))) {}
+      : core_(std::make_unique<detail::process_pool_core>(opts,
+                                                          detail::start_method<Start>::plan())) {}
 
   process_pool(process_pool&&) noexcept = default;
   process_pool& operator=(process_pool&&) noexcept = default;
@@ -716,8 +763,9 @@ class process_pool {
 
   /// Runs f(args...) in a worker (Python's apply_async / executor.submit). If that worker dies,
   /// only this future fails (parallel::worker_died); the others complete. A void f gives a
-  /// future<void>. future::cancel() takes the task back while it is still in the pool's queue
-  /// (the pool sends a few tasks ahead to each worker: those run).
+  /// future<void>. future::cancel() takes the task back until a worker starts it;
+  /// cancel(parallel::if_running::kill) also stops it while it runs (its worker is killed and
+  /// replaced).
   template <class F, class... Args>
   auto submit(F&& f, Args&&... args) {
     detail::pool_runner run(*core_);

@@ -79,6 +79,8 @@ struct board {
   std::atomic<int> task_runs{0};
   std::atomic<int> mode{0};          // what the test asks of tasks or initializers
   std::atomic<int> starting_pid{0};  // the worker whose initializer ran last
+  std::atomic<int> exit_runs{0};     // a pool's on_exit, in any worker
+  std::atomic<long> hook_sum{0};     // what the hooks' arguments added up to
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
@@ -136,6 +138,8 @@ inline board& reset_board() {
   b.task_runs = 0;
   b.mode = 0;
   b.starting_pid = 0;
+  b.exit_runs = 0;
+  b.hook_sum = 0;
   return b;
 }
 

@@ -1,5 +1,7 @@
 // A process_pool's workers over their life: the initializer runs once in each worker (and in
-// each replacement), never in the caller; an initializer that throws, or a worker that dies
+// each replacement), never in the caller, with the arguments it was given; on_exit runs once in
+// each worker that ends normally (retired, or at the pool's end), not in one that died or was
+// killed; an initializer that throws, or a worker that dies
 // before its handshake, makes the pool's calls fail with parallel::spawn_error naming the
 // cause, without a hang or a restart storm; max_tasks_per_child recycles workers under load and
 // every result stays right; retired workers are reaped. All of it for every start method.
@@ -53,6 +55,15 @@ sighting look(int x) {
 
 int square(int x) { return x * x; }
 
+// Hooks with arguments (Python's initializer + initargs).
+void initialize_with(const std::string& name, int base) {
+  initialized_here = base;
+  shared_board().initializer_runs.fetch_add(1);
+  shared_board().hook_sum.fetch_add(base + (name == "cache" ? 1000 : 0));
+}
+void count_exit(int weight) { shared_board().exit_runs.fetch_add(weight); }
+void throwing_exit() { throw std::runtime_error("flush failed"); }
+
 // Whether `count` reaches `want` within `limit`, and not more. A pool's call starts its second
 // worker as soon as it has work for it, but under a sanitizer a spawned worker may still be
 // starting (and not have run the initializer yet) when a short map has ended in the first one.
@@ -87,6 +98,84 @@ TEMPLATE_TEST_CASE("faults: the pool's initializer runs once in each worker, nev
   // A submitted call sees the initialized worker too.
   CHECK(pool.submit(look, 3).get().initialized == 1);
   CHECK(b.initializer_runs.load() == 2);
+}
+
+TEMPLATE_TEST_CASE("faults: the pool's hooks take arguments; on_exit runs as each worker ends",
+                   "[faults][process_pool][hooks]", parallel::start::fork, parallel::start::spawn,
+                   parallel::start::forkserver) {
+  watchdog guard{"faults: hooks with arguments", 60s};
+  INFO(method_name<TestType>());
+  board& b = reset_board();
+  {
+    pool_of<TestType> pool{
+        {.workers = 2, .initializer = {initialize_with, "cache", 7}, .on_exit = {count_exit, 1}}};
+    const std::vector<sighting> seen = pool.map(look, numbers(20), {.chunksize = 1});
+    for (const sighting& s : seen) CHECK(s.initialized == 7);
+    CHECK(reaches(b.initializer_runs, 2, 30s));
+    CHECK(b.hook_sum.load() == 2 * 1007);
+    CHECK(b.exit_runs.load() == 0);  // the workers are still there
+  }
+  // The pool's end waited for its workers to end, each after its on_exit.
+  CHECK(b.exit_runs.load() == 2);
+  CHECK(initialized_here == 0);
+
+  // A lambda capturing a number by value is a hook too.
+  reset_board();
+  {
+    const int weight = 5;
+    pool_of<TestType> pool{{.workers = 1,
+                            .initializer = [] { shared_board().initializer_runs.fetch_add(1); },
+                            .on_exit = [weight] { shared_board().exit_runs.fetch_add(weight); }}};
+    CHECK(pool.submit(square, 4).get() == 16);
+  }
+  CHECK(b.initializer_runs.load() == 1);
+  CHECK(b.exit_runs.load() == 5);
+}
+
+TEMPLATE_TEST_CASE("faults: on_exit runs in retired workers, not in one that died",
+                   "[faults][process_pool][hooks]", parallel::start::fork, parallel::start::spawn,
+                   parallel::start::forkserver) {
+  watchdog guard{"faults: on_exit at retirement and death", 60s};
+  INFO(method_name<TestType>());
+  board& b = reset_board();
+  {
+    pool_of<TestType> pool{{.workers = 2,
+                            .max_tasks_per_child = 2,
+                            .initializer = counting_initializer,
+                            .on_exit = {count_exit, 1}}};
+    CHECK(pool.map(square, numbers(12), {.chunksize = 1}) == squares(12));
+    CHECK_THROWS_AS(pool.submit([](int) -> int { die(death::sigkill); }, 0).get(),
+                    parallel::worker_died);
+    CHECK(pool.submit(square, 5).get() == 25);
+  }
+  // Every worker that started ran on_exit as it ended, but the one killed.
+  CHECK(b.initializer_runs.load() >= 7);  // 12 tasks, 2 per worker, then more
+  CHECK(b.exit_runs.load() == b.initializer_runs.load() - 1);
+}
+
+TEMPLATE_TEST_CASE("faults: an on_exit that throws is reported, the pool still ends at once",
+                   "[faults][process_pool][hooks]", parallel::start::fork, parallel::start::spawn,
+                   parallel::start::forkserver) {
+  watchdog guard{"faults: on_exit throws", 60s};
+  INFO(method_name<TestType>());
+  const std::uint64_t start = now_ns();
+  {
+    pool_of<TestType> pool{{.workers = 2, .on_exit = throwing_exit}};
+    CHECK(pool.map(square, numbers(10)) == squares(10));
+  }
+  // Each worker wrote "the pool's on_exit raised std::runtime_error: flush failed" to its
+  // standard error and ended: nothing waited for the grace period.
+  CHECK(now_ns() - start < 20'000'000'000ull);
+
+  // One that never returns is killed after on_exit_timeout.
+  const std::uint64_t again = now_ns();
+  {
+    pool_of<TestType> pool{{.workers = 1,
+                            .on_exit = [] { sleep_ms(600'000); },
+                            .on_exit_timeout = std::chrono::milliseconds(300)}};
+    CHECK(pool.submit(square, 3).get() == 9);
+  }
+  CHECK(now_ns() - again < 20'000'000'000ull);
 }
 
 TEMPLATE_TEST_CASE("faults: a replaced worker runs the initializer too", "[faults][process_pool]",

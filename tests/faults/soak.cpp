@@ -1,5 +1,5 @@
 // Soak: 1e6 tasks through 1000 pool lifecycles of each start method (fork, spawn, forkserver)
-// leave the descriptors, the children and the memory of the caller where they were (issue 5).
+// leave the descriptors, the children and the memory of the caller where they were.
 //
 // Each lifecycle builds a pool of 2, maps 1000 items through it and destroys it. Descriptors
 // and children must be exactly as before; the mappings and the resident memory, measured once

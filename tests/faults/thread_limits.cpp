@@ -247,7 +247,8 @@ TEST_CASE("faults: threads{.workers = n} keeps a bounded number of threads, what
   for (int n = 21; n <= 40; ++n) run(n);
   for (int i = 0; i < 20; ++i) run(37 + i % 2);
   CHECK(own_threads() <= bound(40));
-  INFO("threads: " << baseline << " before, " << after_issue << " after the issue's sequence");
+  INFO("threads: " << baseline << " before, " << after_issue
+                   << " after 20 sizes, then 17 and 18 in turn");
 }
 
 // Calls of many sizes at once, from several threads and nested in each other's tasks: the

@@ -32,7 +32,8 @@ using test_support::watchdog;
 constexpr int dying_item = 7;
 constexpr int item_count = 30;
 
-/// The target: reported, not asserted (the benchmarks measure it).
+/// The target latency from a death to the caller's error: reported, not asserted (the
+/// benchmarks measure it).
 constexpr double target_ms = 100;
 
 int square(int x) { return x * x; }

@@ -1,6 +1,6 @@
 // A shared library the test program is linked with (libparallel_test_module.so): functions and
-// lambdas that live in a module other than the executable, for issue 4's "functions in shared
-// libraries". The library uses parallel itself, so the lambdas below and the templates that
+// lambdas that live in a module other than the executable, to test functions in shared
+// libraries. The library uses parallel itself, so the lambdas below and the templates that
 // ship them are compiled into the library, not into the test program.
 #pragma once
 

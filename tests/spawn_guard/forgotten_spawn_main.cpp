@@ -1,5 +1,5 @@
 // A program that uses start::spawn (or start::forkserver) but forgot parallel::spawn_main: the
-// tutorials' missing `if __name__ == '__main__':` guard. Its spawned child runs main again and
+// C++ form of a missing `if __name__ == '__main__':` guard. Its spawned child runs main again and
 // tries to start workers itself; that child says so on stderr and ends there, inside the call
 // (Python's "bootstrapping phase" error), even though this main() catches spawn_error: user code
 // never runs past the failed start in a child. The parent gets parallel::spawn_error naming

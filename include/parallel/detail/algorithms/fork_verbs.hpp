@@ -144,8 +144,8 @@ struct backend<processes<start::fork>> {
       fill = &ship_items<View, V>;
     }
     runner& run = c->run;
-    std::unique_ptr<void, void (*)(void*)> keep(ctx.release(),
-                                                [](void* p) { delete static_cast<context*>(p); });
+    std::unique_ptr<void, void (*)(void*)> keep(
+        ctx.release(), [](void* held) { delete static_cast<context*>(held); });
     auto s = std::make_unique<state>(run, View(std::forward<Range>(items)), opts, body_prefix{},
                                      std::move(fill), std::move(keep), learned_cost_for<Fn, V>());
     // The workers index the input from its beginning; a single-pass input is shipped instead,

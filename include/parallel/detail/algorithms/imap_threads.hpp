@@ -41,8 +41,8 @@ class threaded_imap_state {
   using value_type = sequential_result_t<F, View>;
 
   struct chunk : task {
-    chunk(threaded_imap_state& s, std::size_t first)
-        : task(&execute, s.tag_), owner(&s), first(first) {}
+    chunk(threaded_imap_state& s, std::size_t first_item)
+        : task(&execute, s.tag_), owner(&s), first(first_item) {}
 
     static void execute(task* base) noexcept {
       auto* self = static_cast<chunk*>(base);

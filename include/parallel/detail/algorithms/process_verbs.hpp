@@ -59,9 +59,10 @@ inline void refuse_in_spawned_child() {
 }
 
 /// How a submitted task's future takes its job back from a pool (future::cancel): `take(owner,
-/// sink)` is true when the job was not sent yet and now never will be.
+/// sink, kill)` says whether the job was taken back before it started, or killed as it ran
+/// (kill: a process pool kills the worker), or neither.
 struct withdrawal {
-  bool (*take)(void* owner, ipc::job_sink* sink) = nullptr;
+  cancel_outcome (*take)(void* owner, ipc::job_sink* sink, bool kill) = nullptr;
   void* owner = nullptr;
 };
 
@@ -537,9 +538,10 @@ class process_imap_state final : public ipc::job_sink {
     return true;
   }
 
-  std::size_t window_limit(std::size_t chunk) const noexcept {
+  std::size_t window_limit(std::size_t chunk_items) const noexcept {
     if (opts_.max_in_flight != 0) return opts_.max_in_flight;
-    return std::clamp<std::size_t>(planner_.jobs_ahead(chunk) * chunk, 16, std::size_t{1} << 16);
+    return std::clamp<std::size_t>(planner_.jobs_ahead(chunk_items) * chunk_items, 16,
+                                   std::size_t{1} << 16);
   }
 
   void refill() {

@@ -1,9 +1,11 @@
 // The memory a worker shares with its caller: one anonymous shared mapping (memfd) per worker,
 // made by the caller before the worker starts. Its first page is the control block (what the
 // worker is doing now, read by the caller for timeouts and to name the item a dead worker was
-// running; the claims on queued tasks; the rings' positions and doorbells); then two frame
-// rings (ring.hpp): the caller's tasks to the worker (an eighth of the space), and the worker's
-// results to the caller (the rest). Tasks and results travel there, not through the socket.
+// running; the claims on queued tasks; the rings' positions and doorbells); then the pool's
+// hooks (hooks.hpp: its initializer and on_exit with their arguments, in whole pages, when it
+// has any); then two frame rings (ring.hpp): the caller's tasks to the worker (an eighth of the
+// space), and the worker's results to the caller (the rest). Tasks and results travel there, not
+// through the socket.
 //
 // The rings are address space reserved in the caller: under a limit on the address space
 // (RLIMIT_AS) they are smaller, or absent (ring_size() 0), and then every frame goes through the
@@ -36,6 +38,9 @@ struct control_block {
   std::atomic<std::uint64_t> started_seq{0};    // the worker's nth task started last (1-based)
   std::atomic<std::uint64_t> current_index{0};  // the item it runs (or ran last)
   std::atomic<std::uint64_t> started_ns{0};     // when that item started (only with a timeout)
+
+  // Written by the caller before the worker starts.
+  std::uint64_t hooks_size = 0;  // the bytes of the hooks after this page
 
   ring_cursor tasks;     // caller -> worker
   ring_cursor results;   // worker -> caller
@@ -95,30 +100,43 @@ class arena {
   /// smaller ones: a caller that close to its limit needs what is left for its results and
   /// threads more than a worker needs a ring. Only when not even the control page can be mapped
   /// is the worker not started: spawn_error, naming the limit.
-  explicit arena(std::size_t ring_bytes)
+  /// `hooks` (the pool's, packed by pack_hooks) are copied after the control page.
+  explicit arena(std::size_t ring_bytes, std::span<const std::byte> hooks = {})
       : ring_bytes_(usable_ring(std::min(ring_bytes, ring_limit()))),
-        fd_(os::anonymous_memory(control_bytes + ring_bytes_)),
-        map_(fd_.get(), control_bytes + ring_bytes_, std::nothrow) {
+        hooks_bytes_(whole_pages(hooks.size())),
+        fd_(os::anonymous_memory(control_bytes + hooks_bytes_ + ring_bytes_)),
+        map_(fd_.get(), control_bytes + hooks_bytes_ + ring_bytes_, std::nothrow) {
     if (map_.data() == nullptr && ring_bytes_ > 0) {
       ring_bytes_ = 0;
-      map_ = os::shared_mapping(fd_.get(), control_bytes, std::nothrow);
+      map_ = os::shared_mapping(fd_.get(), control_bytes + hooks_bytes_, std::nothrow);
     }
     if (map_.data() == nullptr) throw spawn_error(os::address_space_advice());
     new (map_.data()) control_block();
+    if (!hooks.empty()) {
+      std::memcpy(map_.data() + control_bytes, hooks.data(), hooks.size());
+      control().hooks_size = hooks.size();
+    }
   }
 
   /// A spawned worker's side: the arena its caller made, received as handle `memory`, with
-  /// rings of `ring_bytes` (what the caller's ring_size() said). Throws spawn_error when it
-  /// cannot be mapped whole: the caller writes tasks there.
+  /// hooks of `hooks_bytes` and rings of `ring_bytes` (what the caller's hooks_area() and
+  /// ring_size() said). Throws spawn_error when it cannot be mapped whole: the caller writes
+  /// tasks there.
   struct adopt_t {};
-  arena(adopt_t, os::native_handle memory, std::size_t ring_bytes)
+  arena(adopt_t, os::native_handle memory, std::size_t ring_bytes, std::size_t hooks_bytes)
       : ring_bytes_(ring_bytes),
+        hooks_bytes_(hooks_bytes),
         fd_(os::adopt_memory(memory)),
-        map_(memory, control_bytes + ring_bytes, std::nothrow) {
-    if (map_.data() == nullptr || usable_ring(ring_bytes) != ring_bytes)
+        map_(memory, control_bytes + hooks_bytes + ring_bytes, std::nothrow) {
+    if (map_.data() == nullptr || usable_ring(ring_bytes) != ring_bytes ||
+        whole_pages(hooks_bytes) != hooks_bytes)
       throw spawn_error("parallel: a worker could not map the memory it shares with its caller (" +
-                        std::to_string((control_bytes + ring_bytes) >> 10) + " KiB); " +
-                        os::address_space_advice());
+                        std::to_string((control_bytes + hooks_bytes + ring_bytes) >> 10) +
+                        " KiB); " + os::address_space_advice());
+    if (control().hooks_size > hooks_bytes_)
+      throw spawn_error("parallel: a worker found hooks of " +
+                        std::to_string(control().hooks_size) + " bytes in an area of " +
+                        std::to_string(hooks_bytes_));
   }
 
   control_block& control() const noexcept {
@@ -128,25 +146,34 @@ class arena {
   os::native_handle handle() const noexcept { return fd_.get(); }
   /// Both rings' bytes (0: none; every frame goes through the socket).
   std::uint64_t ring_size() const noexcept { return ring_bytes_; }
+  /// The bytes set aside for the hooks (whole pages; 0: none).
+  std::uint64_t hooks_area() const noexcept { return hooks_bytes_; }
+  /// The pool's hooks, as the caller packed them (empty: none).
+  std::span<const std::byte> hooks() const noexcept {
+    return {map_.data() + control_bytes, static_cast<std::size_t>(control().hooks_size)};
+  }
   /// The caller's side gives up the descriptor once the worker has it (the mapping stays).
   void close_fd() noexcept { fd_.reset(); }
 
   /// The ring of tasks (the caller writes, the worker reads) and of results (the other way).
   /// Each side makes its end once, for the worker's life.
   frame_ring task_ring() const noexcept {
-    return ring_bytes_ == 0
-               ? frame_ring()
-               : frame_ring(map_.data() + control_bytes, task_bytes(), &control().tasks);
+    return ring_bytes_ == 0 ? frame_ring()
+                            : frame_ring(map_.data() + control_bytes + hooks_bytes_, task_bytes(),
+                                         &control().tasks);
   }
   frame_ring result_ring() const noexcept {
     return ring_bytes_ == 0 ? frame_ring()
-                            : frame_ring(map_.data() + control_bytes + task_bytes(),
+                            : frame_ring(map_.data() + control_bytes + hooks_bytes_ + task_bytes(),
                                          ring_bytes_ - task_bytes(), &control().results);
   }
 
  private:
   std::uint64_t task_bytes() const noexcept {
     return ring_bytes_ / 8 / frame_ring::align * frame_ring::align;
+  }
+  static std::size_t whole_pages(std::size_t bytes) noexcept {
+    return (bytes + control_bytes - 1) / control_bytes * control_bytes;
   }
   // A size both rings can be cut from, in whole pages; 0 when too small to be worth it.
   static std::size_t usable_ring(std::size_t bytes) noexcept {
@@ -162,6 +189,7 @@ class arena {
   }
 
   std::uint64_t ring_bytes_ = 0;
+  std::uint64_t hooks_bytes_ = 0;
   os::memory_handle fd_;
   os::shared_mapping map_;
 };

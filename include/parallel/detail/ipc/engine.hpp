@@ -86,10 +86,12 @@ class engine {
     std::atomic<std::uint64_t>* delivered = nullptr;
     /// Where a finished job leaves its payload buffer for the callers' next jobs (null: freed).
     payload_cache* spares = nullptr;
+    /// The pool's hooks (hooks.hpp's pack_hooks), given to each worker in its arena.
+    std::vector<std::byte> hooks{};
+    /// How long a worker whose channel closed may take to end (its on_exit included) before
+    /// it is killed.
+    std::chrono::milliseconds end_grace{1000};
   };
-
-  /// How long a worker whose channel closed may take to end before it is killed.
-  static constexpr int end_grace_ms = 1000;
 
   /// With keep_workers, starts every worker now; when one cannot be started, those already
   /// started are ended and reaped and the constructor throws spawn_error.
@@ -117,7 +119,7 @@ class engine {
   engine& operator=(const engine&) = delete;
 
   /// Ends every worker: idle ones see their channel close and exit; busy ones are killed, and
-  /// so are idle ones that have not ended after end_grace_ms (stopped, frozen).
+  /// so are idle ones that have not ended after end_grace (stopped, frozen).
   ~engine() { shut_down(); }
 
   std::size_t size() const noexcept { return slots_.size(); }
@@ -140,6 +142,11 @@ class engine {
   /// of its worker's queue if the worker has not started it (control_block::withdraw). True
   /// when it was taken back: its sink is then never called. A job that started stays.
   bool withdraw(const job_sink* sink) { return core_.withdraw(sink, take_back()); }
+
+  /// job_mailbox's withdrawal (future::cancel): withdraw(), and with `kill`, a job its worker
+  /// is running now is stopped with that worker (killed and replaced; the jobs queued behind
+  /// it go back to the queue). Its sink is then never called.
+  cancel_outcome withdraw_job(const job_sink* sink, bool kill);
 
   /// Jobs posted and not finished whose outcome someone still waits for (a cancelled job
   /// still running in a worker does not count: destroying the engine kills that worker).
@@ -242,7 +249,7 @@ class engine {
   // Why the engine stopped a worker: a task's timeout, a start that took too long, a frame that
   // broke the protocol, or none of its jobs' doing (the caller could not take a result: the
   // result's job failed already, the others go to other workers).
-  enum class stop_reason { none, timeout, start_timeout, protocol, replace };
+  enum class stop_reason { none, timeout, start_timeout, protocol, replace, cancel };
 
   struct slot {
     os::pid_type pid = -1;
@@ -274,7 +281,7 @@ class engine {
   };
 
   /// A worker that left its slot (max_tasks_per_child) and has yet to end and be reaped: the
-  /// loop goes on meanwhile, and kills it when it outstays end_grace_ms.
+  /// loop goes on meanwhile, and kills it when it outstays end_grace.
   struct retired {
     os::pid_type pid = -1;
     os::process_watch_handle watch;
@@ -329,7 +336,7 @@ class engine {
   void replenish();
 
   /// Ends every worker and waits (bounded) for each: channels close first, so idle workers
-  /// end on their own; busy ones are killed; any still there after end_grace_ms is killed.
+  /// end on their own; busy ones are killed; any still there after end_grace is killed.
   void shut_down() noexcept;
 
   /// Waits until `pid` ends, at most until `deadline_ns`, kills it if it is still there, and
@@ -352,6 +359,9 @@ class engine {
   /// max_early_restarts such restarts came in a row. Otherwise what waits fails with
   /// spawn_error: no start loop.
   bool restart_after_early_death(const slot& s, int status);
+  std::uint64_t end_grace_ns() const noexcept {
+    return static_cast<std::uint64_t>(cfg_.end_grace.count()) * 1'000'000ull;
+  }
 
   worker_end reap(os::pid_type pid);
 

@@ -1,6 +1,6 @@
 // ipc::engine, continued (engine.hpp includes this at its end): starting workers, ending and
 // reaping them, and what a worker's end means for its jobs. Ending never waits without a bound:
-// a worker that does not end within end_grace_ms after its channel closed (stopped by a
+// a worker that does not end within end_grace after its channel closed (stopped by a
 // debugger, frozen) is killed; every signal goes to a worker the engine started and has not
 // reaped, through its process watch where there is one.
 #pragma once
@@ -9,7 +9,7 @@ namespace parallel::detail::ipc {
 
 inline void engine::launch(slot& s) {
   auto [mine, theirs] = os::make_channel();
-  auto shared = std::make_unique<arena>(cfg_.ring_bytes);
+  auto shared = std::make_unique<arena>(cfg_.ring_bytes, cfg_.hooks);
   auto reader = std::make_unique<frame_reader>(max_task_payload);
   s.out.clear();
   s.out_sent = 0;
@@ -102,7 +102,7 @@ inline void engine::replenish() {
 }
 
 inline void engine::shut_down() noexcept {
-  const std::uint64_t deadline = os::monotonic_ns() + end_grace_ms * 1'000'000ull;
+  const std::uint64_t deadline = os::monotonic_ns() + end_grace_ns();
   for (auto& s : slots_) {
     if (s.pid < 0) continue;
     if (!s.jobs->in_flight.empty()) os::signal_process(s.watch, s.pid, os::kill_signal);
@@ -146,7 +146,7 @@ inline void engine::retire(slot& s) {
   retired r;
   r.pid = s.pid;
   r.watch = std::move(s.watch);
-  r.deadline_ns = os::monotonic_ns() + end_grace_ms * 1'000'000ull;
+  r.deadline_ns = os::monotonic_ns() + end_grace_ns();
   s.pid = -1;
   s.channel.reset();
   s.shared.reset();
@@ -179,7 +179,7 @@ inline void engine::collect_retired() {
 }
 
 inline void engine::end_worker(slot& s) {
-  if (s.stopping == stop_reason::none) {
+  if (s.stopping == stop_reason::none || s.stopping == stop_reason::cancel) {
     receive(s, /*draining=*/true);
     drain(s);  // results it published in its ring before it ended count too
   }
@@ -292,6 +292,20 @@ inline bool engine::restart_after_early_death(const slot& s, int status) {
 inline worker_end engine::reap(os::pid_type pid) {
   if (cfg_.reaper) return cfg_.reaper(pid);
   return {os::wait_for(pid, true), {}};
+}
+
+inline cancel_outcome engine::withdraw_job(const job_sink* sink, bool kill) {
+  if (withdraw(sink)) return cancel_outcome::before_start;
+  if (!kill) return cancel_outcome::refused;
+  const auto [i, j] = core_.find_in_flight(sink);
+  if (j == nullptr) return cancel_outcome::refused;  // done: its result is on its way
+  slot& s = slots_[i];
+  if (s.pid < 0 || s.shared == nullptr ||
+      s.shared->control().started_seq.load(std::memory_order_acquire) != j->seq)
+    return cancel_outcome::refused;  // finished (its result is in the ring)
+  j->sink = nullptr;  // what the worker still sends for it is dropped, and its end fails nothing
+  stop_worker(s, stop_reason::cancel, {});
+  return cancel_outcome::killed;
 }
 
 inline void engine::stop_worker(slot& s, stop_reason why, std::string message) {

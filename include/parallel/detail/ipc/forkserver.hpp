@@ -4,7 +4,8 @@
 // reuse and ends with its caller (EOF on its channel, or a changed parent pid).
 //
 // The caller and the server talk over one private SOCK_SEQPACKET pair. A request carries the new
-// worker's channel and arena as descriptors (SCM_RIGHTS) and the pool's initializer; the server
+// worker's channel and arena as descriptors (SCM_RIGHTS) and the arena's layout (the pool's
+// hooks are in the arena: hooks.hpp); the server
 // answers with the worker's pid. The server is the workers' parent, so it reaps them and
 // reports each exit status; the caller watches its workers through pidfds as usual and asks the
 // client for the status of one that ended.
@@ -40,10 +41,9 @@ inline constexpr std::size_t max_message = 8192;
 
 struct request {
   std::uint32_t kind = fork_request;
-  std::uint32_t module_length = 0;  // the initializer's module path follows
+  std::uint32_t reserved = 0;
   std::uint64_t ring_bytes = 0;
-  std::uint64_t init_offset = 0;
-  std::uint64_t has_init = 0;
+  std::uint64_t hooks_bytes = 0;      // the arena's hooks area (arena::hooks_area)
   std::uint64_t ignored_signals = 0;  // os::ignored_signals() of the caller: its workers' too
 };
 
@@ -96,9 +96,7 @@ struct reply {
     request req;
     if (static_cast<std::size_t>(n) < sizeof req) continue;
     std::memcpy(&req, buffer, sizeof req);
-    if (req.kind != fork_request || req.module_length > sizeof buffer - sizeof req ||
-        sizeof req + req.module_length != static_cast<std::size_t>(n))
-      continue;
+    if (req.kind != fork_request || sizeof req != static_cast<std::size_t>(n)) continue;
     if (!fds[0] || !fds[1]) {
       // The kernel drops descriptors this process has no room for (MSG_CTRUNC): the server
       // inherited its caller's descriptor limit. The caller waits for an answer: it gets one.
@@ -106,7 +104,6 @@ struct reply {
       if (!os::send_message(control, &r, sizeof r, nullptr, 0)) os::exit_now(0);
       continue;
     }
-    const std::string module(buffer + sizeof req, req.module_length);
     std::fflush(nullptr);
     const os::pid_type pid = ::fork();
     if (pid == 0) {
@@ -118,20 +115,11 @@ struct reply {
       const int channel = fds[0].release();
       std::optional<arena> shared;
       try {
-        shared.emplace(arena::adopt_t{}, fds[1].release(), req.ring_bytes);
+        shared.emplace(arena::adopt_t{}, fds[1].release(), req.ring_bytes, req.hooks_bytes);
       } catch (const std::exception& e) {
         refuse_to_start(channel, e.what());
       }
-      void (*initializer)() = nullptr;
-      if (req.has_init != 0) {
-        try {
-          initializer = reinterpret_cast<void (*)()>(
-              const_cast<void*>(resolve(code_location{module, req.init_offset})));
-        } catch (const std::exception& e) {
-          refuse_to_start(channel, e.what());
-        }
-      }
-      worker_main(channel, *shared, &run_shipped, initializer);
+      worker_main(channel, *shared, &run_shipped);
     }
     const int fork_errno = errno;
     // The server's copies of the worker's channel and arena go before the caller hears of the
@@ -176,23 +164,15 @@ class forkserver_client {
 
   /// Asks the server for a worker on `channel` and `arena`; returns its pid. Throws
   /// spawn_error when the server refuses, is gone, or does not answer within reply_timeout_ms.
-  os::pid_type start_worker(int channel, const arena& shared, void (*initializer)()) {
+  os::pid_type start_worker(int channel, const arena& shared) {
     using namespace forkserver_wire;
     std::lock_guard lock(mutex_);
     ensure_running();
     request req;
     req.ring_bytes = shared.ring_size();
+    req.hooks_bytes = shared.hooks_area();
     req.ignored_signals = os::ignored_signals();
-    std::string module;
-    if (initializer != nullptr) {
-      const code_location where = locate(reinterpret_cast<const void*>(initializer));
-      req.has_init = 1;
-      req.init_offset = where.offset;
-      module = where.module;
-    }
-    req.module_length = static_cast<std::uint32_t>(module.size());
-    std::string message(reinterpret_cast<const char*>(&req), sizeof req);
-    message += module;
+    const std::string message(reinterpret_cast<const char*>(&req), sizeof req);
     const int fds[2] = {channel, shared.handle()};
     // A server found dead on the way (killed, or Ctrl-C in a program that handles it) is
     // replaced once, at once: the workers it started are gone, this request need not fail.

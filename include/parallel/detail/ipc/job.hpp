@@ -13,6 +13,7 @@
 
 #include "../../codec.hpp"
 #include "../../errors.hpp"
+#include "../futures/cancel_outcome.hpp"
 #include "frame.hpp"
 
 namespace parallel::detail::ipc {

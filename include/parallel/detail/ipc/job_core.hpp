@@ -265,13 +265,26 @@ class job_core {
   bool withdraw(const job_sink* sink) {
     return withdraw(sink, [](std::size_t, const job&) { return false; });
   }
+  /// job_mailbox's withdrawal, for a transport that can neither take a job back from a worker
+  /// nor stop one (MPI ranks): `kill` changes nothing.
+  cancel_outcome withdraw_job(const job_sink* sink, bool /*kill*/) {
+    return withdraw(sink) ? cancel_outcome::before_start : cancel_outcome::refused;
+  }
+
+  /// Where the sink's job is in flight: {worker, job}, or {worker count, null} when it is not.
+  std::pair<std::size_t, job*> find_in_flight(const job_sink* sink) noexcept {
+    for (std::size_t i = 0; i < lanes_.size(); ++i)
+      for (auto& j : lanes_[i].in_flight)
+        if (j->sink == sink) return {i, j.get()};
+    return {lanes_.size(), nullptr};
+  }
 
   /// Jobs posted and not finished whose outcome someone still waits for.
   std::size_t outstanding() const noexcept {
     std::size_t n = 0;
-    for (const auto& j : pending_) n += j->sink != nullptr ? 1 : 0;
+    for (const auto& j : pending_) n += j->sink != nullptr ? 1u : 0u;
     for (const auto& l : lanes_)
-      for (const auto& j : l.in_flight) n += j->sink != nullptr ? 1 : 0;
+      for (const auto& j : l.in_flight) n += j->sink != nullptr ? 1u : 0u;
     return n;
   }
 

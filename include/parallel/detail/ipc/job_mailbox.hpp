@@ -46,26 +46,28 @@ class job_mailbox {
     changed_.wait(lock, [&] { return cancel_done_ >= ticket; });
   }
 
-  /// future::cancel of a submitted task: true when its job was not sent to a worker yet (or its
-  /// worker gave it back), and now never will be (the sink is not called).
+  /// future::cancel of a submitted task: before_start when its job was not sent to a worker yet
+  /// (or its worker gave it back), killed when `kill` asked for its running worker to be killed
+  /// and it was; either way the sink is not called.
   template <class Wake>
-  bool withdraw(job_sink* sink, Wake&& wake) {
+  cancel_outcome withdraw(job_sink* sink, bool kill, Wake&& wake) {
     std::unique_lock lock(mutex_);
     const auto posted =
         std::find_if(jobs_.begin(), jobs_.end(), [sink](const auto& j) { return j->sink == sink; });
     if (posted != jobs_.end()) {  // the transport has not seen it yet
       jobs_.erase(posted);
-      return true;
+      return cancel_outcome::before_start;
     }
-    request r{sink};
+    request r{sink, kill};
     withdrawals_.push_back(&r);
     wake();
     changed_.wait(lock, [&] { return r.answered; });
-    return r.taken;
+    return r.outcome;
   }
 
   /// The transport's thread, with mutex() held: hands what callers left to `t` (which has
-  /// post(std::unique_ptr<job>), cancel(sink) and withdraw(sink) -> bool), and answers them.
+  /// post(std::unique_ptr<job>), cancel(sink) and withdraw_job(sink, kill) -> cancel_outcome), and
+  /// answers them.
   template <class Target>
   void deliver(Target& t) {
     for (auto& j : jobs_) t.post(std::move(j));
@@ -78,7 +80,7 @@ class job_mailbox {
     }
     if (!withdrawals_.empty()) {
       for (auto* r : withdrawals_) {
-        r->taken = t.withdraw(r->sink);
+        r->outcome = t.withdraw_job(r->sink, r->kill);
         r->answered = true;
       }
       withdrawals_.clear();
@@ -89,8 +91,9 @@ class job_mailbox {
  private:
   struct request {
     job_sink* sink;
+    bool kill = false;
     bool answered = false;
-    bool taken = false;
+    cancel_outcome outcome = cancel_outcome::refused;
   };
 
   std::mutex mutex_;

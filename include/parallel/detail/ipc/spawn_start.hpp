@@ -3,9 +3,10 @@
 // in its environment that it is a worker; parallel::spawn_main, the first statement of its main,
 // reads the marker and never returns. The marker:
 //
-//   "1:<parent pid>:<ring bytes>:<initializer offset or ->:<initializer module>"
+//   "1:<parent pid>:<ring bytes>:<hooks bytes>"
 //
-// (the module path comes last: it may contain ':'). Other roles a spawned process may have
+// (the pool's hooks, its initializer and on_exit, are in the memory it shares with its caller,
+// ahead of the rings: arena.hpp). Other roles a spawned process may have
 // (the forkserver on POSIX, a parallel::process child on Windows) have markers of their own,
 // which the platform's pool_start.hpp knows.
 #pragma once
@@ -31,17 +32,11 @@ namespace parallel::detail {
 
 template <>
 struct start_method<start::spawn> {
-  static start_plan plan(void (*initializer)()) {
-    return {[initializer](os::native_handle channel, ipc::arena& shared) {
-              std::string marker = "1:" + std::to_string(os::current_pid()) + ":" +
-                                   std::to_string(shared.ring_size()) + ":";
-              if (initializer != nullptr) {
-                const ipc::code_location init =
-                    ipc::locate(reinterpret_cast<const void*>(initializer));
-                marker += std::to_string(init.offset) + ":" + init.module;
-              } else {
-                marker += "-:";
-              }
+  static start_plan plan() {
+    return {[](os::native_handle channel, ipc::arena& shared) {
+              const std::string marker = "1:" + std::to_string(os::current_pid()) + ":" +
+                                         std::to_string(shared.ring_size()) + ":" +
+                                         std::to_string(shared.hooks_area());
               const os::pid_type pid = os::spawn_self({channel, shared.handle()}, marker);
               shared.close_fd();  // the worker has its own copy: one descriptor less here
               return pid;
@@ -52,8 +47,8 @@ struct start_method<start::spawn> {
 };
 
 /// A spawned process's life, from spawn_main: parse the marker, then either take the platform's
-/// other role or be a pool's worker (join the caller's arena, run the pool's initializer, serve
-/// tasks). Never returns.
+/// other role or be a pool's worker (join the caller's arena; run the pool's initializer, serve
+/// tasks, run its on_exit). Never returns.
 [[noreturn]] inline void run_spawned_worker(const std::string& marker) {
   // Read before the marker goes: the handles are named next to it.
   const os::native_handle channel = os::spawned_handle(0);
@@ -65,34 +60,26 @@ struct start_method<start::spawn> {
     os::exit_now(70);
   };
   std::vector<std::string> fields;
-  std::size_t from = 0;
-  for (int i = 0; i < 4; ++i) {
+  for (std::size_t from = 0;;) {
     const std::size_t colon = marker.find(':', from);
-    if (colon == std::string::npos) {
-      if (i == 2) break;  // the other roles' markers have three fields
-      fail("malformed marker '" + marker + "'");
-    }
-    fields.push_back(marker.substr(from, colon - from));
+    fields.push_back(marker.substr(from, colon == std::string::npos ? colon : colon - from));
+    if (colon == std::string::npos) break;
     from = colon + 1;
   }
-  fields.push_back(marker.substr(from));
+  if (fields.size() < 3) fail("malformed marker '" + marker + "'");
   try {
     if (run_platform_role(fields, channel)) os::exit_now(0);
   } catch (const std::exception& e) {
     fail(e.what());
   }
-  if (fields[0] != "1" || fields.size() < 5) fail("marker of another version: '" + marker + "'");
+  if (fields[0] != "1" || fields.size() != 4) fail("marker of another version: '" + marker + "'");
   try {
     const auto parent = static_cast<os::pid_type>(std::stol(fields[1]));
     const auto ring = static_cast<std::size_t>(std::stoull(fields[2]));
+    const auto hooks = static_cast<std::size_t>(std::stoull(fields[3]));
     os::become_worker(parent);
-    ipc::arena shared(ipc::arena::adopt_t{}, memory, ring);
-    void (*initializer)() = nullptr;
-    if (fields[3] != "-") {
-      const ipc::code_location init{fields[4], std::stoull(fields[3])};
-      initializer = reinterpret_cast<void (*)()>(const_cast<void*>(ipc::resolve(init)));
-    }
-    ipc::worker_main(channel, shared, &ipc::run_shipped, initializer);
+    ipc::arena shared(ipc::arena::adopt_t{}, memory, ring, hooks);
+    ipc::worker_main(channel, shared, &ipc::run_shipped);
   } catch (const std::exception& e) {
     fail(e.what());
   }

@@ -22,7 +22,7 @@ struct start_plan {
 };
 
 template <class Start>
-struct start_method;  // static start_plan plan(void (*initializer)())
+struct start_method;  // static start_plan plan()
 
 inline constexpr const char* spawn_hint =
     "; a spawned worker runs this executable again: make parallel::spawn_main(argc, argv) the "

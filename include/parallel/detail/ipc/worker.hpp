@@ -288,6 +288,37 @@ inline void run_shipped(const task_header& task, decoder& body, chunk_output& ou
   entry(task, body, out);
 }
 
+// --- a pool's hooks (their caller's side is hooks.hpp) ----------------------------------------
+
+using hook_trampoline = void (*)(decoder&);
+
+/// Runs a hook encoded by encode_hook; what it throws goes to the caller.
+inline void run_hook(std::span<const std::byte> call) {
+  decoder in(call);
+  const auto entry =
+      reinterpret_cast<hook_trampoline>(const_cast<void*>(resolve(decode_location(in))));
+  entry(in);
+}
+
+struct hook_calls {
+  std::span<const std::byte> init;  // empty: none
+  std::span<const std::byte> exit;
+};
+
+/// The two hooks in the block pack_hooks made: the initializer's length, the initializer, then
+/// on_exit.
+inline hook_calls unpack_hooks(std::span<const std::byte> block) {
+  if (block.empty()) return {};
+  std::uint64_t length = 0;
+  if (block.size() < sizeof length) wire::protocol_error("the pool's hooks are cut short");
+  std::memcpy(&length, block.data(), sizeof length);
+  if (length > block.size() - sizeof length)
+    wire::protocol_error("the pool's initializer is longer than the hooks that carry it");
+  const auto rest = block.subspan(sizeof length);
+  return {rest.first(static_cast<std::size_t>(length)),
+          rest.subspan(static_cast<std::size_t>(length))};
+}
+
 /// A worker that cannot start (its pool's initializer threw): tells the caller why, in an error
 /// frame before any handshake, and ends.
 [[noreturn]] inline void refuse_to_start(os::native_handle channel, const std::string& why) {
@@ -308,8 +339,10 @@ inline constexpr std::uint64_t worker_spin_ns = 50'000;
 
 /// Runs a worker until the caller closes the channel (or asks it to shut down), then ends the
 /// process. `handle(header, body, out)` does one task. Never returns.
-/// `initializer` (a pool's) runs after the hello is sent, so the handshake never waits for user
-/// code; if it throws, the caller hears why in an error frame and the worker ends.
+/// The pool's hooks come in the arena: its initializer runs after the hello is sent, so the
+/// handshake never waits for user code; if it throws, the caller hears why in an error frame and
+/// the worker ends. Its on_exit runs after the last task, when the caller closed the channel or
+/// said shutdown (retiring this worker, or ending the pool); what it throws goes to stderr.
 ///
 /// Tasks come through the shared task ring (a task too large for it, or sent when it was full,
 /// leaves a payload_on_channel mark there and comes whole on the socket); results go back
@@ -317,8 +350,7 @@ inline constexpr std::uint64_t worker_spin_ns = 50'000;
 /// the socket. The socket also carries the hello, doorbells (the caller wakes a sleeping worker
 /// with one) and the end: the caller closes it, or sends shutdown.
 template <class Handle>
-[[noreturn]] void worker_main(os::native_handle channel, arena& shared, Handle&& handle,
-                              void (*initializer)() = nullptr) {
+[[noreturn]] void worker_main(os::native_handle channel, arena& shared, Handle&& handle) {
   control_block& control = shared.control();
   frame_ring tasks = shared.task_ring();
   frame_ring results = shared.result_ring();
@@ -343,20 +375,44 @@ template <class Handle>
     hello.write(static_cast<std::uint8_t>(ready ? 1 : 0));
     append_frame(out, frame_type::hello, frame_flags::none, 0, hello.bytes());
   };
-  if (initializer != nullptr) {
+  hook_calls hooks;
+  try {
+    hooks = unpack_hooks(shared.hooks());
+  } catch (const std::exception& e) {
+    refuse_to_start(channel, e.what());
+  }
+  if (!hooks.init.empty()) {
     say_hello(false);
     if (!os::write_all(channel, out.data(), out.size())) os::exit_now(0);
     out.clear();
     try {
-      initializer();
+      run_hook(hooks.init);
     } catch (...) {
       refuse_to_start(channel, "parallel: the pool's initializer raised " +
                                    current_exception_type_name() + ": " +
                                    current_exception_message());
     }
   }
+  // The end of a worker that was ready (its initializer ran): on_exit, then the exit code. What
+  // on_exit throws goes to stderr: the pool may be gone, nobody else is left to hear it.
+  const auto ending = [&](int code) {
+    if (code == 0 && !hooks.exit.empty()) {
+      try {
+        run_hook(hooks.exit);
+      } catch (...) {
+        std::fprintf(stderr, "parallel: worker %ld: the pool's on_exit raised %s: %s\n",
+                     static_cast<long>(os::current_pid()), current_exception_type_name().c_str(),
+                     current_exception_message().c_str());
+        code = 70;
+      }
+    }
+    std::fflush(nullptr);
+    return code;
+  };
   say_hello(true);
-  if (!os::write_all(channel, out.data(), out.size())) os::exit_now(0);
+  // The caller may have let go while the initializer ran (the pool ended): on_exit still
+  // follows the initializer.
+  if (!os::write_all(channel, out.data(), out.size())) os::exit_now(ending(0));
   out.clear();
 
   // One blocking read of the socket, sorted: tasks queue, doorbells only woke us. False when
@@ -483,8 +539,7 @@ template <class Handle>
                  e.what());
     exit_code = 70;  // EX_SOFTWARE
   }
-  std::fflush(nullptr);
-  os::exit_now(exit_code);
+  os::exit_now(ending(exit_code));
 }
 
 }  // namespace parallel::detail::ipc

@@ -70,14 +70,15 @@ class cluster {
     mailbox_.cancel(sink, [this] { wake_.notify_all(); });
   }
 
-  /// future::cancel of a submitted task: true when its job was not sent to a rank yet, and now
-  /// never will be (the sink is not called). The I/O thread answers at its next round.
-  bool withdraw(ipc::job_sink* sink) {
-    return mailbox_.withdraw(sink, [this] { wake_.notify_all(); });
+  /// future::cancel of a submitted task: before_start when its job was not sent to a rank yet,
+  /// and now never will be (the sink is not called). The I/O thread answers at its next round.
+  /// A rank is not this process's to kill: `kill` changes nothing.
+  cancel_outcome withdraw(ipc::job_sink* sink, bool /*kill*/) {
+    return mailbox_.withdraw(sink, false, [this] { wake_.notify_all(); });
   }
 
-  static bool withdraw_from(void* c, ipc::job_sink* sink) {
-    return static_cast<cluster*>(c)->withdraw(sink);
+  static cancel_outcome withdraw_from(void* c, ipc::job_sink* sink, bool kill) {
+    return static_cast<cluster*>(c)->withdraw(sink, kill);
   }
 
   /// Ranks abandoned because a task overran its timeout there: they are still running it, so

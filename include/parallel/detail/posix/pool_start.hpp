@@ -1,5 +1,6 @@
 // The POSIX-only start methods of a pool: fork (the pool's I/O thread forks each worker, which
-// runs the pool's initializer and then tasks until its channel closes) and forkserver (a
+// runs the pool's initializer, then tasks until its channel closes, then its on_exit) and
+// forkserver (a
 // single-threaded server, itself spawned, forks them). Also the server's own role, which
 // parallel::spawn_main enters when the marker says "fs".
 #pragma once
@@ -19,8 +20,8 @@ namespace parallel::detail {
 
 template <>
 struct start_method<start::fork> {
-  static start_plan plan(void (*initializer)()) {
-    return {[initializer](int channel, ipc::arena& shared) -> os::pid_type {
+  static start_plan plan() {
+    return {[](int channel, ipc::arena& shared) -> os::pid_type {
               const os::pid_type parent = os::current_pid();
               std::fflush(nullptr);
               const os::pid_type pid = os::fork_with_default_handlers();
@@ -30,7 +31,7 @@ struct start_method<start::fork> {
               }
               os::library_fds::close_all_except({channel});
               os::become_worker(parent);
-              ipc::worker_main(channel, shared, &ipc::run_shipped, initializer);
+              ipc::worker_main(channel, shared, &ipc::run_shipped);
             },
             {},
             {}};
@@ -39,10 +40,10 @@ struct start_method<start::fork> {
 
 template <>
 struct start_method<start::forkserver> {
-  static start_plan plan(void (*initializer)()) {
-    return {[initializer](int channel, ipc::arena& shared) {
+  static start_plan plan() {
+    return {[](int channel, ipc::arena& shared) {
               const os::pid_type pid =
-                  ipc::forkserver_client::instance().start_worker(channel, shared, initializer);
+                  ipc::forkserver_client::instance().start_worker(channel, shared);
               shared.close_fd();  // the worker has its own descriptor: one less here
               return pid;
             },
