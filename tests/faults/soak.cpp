@@ -54,8 +54,7 @@ int mappings() {
 }
 
 template <class Start>
-void soak(const char* name) {
-  INFO("start method: " << name);
+void soak() {
   const int lifecycles = lifecycles_per_method();
   constexpr int items = 1000;
   const std::vector<int> xs = numbers(items);
@@ -96,13 +95,15 @@ void soak(const char* name) {
 
 }  // namespace
 
-TEST_CASE("soak: 1e6 tasks through 1000 pool lifecycles per start method leave nothing behind",
-          "[faults][soak][process_pool][spawn][forkserver]") {
+// One test per start method: ctest runs them side by side (each in a process of its own, with
+// its own census of descriptors, children and memory).
+TEMPLATE_TEST_CASE("soak: 1e6 tasks through 1000 pool lifecycles leave nothing behind",
+                   "[faults][soak][process_pool][spawn][forkserver]", parallel::start::fork,
+                   parallel::start::spawn, parallel::start::forkserver) {
   watchdog guard{"soak", 600s};
+  INFO(method_name<TestType>());
   reset_board();
-  soak<parallel::start::fork>("fork");
-  soak<parallel::start::spawn>("spawn");
-  soak<parallel::start::forkserver>("forkserver");
+  soak<TestType>();
 }
 
 #endif  // !_WIN32
