@@ -391,18 +391,20 @@ class future {
     check();
     if (state_->cancelled_) return true;
     if (state_->cancel_ == nullptr || state_->hooks_.fired()) return false;
+    // Both errors exist before the task is taken: once it is, nothing may fail.
     std::exception_ptr before = std::make_exception_ptr(
         cancelled_error("parallel: the task was cancelled (future::cancel) before it started; it "
                         "never ran"));
+    std::exception_ptr killed;
+    if (running == if_running::kill)
+      killed = std::make_exception_ptr(
+          cancelled_error("parallel: the task was cancelled while it ran "
+                          "(future::cancel(parallel::if_running::kill)); its worker process was "
+                          "killed and replaced"));
     const detail::cancel_outcome outcome = state_->cancel_(state_, running);
     if (outcome == detail::cancel_outcome::refused) return false;
     state_->error_ =
-        outcome == detail::cancel_outcome::before_start
-            ? std::move(before)
-            : std::make_exception_ptr(cancelled_error(
-                  "parallel: the task was cancelled while it ran "
-                  "(future::cancel(parallel::if_running::kill)); its worker process was killed "
-                  "and replaced"));
+        outcome == detail::cancel_outcome::before_start ? std::move(before) : std::move(killed);
     state_->cancelled_ = true;
     state_->hooks_.fire_all();  // as_completed, wait_any and wait_all see it done
     return true;

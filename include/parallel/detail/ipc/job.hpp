@@ -13,7 +13,6 @@
 
 #include "../../codec.hpp"
 #include "../../errors.hpp"
-#include "../futures/cancel_outcome.hpp"
 #include "frame.hpp"
 
 namespace parallel::detail::ipc {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../../codec.hpp"
+#include "../futures/cancel_outcome.hpp"
 #include "../process_platform.hpp"
 #include "frame.hpp"
 #include "job.hpp"

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "../futures/cancel_outcome.hpp"
 #include "job.hpp"
 #include "ring.hpp"
 
