@@ -272,6 +272,32 @@ TEST_CASE("codec: strings and sequences come back equal, empty or not", "[codec]
   REQUIRE(encode(std::vector<std::int32_t>(10)).size() == 8 + 40);
 }
 
+TEST_CASE("codec: large vectors and strings come back equal, aligned in the buffer or not",
+          "[codec]") {
+  // Past detail::populate_from the decoder maps the result's pages in before its copy.
+  constexpr std::size_t large = parallel::detail::populate_from * 3 + 100;
+  std::vector<double> doubles(large / sizeof(double));
+  for (std::size_t i = 0; i < doubles.size(); ++i) doubles[i] = 0.5 * static_cast<double>(i);
+  check_round_trip(doubles);
+  check_round_trip(std::string(large, 'q'));
+  std::u32string wide(large / sizeof(char32_t), U'\u00e9');
+  wide.back() = U'z';
+  check_round_trip(wide);
+  check_round_trip(std::vector<char, counting_allocator<char>>(large, 'c'));
+
+  // After one byte, the elements' bytes are not aligned for a double: decoded by a copy.
+  std::vector<std::byte> frame;
+  parallel::encoder out{frame};
+  out.write(std::uint8_t{7});
+  out.write(doubles);
+  out.write(wide);
+  parallel::decoder in{frame};
+  REQUIRE(in.read<std::uint8_t>() == 7);
+  REQUIRE(in.read<std::vector<double>>() == doubles);
+  REQUIRE(in.read<std::u32string>() == wide);
+  REQUIRE(in.done());
+}
+
 TEST_CASE("codec: pairs, tuples, optionals, variants and smart pointers", "[codec]") {
   check_round_trip(std::pair<int, std::string>{7, "seven"});
   check_round_trip(std::tuple<>{});

@@ -17,8 +17,10 @@ inline std::size_t available_cores() noexcept {
   return n > 0 ? n : 1;
 }
 
-/// No transparent huge pages to ask for on Windows.
+/// No transparent huge pages to ask for on Windows, and no call that maps in many pages at once
+/// (a copy into fresh memory faults page by page, as it does without the hint on Linux).
 inline void prefer_huge_pages(void*, std::size_t) noexcept {}
+inline void populate_for_write(void*, std::size_t) noexcept {}
 
 inline bool stderr_is_terminal() noexcept { return ::_isatty(::_fileno(stderr)) != 0; }
 
