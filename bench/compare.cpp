@@ -10,8 +10,10 @@
 //   omp, tbb, std_par            OpenMP (schedule(static)), oneTBB parallel_for, and
 //                                std::transform(std::execution::par) (libstdc++: on oneTBB)
 //
-// Cells (--cell=KIND:PARAM:N):
-//   spin:NS:N          N items of ~NS ns of CPU each (parallel_bench::spin), uint64 -> uint64
+// Cells (--cell=KIND:PARAM:N[/VARIANT,...]: with a list, only those of the variants above that
+// this build has, e.g. spin:1:1000/sequential,threads,omp,tbb,std_par):
+//   spin:NS:N          N items of ~NS ns of CPU each (parallel_bench::spin), uint64 -> uint64;
+//                      NS rounds to the nearest spin round (~1.35 ns): spin:1 does one
 //   bytes:SIZE:N       N results of SIZE bytes (std::vector<char> filled from the item)
 //   square:0:N         Pool.map: x*x over a list of N ints
 //   slow_pow:MS:N      Pool.starmap of slow_pow(x, 2) with an MS ms sleep, 5 workers (Pool(5))
@@ -39,6 +41,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -48,8 +51,10 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <parallel/parallel.hpp>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -80,7 +85,8 @@ using parallel::start::spawn;
 /// Each item function is written once, so the sequential loop and every backend run the very
 /// same code; they capture only numbers, so they cross to worker processes as bytes.
 auto spin_item(std::uint64_t ns) {
-  const auto rounds = static_cast<std::uint32_t>(ns * parallel_bench::rounds_per_us / 1000);
+  // The nearest number of rounds: a 1 ns item is one round (0.74), not none.
+  const auto rounds = static_cast<std::uint32_t>((ns * parallel_bench::rounds_per_us + 500) / 1000);
   return [rounds](std::uint64_t x) { return parallel_bench::spin(x, rounds); };
 }
 auto bytes_item(std::size_t size) {
@@ -356,6 +362,12 @@ struct settings {
   double min_time = 0.1;
 };
 
+/// Every variant's name, for reading a cell's list of variants.
+constexpr std::array<std::string_view, 12> variant_names = {
+    "sequential",    "threads",        "pool_fork",           "pool_spawn", "pool_forkserver",
+    "per_call_fork", "per_call_spawn", "per_call_forkserver", "omp",        "tbb",
+    "std_par",       "socketpair"};
+
 /// The progress bar of the whole run: one step per repetition of a benchmark. Google Benchmark
 /// reports a benchmark only once all its repetitions are done, and with random interleaving
 /// that is in the last round, so the bar is driven from here: a call of the benchmark whose
@@ -408,13 +420,16 @@ void timed(benchmark::State& state, const W& w, Run run) {
 
 std::size_t registered_benchmarks = 0;
 
-/// Registers "<cell>/<variant>" for every variant this build has; `build` makes the cell's work.
+/// Registers "<cell>/<variant>" for every variant this build has and `wanted` names (all of
+/// them when `wanted` is empty); `build` makes the cell's work.
 template <class Build>
-void register_cell(const std::string& cell, Build build, const settings& s) {
+void register_cell(const std::string& cell, Build build, const settings& s,
+                   const std::vector<std::string>& wanted) {
   using W = typename std::invoke_result_t<Build>::element_type;
   using items_t = std::vector<typename W::input>;
   const std::function<std::shared_ptr<const W>()> make = build;
   auto add = [&](const char* variant, auto run) {
+    if (!wanted.empty() && std::ranges::find(wanted, variant) == wanted.end()) return;
     benchmark::RegisterBenchmark((cell + "/" + variant).c_str(),
                                  [cell, make, run](benchmark::State& state) {
                                    timed(state, *current_work(cell, make), run);
@@ -454,8 +469,25 @@ void register_cell(const std::string& cell, Build build, const settings& s) {
 #endif
 }
 
-/// Registers the cell "KIND:PARAM:N"; false when it does not parse.
-bool register_spec(const std::string& spec, const settings& s) {
+/// The variants of "VARIANT,VARIANT,..."; nullopt when one of them has no such name.
+std::optional<std::vector<std::string>> read_variants(const std::string& list) {
+  std::vector<std::string> names;
+  for (std::size_t start = 0; start <= list.size();) {
+    const auto comma = std::min(list.find(',', start), list.size());
+    names.push_back(list.substr(start, comma - start));
+    if (std::ranges::find(variant_names, names.back()) == variant_names.end()) return {};
+    start = comma + 1;
+  }
+  return names;
+}
+
+/// Registers the cell "KIND:PARAM:N[/VARIANT,...]"; false when it does not parse.
+bool register_spec(const std::string& text, const settings& s) {
+  const auto slash = text.find('/');
+  const std::string spec = text.substr(0, slash);
+  std::optional<std::vector<std::string>> wanted = std::vector<std::string>{};
+  if (slash != std::string::npos) wanted = read_variants(text.substr(slash + 1));
+  if (!wanted) return false;
   char kind[32] = {};
   unsigned long long param = 0, n = 0;
   char end = 0;
@@ -470,13 +502,14 @@ bool register_spec(const std::string& spec, const settings& s) {
           std::iota(items.begin(), items.end(), std::uint64_t{0});
           return make_work<verb::map>(spin_item(param), std::move(items), 0);
         },
-        s);
+        s, *wanted);
   } else if (k == "bytes") {
     register_cell(
-        spec, [=] { return make_work<verb::map>(bytes_item(param), iota_ints(count), 0); }, s);
+        spec, [=] { return make_work<verb::map>(bytes_item(param), iota_ints(count), 0); }, s,
+        *wanted);
   } else if (k == "square") {
     register_cell(
-        spec, [=] { return make_work<verb::map>(square, iota_ints(count), 0); }, s);
+        spec, [=] { return make_work<verb::map>(square, iota_ints(count), 0); }, s, *wanted);
   } else if (k == "slow_pow") {
     register_cell(
         spec,
@@ -485,7 +518,7 @@ bool register_spec(const std::string& spec, const settings& s) {
           for (int x : iota_ints(count)) xs.emplace_back(x, 2);
           return make_work<verb::starmap>(slow_pow(static_cast<int>(param)), std::move(xs), 5);
         },
-        s);
+        s, *wanted);
   } else if (k == "roundtrip") {
     (void)echo();  // before any pool: see echo()
     register_cell(
@@ -495,7 +528,7 @@ bool register_spec(const std::string& spec, const settings& s) {
           std::iota(items.begin(), items.end(), std::uint64_t{0});
           return make_work<verb::submit>(increment, std::move(items), 0);
         },
-        s);
+        s, *wanted);
   } else if (k == "params") {
     register_cell(
         spec,
@@ -504,7 +537,7 @@ bool register_spec(const std::string& spec, const settings& s) {
           for (int x : iota_ints(count)) params.push_back(dict{{"param1", x}, {"param2", 15}});
           return make_work<verb::imap>(function_to_parallelize, std::move(params), 0);
         },
-        s);
+        s, *wanted);
   } else {
     return false;
   }
@@ -552,11 +585,13 @@ int relay(const std::string& description) {
 
 void usage() {
   std::fprintf(stderr,
-               "usage: bench_compare --cell=KIND:PARAM:N... [--repetitions=N] [--min-time=S]\n"
+               "usage: bench_compare --cell=KIND:PARAM:N[/VARIANT,...]... [--repetitions=N]\n"
+               "                     [--min-time=S]\n"
                "                     --benchmark_out=FILE [Google Benchmark flags]\n"
                "       bench_compare --relay=TEXT   (draws \"done total\" lines of stdin)\n"
                "KIND: spin (PARAM ns a item), bytes (PARAM bytes a result), square, slow_pow\n"
-               "(PARAM ms of sleep), params, roundtrip (one call at a time). Run by\n"
+               "(PARAM ms of sleep), params, roundtrip (one call at a time). VARIANT: runs\n"
+               "only those (sequential, threads, omp, ...; all by default). Run by\n"
                "bench/compare.py, which chooses the grid.\n");
 }
 

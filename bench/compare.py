@@ -30,8 +30,11 @@ Families (full mode; --quick in brackets):
           (a raw socketpair round trip to a forked process): submit(f, x).get() one call at a
           time, 2000 [500] of them (Pool.apply, executor.submit(...).result() for Python), and
           a 50-item map of 64 B results
-Full: 5 repetitions of >= 0.2 s, about 9-12 min on 2 cores; --quick: 3 of >= 0.01 s, about
-75 s. Python peers whose run would exceed --budget (1.5 s; quick 0.3 s) are skipped and
+  never_slower  1 .. 1e7 items of 1 ns .. 10 us each, the cells of at most ~100 ms [20 ms]
+          of sequential work, through the sequential loop, parallel::threads and the C++ peers
+          only: threads' speedup per cell, and the worst cell of each
+Full: 5 repetitions of >= 0.2 s, about 13-16 min on 2 cores; --quick: 3 of >= 0.01 s, about
+110 s. Python peers whose run would exceed --budget (1.5 s; quick 0.3 s) are skipped and
 listed (Python's own loop runs whenever one of them does: it is their baseline).
 Exit status 1 when a benchmark failed. Python 3 standard library (+ python3-matplotlib for plots).
 """
@@ -79,6 +82,11 @@ MODES = {
 }
 COSTS_NS = [10, 100, 1000, 10**4, 10**5, 10**6, 10**7]
 SIZES = [64, 4096, 65536, 1 << 20]
+# The never_slower family: every number of items by every item cost, as long as the cell holds at
+# most work_s of sequential work, through these variants only (the first is the baseline).
+NEVER_SLOWER_COUNTS = [10**k for k in range(8)]
+NEVER_SLOWER_COSTS_NS = [1, 10, 100, 1000, 10**4]
+NEVER_SLOWER_VARIANTS = ["sequential", "threads", "omp", "tbb", "std_par"]
 
 # --- the grid ---------------------------------------------------------------------------------
 
@@ -126,13 +134,33 @@ def grid(mode):
     rt = m["roundtrips"]
     latency = [cell("roundtrip", 0, rt, f"submit + get, {fmt_count(rt)} one at a time"),
                cell("bytes", 64, 50, "a 50-item map of 64 B results")]
+    never_slower = [
+        dict(cell("spin", ns, n, f"{fmt_count(n)} x {fmt_ns(ns)}"), variants=NEVER_SLOWER_VARIANTS)
+        for n in NEVER_SLOWER_COUNTS for ns in NEVER_SLOWER_COSTS_NS if n * ns <= m["work_s"] * 1e9]
     return [("cost", "Speedup against item cost (items of ~cost each; speedup over the "
              "sequential loop of the same run)", cost),
             ("count", "Speedup against number of items (1 us items)", count),
             ("bytes", f"Speedup against result size ({nb} results of each size)", sizes),
             ("idioms", "Python idioms: Pool.map, Pool.starmap, large results, Pool.imap", idioms),
             ("latency", "Fixed costs: time per call (median, min-max), and against one raw "
-             "socketpair round trip of the same run", latency)]
+             "socketpair round trip of the same run", latency),
+            ("never_slower", "Never slower than the sequential loop: parallel::threads map over "
+             f"items x item costs (cells of up to {fmt_ns(m['work_s'] * 1e9)} of sequential work; "
+             "speedup over the sequential loop of the same run)", never_slower)]
+
+
+def unique_cells(families):
+    """Each cell once; a cell runs only its "variants" (C++ ones: no Python peer) if every family
+    that has it names them, and then those of all of them."""
+    merged = {}
+    for _, _, cells in families:
+        for c in cells:
+            seen = merged.setdefault(c["id"], dict(c))
+            if "variants" in seen and "variants" in c:
+                seen["variants"] = sorted(set(seen["variants"]) | set(c["variants"]))
+            else:
+                seen.pop("variants", None)
+    return list(merged.values())
 
 
 # What a reader needs to know to read a family's table, printed under it.
@@ -150,6 +178,10 @@ FAMILY_NOTES = {
                 "both sides blocking in read(): what one message each way costs on this machine. "
                 "'x floor' divides by its median. The process pools' columns run on 2 workers "
                 "(all cores)."],
+    "never_slower": ["Only the sequential loop, parallel::threads and the C++ peers run these "
+                     "cells (- : more sequential work than the title's limit). A 1 ns item is one "
+                     "spin round: 'loop, per item' is what an item measured in the sequential "
+                     "loop, in each column's largest cell."],
     "idioms": ["slow_pow sleeps, so its ideal is 5x on 5 workers (threads{.workers = 5}, pools of "
               "5, OpenMP num_threads(5), a oneTBB task_arena of 5; std::execution::par cannot be "
               "given a thread count and runs on oneTBB's 2).",
@@ -221,11 +253,17 @@ def fmt_load(phase):
 # --- running ----------------------------------------------------------------------------------
 
 
+def cell_arg(c):
+    """bench_compare's --cell: the cell, and the only variants it runs if it names them."""
+    variants = f"/{','.join(c['variants'])}" if "variants" in c else ""
+    return f"--cell={c['id']}{variants}"
+
+
 def run_cpp(exe, cells, args, raw):
     """Runs bench_compare; returns ({cell: {variant: {"seconds": [...]} | {"error": text}}},
     failure text or None)."""
     out = raw / "cpp.json"
-    command = [str(exe), *(f"--cell={c['id']}" for c in cells),
+    command = [str(exe), *(cell_arg(c) for c in cells),
                f"--repetitions={args.repetitions}", f"--min-time={args.min_time}",
                f"--benchmark_out={out}", "--benchmark_out_format=json",
                "--benchmark_enable_random_interleaving=true"]
@@ -371,6 +409,60 @@ def family_table(cells, results):
     return header, rows
 
 
+def never_slower_table(cells, results):
+    """(header, rows) for never_slower: parallel::threads' speedup, one row per number of items,
+    one column per item cost; then what an item measured in the loop, in each column's largest
+    cell."""
+    costs = sorted({c["param"] for c in cells})
+    at = {(c["n"], c["param"]): c for c in cells}
+    rows = []
+    for n in sorted({c["n"] for c in cells}):
+        entries = [results.get(at[n, ns]["id"], {}).get("threads") if (n, ns) in at else None
+                   for ns in costs]
+        rows.append([fmt_count(n)] + [table_cell(e, False) for e in entries])
+    per_item = ["loop, per item"]
+    for ns in costs:
+        largest = max((c for c in cells if c["param"] == ns), key=lambda c: c["n"])
+        entry = results.get(largest["id"], {}).get("sequential", {})
+        per_item.append(fmt_seconds(entry["median"] / largest["n"]) if "median" in entry else "-")
+    return ["items"] + [fmt_ns(ns) for ns in costs], rows + [per_item]
+
+
+TABLES = {"latency": latency_table, "never_slower": never_slower_table}  # the others: family_table
+
+
+def worst_cells(cells, results):
+    """For parallel::threads and each C++ peer of never_slower: the lowest median speedup, and in
+    how many cells it is under 1x."""
+    lines = []
+    for key in NEVER_SLOWER_VARIANTS[1:]:
+        ran = [(results[c["id"]][key]["speedup"], c) for c in cells
+               if "speedup" in results.get(c["id"], {}).get(key, {})]
+        if not ran:
+            continue
+        (median, low, high), c = min(ran, key=lambda x: x[0][0])
+        slower = sum(speedup[0] < 1 for speedup, _ in ran)
+        who = "" if key == "threads" else f" of {LABELS[key]}"
+        lines.append(f"worst cell{who}: {fmt_count(c['n'])} x {fmt_ns(c['param'])}: "
+                     f"{median:.2f}x ({low:.2f}-{high:.2f}); under 1x in {slower} of "
+                     f"{len(ran)} cells")
+    return lines
+
+
+def family_notes(family, cells, results):
+    """The lines under a family's table: its worst cells (never_slower), what a reader needs to
+    know to read it, and every run skipped or failed."""
+    notes = worst_cells(cells, results) if family == "never_slower" else []
+    notes += FAMILY_NOTES.get(family, [])
+    for c in cells:
+        for key, entry in results.get(c["id"], {}).items():
+            if "skipped" in entry:
+                notes.append(f"{c['label']}: {LABELS.get(key, key)} skipped: {entry['skipped']}")
+            if "error" in entry:
+                notes.append(f"{c['label']}: {LABELS.get(key, key)} FAILED: {entry['error']}")
+    return notes
+
+
 def render_text(header, rows):
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
@@ -448,7 +540,7 @@ def main():
         families = [(f, t, [c for c in cells if re.search(args.only, f) or
                             re.search(args.only, c["id"])]) for f, t, cells in families]
         families = [x for x in families if x[2]]
-    cells = list({c["id"]: c for _, _, cs in families for c in cs}.values())
+    cells = unique_cells(families)
 
     info = machine()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -473,13 +565,16 @@ def main():
     if failure:
         failures.append(failure)
     python_doc, python_note = None, None
+    py_cells = [c for c in cells if "variants" not in c]
     if args.no_python:
         python_note = "not run (--no-python)"
+    elif not py_cells:
+        python_note = "no cell of this run has any"
     else:
         python_note = python_missing()
     if python_note is None:
         meter = LoadMeter()
-        py_results, python_doc, failure = run_python(exe, cells, args, raw)
+        py_results, python_doc, failure = run_python(exe, py_cells, args, raw)
         phases["Python"] = meter.stop()
         print(f"Python phase: {fmt_load(phases['Python'])}", flush=True)
         if failure:
@@ -500,18 +595,10 @@ def main():
     elif python_note:
         markdown += [f"Python peers: {python_note}", ""]
     for family, title, family_cells in families:
-        table = latency_table if family == "latency" else family_table
-        header, rows = table(family_cells, results)
+        header, rows = TABLES.get(family, family_table)(family_cells, results)
         print(f"\n== {family}: {title} ==\n{render_text(header, rows)}")
         markdown += [f"## {family}: {title}", "", render_markdown(header, rows), ""]
-        notes = list(FAMILY_NOTES.get(family, []))
-        for c in family_cells:
-            for key, entry in results.get(c["id"], {}).items():
-                if "skipped" in entry:
-                    notes.append(f"{c['label']}: {LABELS.get(key, key)} skipped: "
-                                 f"{entry['skipped']}")
-                if "error" in entry:
-                    notes.append(f"{c['label']}: {LABELS.get(key, key)} FAILED: {entry['error']}")
+        notes = family_notes(family, family_cells, results)
         for note in notes:
             print(f"  {note}")
         markdown += [f"- {note}" for note in notes] + ([""] if notes else [])
