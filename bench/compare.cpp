@@ -185,9 +185,11 @@ std::vector<int> iota_ints(std::size_t n) {
 
 // --- the variants -----------------------------------------------------------------------------
 
+/// An imap's results into a vector made as the sequential loop makes its own (fresh_results,
+/// room for all `n`), so that neither pays for growing it and the ratio compares the same work.
 template <class Range>
-auto collect(Range&& range) {
-  std::vector<std::ranges::range_value_t<Range>> out;
+auto collect(Range&& range, std::size_t n) {
+  auto out = parallel_bench::fresh_results<std::ranges::range_value_t<Range>>(n, false);
   for (auto&& r : range) out.push_back(std::move(r));
   return out;
 }
@@ -272,7 +274,7 @@ auto run_policy(const W& w, const std::vector<typename W::input>& items, const P
   } else if constexpr (W::how == verb::starmap) {
     return parallel::starmap(policy, w.f, items);
   } else {
-    return collect(parallel::imap(policy, w.f, items));
+    return collect(parallel::imap(policy, w.f, items), items.size());
   }
 }
 
@@ -300,7 +302,7 @@ auto run_pool(const W& w, const std::vector<typename W::input>& items) {
   } else if constexpr (W::how == verb::starmap) {
     return pool.starmap(w.f, items);
   } else {
-    return collect(pool.imap(w.f, items));
+    return collect(pool.imap(w.f, items), items.size());
   }
 }
 

@@ -2,6 +2,7 @@
 // results equal the plain loop for every kind of input range, inputs are read in place,
 // results may be move-only, chunksize is honoured and f's exceptions keep their type; f may
 // return void (map then returns void).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -395,4 +396,42 @@ TEST_CASE(
   const auto got =
       parallel::map(parallel::threads{.workers = 2}, item, std::vector<int>{0, 1, 2, 3});
   CHECK(got == std::vector<bool>{true, true, true, true});
+}
+
+TEST_CASE(
+    "threads: a function whose items were cheap and got slow goes back to the pool, although "
+    "short calls of it run in the caller unmeasured",
+    "[map][threads]") {
+  test_support::watchdog guard("map cost estimate", std::chrono::seconds(120));
+  // Calls known to take under 2 us run inline without a clock; one in 64 is timed. Here the
+  // same function's items first cost nothing (its estimate: a few ns), then 300 us each: a call
+  // of 8 such items must run on more than one thread again within a few dozen calls.
+  bool slow = false;
+  std::vector<std::thread::id> ran(8);
+  auto item = [&slow, &ran](int x) {
+    ran[static_cast<std::size_t>(x)] = std::this_thread::get_id();
+    if (slow) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(300);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    }
+    return x;
+  };
+  const std::vector<int> eight{0, 1, 2, 3, 4, 5, 6, 7};
+  const parallel::threads two{.workers = 2};
+  for (int call = 0; call < 300; ++call) REQUIRE(parallel::map(two, item, eight) == eight);
+  // Cheap and known: the caller ran them all.
+  CHECK(std::count(ran.begin(), ran.end(), std::this_thread::get_id()) == 8);
+
+  slow = true;
+  int calls = 0;
+  bool spread = false;
+  while (calls < 200 && !spread) {
+    REQUIRE(parallel::map(two, item, eight) == eight);
+    ++calls;
+    spread = std::any_of(ran.begin(), ran.end(), [&](auto id) { return id != ran[0]; });
+  }
+  INFO("calls of slow items before one ran on two threads: " << calls);
+  CHECK(spread);
+  CHECK(calls <= 130);
 }

@@ -284,6 +284,33 @@ TEST_CASE("thread_pool: several caller threads share one pool", "[thread_pool]")
     REQUIRE(totals[c] == base * static_cast<long>(c + 1));
 }
 
+TEST_CASE("thread_pool: one worker runs tasks submitted from outside in the order they came",
+          "[thread_pool]") {
+  watchdog guard{"thread_pool: submit order"};
+  parallel::thread_pool pool{1};
+  std::atomic<bool> go{false};
+  auto first = pool.submit([&go] {
+    while (!go.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  // Queued while the worker is busy: it takes them in batches onto its own deque, which it pops
+  // from the newest end; a batch pushed oldest first ran backwards (20, 19, ..., 1, 21, ...).
+  std::mutex mutex;
+  std::vector<int> order;
+  std::vector<parallel::future<void>> rest;
+  for (int k = 1; k <= 40; ++k) {
+    rest.push_back(pool.submit([&mutex, &order, k] {
+      std::lock_guard lock(mutex);
+      order.push_back(k);
+    }));
+  }
+  go = true;
+  first.get();
+  for (auto& f : rest) f.get();
+  std::vector<int> expected(40);
+  std::iota(expected.begin(), expected.end(), 1);
+  CHECK(order == expected);
+}
+
 TEST_CASE("threads: options.timeout is refused at the call, never ignored", "[thread_pool]") {
   using namespace std::chrono_literals;
   const parallel::options opts{.timeout = 100ms};

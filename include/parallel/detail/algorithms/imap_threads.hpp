@@ -173,6 +173,10 @@ class threaded_imap_state {
   std::size_t chunk_size() const noexcept {
     if (chunksize_ != 0) return chunksize_;
     std::size_t size = learned_chunk_;
+    // A known number of items: at least eight chunks per worker, so the last chunk, run while
+    // the other workers may have nothing left, is a small share of the call.
+    const std::size_t workers = std::max<std::size_t>(1, pool_.size());
+    if (total_ != 0) size = std::min(size, std::max<std::size_t>(1, total_ / (8 * workers)));
     // Keep at least two chunks per worker in the window, so nobody starves at the end of one.
     if (max_in_flight_ != 0)
       size = std::min(size, std::max<std::size_t>(
@@ -188,6 +192,7 @@ class threaded_imap_state {
     const auto wanted = static_cast<std::size_t>(
         std::chrono::duration_cast<clock::duration>(chunk_target).count() / per_item);
     learned_chunk_ = std::clamp<std::size_t>(wanted, 1, 4096);
+    last_learned_chunk_.store(learned_chunk_, std::memory_order_relaxed);
   }
 
   void refill() {
@@ -235,7 +240,7 @@ class threaded_imap_state {
   std::unique_ptr<chunk> take_next() {
     auto it = window_.begin();
     if constexpr (Ordered) {
-      pool_.wait((*it)->done, tag_);
+      pool_.wait((*it)->done, tag_, scheduler::expect::long_wait);
     } else {
       chunk* ready = nullptr;
       while (ready == nullptr) {
@@ -247,7 +252,7 @@ class threaded_imap_state {
             completed_.pop_front();
           }
         }
-        if (ready == nullptr) pool_.wait(any_done_, tag_);
+        if (ready == nullptr) pool_.wait(any_done_, tag_, scheduler::expect::long_wait);
       }
       it = std::find_if(window_.begin(), window_.end(),
                         [ready](auto& c) { return c.get() == ready; });
@@ -276,7 +281,9 @@ class threaded_imap_state {
   std::size_t read_ = 0;            // items read from the input
   std::size_t in_flight_ = 0;       // read but not yet consumed
   std::size_t delivered_ = 0;
-  std::size_t learned_chunk_ = 1;
+  // The next call of this f over this input type starts from the size this one learned.
+  std::size_t learned_chunk_ =
+      std::max<std::size_t>(1, last_learned_chunk_.load(std::memory_order_relaxed));
   bool input_done_ = false;
   bool finished_ = false;
   std::deque<std::unique_ptr<chunk>> window_;  // in input order
@@ -286,6 +293,7 @@ class threaded_imap_state {
   std::mutex completed_mutex_;
   std::deque<chunk*> completed_;
   latch any_done_;
+  alignas(64) static inline std::atomic<std::size_t> last_learned_chunk_{0};
 };
 
 /// The lazy range imap and imap_unordered return: iterate it once.

@@ -35,11 +35,16 @@ class threaded_map {
   static constexpr std::size_t max_block = std::size_t{1} << 20;
   // Items at least this long (as last measured) are handed out one at a time.
   static constexpr std::uint64_t long_item_ns = 100'000;
+  // A call whose items are known to take this long at most in all runs inline and untimed:
+  // reading the clock twice (~25 ns each on a VM's kvm-clock) costs more than such a call's
+  // items (10 items of 1 ns: 23 ns in a loop, 84 ns as a timed map). One such call in
+  // `time_every` is timed, so the estimate follows an f whose items got slower.
+  static constexpr std::uint64_t untimed_call_ns = 2'000;
+  static constexpr unsigned time_every = 64;
 
  public:
   threaded_map(scheduler& pool, F& f, Input& input, const options& opts)
       : pool_(pool),
-        tag_(pool.new_tag()),
         f_(f),
         input_(input),
         results_(input.size()),
@@ -48,7 +53,8 @@ class threaded_map {
 
   std::vector<R> run() {
     const std::size_t n = input_.size();
-    if (n != 0) {
+    if (n != 0 && !run_untimed(n)) {
+      tag_ = pool_.new_tag();
       // The caller runs the call itself when a default pool got no thread, or when the call is
       // a single chunk (not worth waking anyone); never when the pool prepares its own threads
       // for the items (an initializer): then only they run them.
@@ -72,6 +78,19 @@ class threaded_map {
   }
 
  private:
+  // True when the call was short enough to run here without a look at the clock (and did).
+  bool run_untimed(std::size_t n) {
+    if (chunksize_ != 0 || !pool_.may_run_here()) return false;
+    const std::uint64_t cost = item_cost_ns_.load(std::memory_order_relaxed);
+    if (cost == 0 || n > untimed_call_ns / cost) return false;
+    // Relaxed load and store, not an increment: two threads may count one call; no matter.
+    const unsigned calls = untimed_calls_.load(std::memory_order_relaxed) + 1;
+    untimed_calls_.store(calls, std::memory_order_relaxed);
+    if (calls % time_every == 0) return false;
+    run_block(0, n);
+    return true;
+  }
+
   // An outside caller runs a cheap input itself and hands an expensive one to the pool. What an
   // item cost last time (per f and input type) decides; when it is not known yet, a long input
   // is probed inline for a few microseconds, and a short one (where one slow item run alone
@@ -115,7 +134,8 @@ class threaded_map {
     const std::size_t count = std::min(n, pool_.size());
     const auto takers = std::make_unique<std::optional<taker>[]>(count);
     for (std::size_t k = 0; k < count; ++k) pool_.spawn(&takers[k].emplace(*this));
-    for (std::size_t k = 0; k < count; ++k) pool_.wait(takers[k]->done_, tag_);
+    for (std::size_t k = 0; k < count; ++k)
+      pool_.wait(takers[k]->done_, tag_, scheduler::expect::long_wait);
   }
 
   void take_items() noexcept {
@@ -191,7 +211,7 @@ class threaded_map {
     };
     root_task root(*this, first, last, block);
     pool_.spawn(&root);
-    pool_.wait(root.done_, tag_);
+    pool_.wait(root.done_, tag_, scheduler::expect::long_wait);
   }
 
   void spread(std::size_t first, std::size_t last, std::size_t block) noexcept {
@@ -244,7 +264,7 @@ class threaded_map {
   }
 
   scheduler& pool_;
-  isolation_tag tag_;
+  isolation_tag tag_ = any_tag;  // the call's own, once it may run tasks
   F& f_;
   Input& input_;
   result_slots<R> results_;
@@ -256,6 +276,7 @@ class threaded_map {
   // What one item of this f on this input type cost when last measured, in ns (0 = never). On a
   // cache line of its own: nothing else's reads should miss when it changes.
   alignas(64) static inline std::atomic<std::uint64_t> item_cost_ns_{0};
+  static inline std::atomic<unsigned> untimed_calls_{0};
 };
 
 /// parallel::map on `pool`.

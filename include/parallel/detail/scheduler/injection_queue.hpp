@@ -33,7 +33,11 @@ class injection_queue {
   bool maybe_nonempty() const noexcept { return count_.load(std::memory_order_seq_cst) != 0; }
 
   /// Takes the oldest task tagged `tag` (any_tag: the oldest task) and then, for any_tag, moves
-  /// up to `batch` more into `sink` (a worker's own deque, where others can steal them).
+  /// up to `batch` more into `sink` (a worker's own deque, where others can steal them), newest
+  /// first: the worker pops its deque from the newest end, so it then runs them in the order
+  /// they came, and thieves take the ones that came last. (Oldest first, it ran a batch
+  /// backwards: an imap consumer waiting for its next chunk waited for the whole batch, 0.8 ms
+  /// -> 1.7 ms over 1e4 items of 50 ns in chunks of 625.)
   template <class Sink>
   task* take(isolation_tag tag, std::size_t batch, Sink&& sink) {
     if (!maybe_nonempty()) return nullptr;
@@ -47,10 +51,10 @@ class injection_queue {
     arrived_.erase(it);
     std::size_t taken = 1;
     if (tag == any_tag) {
-      for (batch = std::min(batch, arrived_.size() / 2); batch > 0; --batch, ++taken) {
-        sink(arrived_.front());
-        arrived_.pop_front();
-      }
+      batch = std::min(batch, arrived_.size() / 2);
+      for (std::size_t k = batch; k > 0; --k) sink(arrived_[k - 1]);
+      arrived_.erase(arrived_.begin(), arrived_.begin() + static_cast<std::ptrdiff_t>(batch));
+      taken += batch;
     }
     count_.fetch_sub(taken, std::memory_order_relaxed);
     return found;

@@ -247,14 +247,20 @@ class scheduler {
     return w == nullptr || w->deque.empty();
   }
 
+  /// How long an outside thread expects to wait.
+  enum class expect { short_wait, long_wait };
+
   /// Returns once l is set. A worker of this scheduler runs tasks tagged `tag` meanwhile; any
-  /// other thread sleeps.
-  void wait(latch& l, isolation_tag tag) {
+  /// other thread sleeps, after watching l for a few microseconds unless the wait is known to
+  /// be long: then its spin would only take a core from the workers that are to set l (all
+  /// cores run a worker in the default pool). 100 items of 1 us on 2 cores: 83 us with the
+  /// spin (the second worker started 36 us late, when the caller's spin ended), 61 us without.
+  void wait(latch& l, isolation_tag tag, expect how = expect::short_wait) {
     if (l.is_set()) return;
     if (worker* w = local_worker())
       help_until(*w, l, tag, nullptr);
     else
-      block_until(l, nullptr);
+      block_until(l, nullptr, how == expect::short_wait ? spin_before_sleep : 0);
   }
 
   /// As wait(), but gives up at `deadline`; returns whether l is set.
@@ -544,8 +550,11 @@ class scheduler {
     return l.is_set();
   }
 
-  static bool block_until(latch& l, const std::chrono::steady_clock::time_point* deadline) {
-    for (int i = 0; i < 2000; ++i) {
+  static constexpr int spin_before_sleep = 2000;  // pauses (~18 ns each here)
+
+  static bool block_until(latch& l, const std::chrono::steady_clock::time_point* deadline,
+                          int spins = spin_before_sleep) {
+    for (int i = 0; i < spins; ++i) {
       if (l.is_set()) return true;
       cpu_relax();
     }
