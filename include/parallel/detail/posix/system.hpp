@@ -29,15 +29,20 @@ inline std::size_t available_cores() noexcept {
   return n > 0 ? n : 1;
 }
 
+/// Gives `advice` (madvise) for the whole pages inside [data, data + bytes); a hint only.
+inline void advise_whole_pages(void* data, std::size_t bytes, int advice) noexcept {
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, advice);
+}
+
 /// Asks for transparent huge pages on the whole pages inside [data, data + bytes): the first
 /// touch of a large, fresh result vector then faults in 2 MiB at a time instead of 4 KiB (here,
 /// 40 MB of ints: ~24 ms -> ~6 ms). A hint only; ignored where THP is off.
 inline void prefer_huge_pages(void* data, std::size_t bytes) noexcept {
 #if defined(MADV_HUGEPAGE)
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + page - 1) / page * page;
-  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) / page * page;
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  advise_whole_pages(data, bytes, MADV_HUGEPAGE);
 #else
   (void)data;
   (void)bytes;
@@ -50,10 +55,7 @@ inline void prefer_huge_pages(void* data, std::size_t bytes) noexcept {
 /// nothing happens where the kernel does not know it.
 inline void populate_for_write(void* data, std::size_t bytes) noexcept {
 #if defined(MADV_POPULATE_WRITE)
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + page - 1) / page * page;
-  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) / page * page;
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+  advise_whole_pages(data, bytes, MADV_POPULATE_WRITE);
 #else
   (void)data;
   (void)bytes;
