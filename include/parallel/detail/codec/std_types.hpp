@@ -64,7 +64,7 @@ inline constexpr bool crosses_as_bytes = std::is_base_of_v<bitwise_codec<T>, cod
 /// cost is a page fault per 4 KiB: its pages are mapped in with one call first. Below, the
 /// call costs more than the faults it saves on memory malloc reuses (a warm 256 KiB: +5 us;
 /// a fresh one: about -0.3 ms).
-inline constexpr std::size_t populate_from = 256 * 1024;
+inline constexpr std::size_t populate_from = std::size_t{256} * 1024;
 
 /// Reserves room for `size` Ts in `c` (a vector or a string) and, when that is large, maps its
 /// pages in ahead of the copy that fills it.
