@@ -276,7 +276,8 @@ class threaded_map {
   // What one item of this f on this input type cost when last measured, in ns (0 = never). On a
   // cache line of its own: nothing else's reads should miss when it changes.
   alignas(64) static inline std::atomic<std::uint64_t> item_cost_ns_{0};
-  static inline std::atomic<unsigned> untimed_calls_{0};
+  // Counts untimed calls (run_untimed); written at each, so on a line of its own too.
+  alignas(64) static inline std::atomic<unsigned> untimed_calls_{0};
 };
 
 /// parallel::map on `pool`.

@@ -35,9 +35,9 @@ class injection_queue {
   /// Takes the oldest task tagged `tag` (any_tag: the oldest task) and then, for any_tag, moves
   /// up to `batch` more into `sink` (a worker's own deque, where others can steal them), newest
   /// first: the worker pops its deque from the newest end, so it then runs them in the order
-  /// they came, and thieves take the ones that came last. (Oldest first, it ran a batch
-  /// backwards: an imap consumer waiting for its next chunk waited for the whole batch, 0.8 ms
-  /// -> 1.7 ms over 1e4 items of 50 ns in chunks of 625.)
+  /// they came, and thieves take the ones that came last. (Oldest first, a batch ran backwards:
+  /// one worker ran 40 tasks submitted while it was busy as 20, 19, ..., 1, 21, ..., and an
+  /// imap's consumer waited for its next chunk until the batch behind it had run.)
   template <class Sink>
   task* take(isolation_tag tag, std::size_t batch, Sink&& sink) {
     if (!maybe_nonempty()) return nullptr;
