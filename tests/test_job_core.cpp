@@ -1,6 +1,7 @@
 // The job core both process transports share (detail::ipc::job_core: the process engine and the
 // MPI cluster): which worker gets the next job, what a worker's loss does to its jobs,
 // cancelling, and how outcomes reach their sinks.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -229,4 +230,83 @@ TEST_CASE("job core: a transport that sees results late keeps a worker's next jo
   CHECK(dispatch_all(core, 50'000'000).size() == 1);
   CHECK(core.at(0).in_flight.size() == 2);  // behind a long job, one and no more
   CHECK(core.pending() == 1);
+}
+
+namespace {
+
+/// A job expected (by its call's measurements) to take `estimated_ns` in its worker.
+std::unique_ptr<job> estimated_job(recording_sink& sink, std::uint64_t first,
+                                   std::uint64_t estimated_ns) {
+  auto j = make_job(sink, first);
+  j->estimated_ns = estimated_ns;
+  return j;
+}
+
+constexpr job_core::config packing{.pack_ns = 20'000, .unpack_ns = 100'000};
+
+/// A core whose workers have each run one job of `took_ns` (so it knows what a job costs), at
+/// time 0.
+void warmed(job_core& core, recording_sink& sink, std::uint64_t took_ns) {
+  two_running(core, sink);
+  for (std::size_t w = 0; w < 2; ++w) answer(core, w, 0, took_ns);
+}
+
+}  // namespace
+
+TEST_CASE("job core: short jobs go behind a busy worker's short jobs, not to an idle worker",
+          "[job_core]") {
+  recording_sink sink;
+  job_core core(2, packing);
+  warmed(core, sink, 1'000);
+  // Two jobs of ~1 us: waking the idle worker would cost more than running both on one.
+  core.post(estimated_job(sink, 0, 1'000));
+  core.post(estimated_job(sink, 1, 1'000));
+  CHECK(dispatch_all(core, 0) == std::vector<std::size_t>{0, 0});
+  // While they are on time, the idle worker is not to take the queued one back...
+  CHECK_FALSE(core.worth_moving(0, 10'000));
+  // ...and a sleeping transport is told when to look again: once the running job is late.
+  CHECK(core.moving_due_ns(0, 10'000) == 100'001);
+  CHECK(core.moving_due_ns(1, 10'000) == 0);  // worker 1 holds nothing
+  // The running job is 150 us late (a function whose items got slow): now it is.
+  CHECK(core.worth_moving(0, 150'000));
+  // Should they still be there after the look (their worker had just started them), the next
+  // look is a millisecond later, not a busy loop.
+  CHECK(core.moving_due_ns(0, 150'000) == 1'150'000);
+}
+
+TEST_CASE("job core: only jobs known to be short are packed, up to pack_ns of work per worker",
+          "[job_core]") {
+  recording_sink sink;
+  SECTION("an unknown cost goes to the idle worker") {
+    job_core core(2, packing);
+    warmed(core, sink, 1'000);
+    core.post(estimated_job(sink, 0, 0));
+    core.post(estimated_job(sink, 1, 0));
+    CHECK(dispatch_all(core, 0) == std::vector<std::size_t>{0, 1});
+  }
+  SECTION("jobs of 50 us are not short") {
+    job_core core(2, packing);
+    warmed(core, sink, 50'000);
+    core.post(estimated_job(sink, 0, 50'000));
+    core.post(estimated_job(sink, 1, 50'000));
+    CHECK(dispatch_all(core, 0) == std::vector<std::size_t>{0, 1});
+    CHECK(core.worth_moving(0, 0));  // nothing packed there: an idle worker may take work
+  }
+  SECTION("a worker takes short jobs until it has ~pack_ns of them, then the next goes on") {
+    job_core core(2, packing);
+    warmed(core, sink, 8'000);
+    for (std::uint64_t i = 0; i < 8; ++i) core.post(estimated_job(sink, i, 8'000));
+    const auto to = dispatch_all(core, 0);
+    // 8 us each: worker 0 would start a fourth only 24 us from now, past pack_ns.
+    REQUIRE(to.size() >= 4);
+    CHECK(std::vector<std::size_t>(to.begin(), to.begin() + 4) ==
+          std::vector<std::size_t>{0, 0, 0, 1});
+  }
+  SECTION("a transport that cannot take a job back (pack_ns 0) never packs") {
+    job_core core(2);
+    warmed(core, sink, 1'000);
+    core.post(estimated_job(sink, 0, 1'000));
+    core.post(estimated_job(sink, 1, 1'000));
+    CHECK(dispatch_all(core, 0) == std::vector<std::size_t>{0, 1});
+  }
 }

@@ -428,6 +428,23 @@ TEST_CASE("process_pool: four workers on two cores all deliver results", "[proce
   REQUIRE(pids.size() <= 4);
 }
 
+TEST_CASE("process_pool: a function whose items were cheap and got slow still runs on every worker",
+          "[process_pool]") {
+  // Short jobs go to one worker (waking the other costs more than they do); when they turn out
+  // slow, the idle worker takes back those not started.
+  watchdog guard{"process_pool: cheap items that got slow"};
+  fork_pool pool{{.workers = 2}};
+  const auto sleep_then_pid = [](int ms) {
+    if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return current_pid();
+  };
+  const std::vector<int> cheap(40, 0);
+  for (int call = 0; call < 50; ++call) REQUIRE(pool.map(sleep_then_pid, cheap).size() == 40);
+  const std::vector<int> slow(4, 300);
+  const auto pids = pool.map(sleep_then_pid, slow);
+  CHECK(std::set<int>(pids.begin(), pids.end()).size() == 2);
+}
+
 // --- the pool object ----------------------------------------------------------------------------
 
 TEST_CASE("process_pool: a moved pool keeps its workers", "[process_pool]") {

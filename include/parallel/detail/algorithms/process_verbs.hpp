@@ -221,6 +221,11 @@ class chunk_planner {
     return std::clamp<std::size_t>(size, 1, max_chunk);
   }
 
+  /// What a job of `count` items should take in its worker, as measured so far (0: unknown).
+  std::uint64_t estimate_ns(std::size_t count) const noexcept {
+    return items_ == 0 ? 0 : std::max<std::uint64_t>(1, ns_ / items_ * count);
+  }
+
   /// A job's items took `bytes` of its payload.
   void note_input(std::uint64_t items, std::uint64_t bytes) noexcept {
     input_items_ += items;
@@ -315,6 +320,7 @@ class process_map_call final : public ipc::job_sink {
           encoder body(j->payload);
           fill(*j, body, next_, count);
           lent_ = !j->borrowed.empty();
+          j->estimated_ns = planner_.estimate_ns(count);
           planner_.note_input(count, j->payload.size() - before + j->borrowed.size());
           next_ += count;
           ++outstanding_;
@@ -583,6 +589,7 @@ class process_imap_state final : public ipc::job_sink {
       const std::uint64_t wide = count;
       std::memcpy(j->payload.data() + 8, &wide, sizeof wide);
       j->count = count;
+      j->estimated_ns = planner_.estimate_ns(count);
       j->sink = this;
       j->tag = reinterpret_cast<std::uint64_t>(c.get());
       c->count = count;

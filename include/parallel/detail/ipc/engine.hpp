@@ -99,7 +99,10 @@ class engine {
       : cfg_(std::move(cfg)),
         start_(std::move(start)),
         slots_(cfg_.workers),
-        core_(cfg_.workers, {.delivered = cfg_.delivered, .spares = cfg_.spares}) {
+        core_(cfg_.workers, {.delivered = cfg_.delivered,
+                             .spares = cfg_.spares,
+                             .pack_ns = pack_job_ns,
+                             .unpack_ns = unpack_job_ns}) {
     for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].jobs = &core_.at(i);
     (void)anchor_location();  // computed once here, not again in every worker
     if (!cfg_.keep_workers) return;
@@ -217,7 +220,8 @@ class engine {
   std::uint64_t drive_round();
 
   /// The caller lets go: from now on a worker rings the socket after a result (the loop may be
-  /// asleep), and what the rings held before that is handled now.
+  /// asleep), and what the rings held before that is handled now. Jobs packed behind a worker
+  /// while another idles are watched by the loop from then on (needs_loop()).
   void end_driving();
 
   /// end_driving() for a driver that met an exception: the loop reads the rings (and is woken
@@ -246,6 +250,12 @@ class engine {
   static constexpr std::uint64_t engine_spin_ns = 20'000;
   /// Jobs longer than this (lately, on average) are not waited for by spinning.
   static constexpr std::uint64_t spin_job_ns = 200'000;
+  /// Shorter jobs go behind a busy worker's work while it would start them within this long
+  /// (job_core::config::pack_ns): about what waking an idle worker costs here, socket and
+  /// process switch (rebalance() takes them back if that worker's job runs long).
+  static constexpr std::uint64_t pack_job_ns = 20'000;
+  /// And stay there until their worker is this late with them (job_core::config::unpack_ns).
+  static constexpr std::uint64_t unpack_job_ns = 100'000;
   // Why the engine stopped a worker: a task's timeout, a start that took too long, a frame that
   // broke the protocol, or none of its jobs' doing (the caller could not take a result: the
   // result's job failed already, the others go to other workers).
@@ -448,6 +458,10 @@ class engine {
   const job* running_job(const slot& s) const noexcept;
 
   int next_deadline_ms() const noexcept;
+
+  /// When the loop should next look at short jobs packed behind a worker's work while another
+  /// worker idles (job_core::moving_due_ns; 0: none): rebalance() moves them once they are late.
+  std::uint64_t moving_due_ns() const noexcept;
 
   config cfg_;
   starter start_;

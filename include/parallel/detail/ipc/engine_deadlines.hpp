@@ -63,6 +63,22 @@ inline const job* engine::running_job(const slot& s) const noexcept {
   return nullptr;
 }
 
+inline std::uint64_t engine::moving_due_ns() const noexcept {
+  const bool idle = std::any_of(slots_.begin(), slots_.end(), [](const slot& s) {
+    return s.pid >= 0 && s.greeted && s.stopping == stop_reason::none && s.jobs->live() == 0;
+  });
+  const bool queued = std::any_of(slots_.begin(), slots_.end(),
+                                  [](const slot& s) { return s.jobs->in_flight.size() >= 2; });
+  if (!idle || !queued) return 0;
+  const std::uint64_t now = os::monotonic_ns();
+  std::uint64_t first = 0;
+  for (std::size_t i = 0; i < slots_.size(); ++i)
+    if (const std::uint64_t due = core_.moving_due_ns(i, now);
+        due != 0 && (first == 0 || due < first))
+      first = due;
+  return first;
+}
+
 inline int engine::next_deadline_ms() const noexcept {
   std::uint64_t best = std::numeric_limits<std::uint64_t>::max();  // ns from now
   const std::uint64_t now = os::monotonic_ns();
@@ -96,6 +112,7 @@ inline int engine::next_deadline_ms() const noexcept {
   }
   for (const auto& r : retired_)
     if (!r.killed) until(r.deadline_ns);
+  if (const std::uint64_t due = moving_due_ns(); due != 0) until(due);
   if (best == std::numeric_limits<std::uint64_t>::max()) return std::numeric_limits<int>::max();
   // Rounded up: 300 us left must not become a wait of 0 ms, which would spin.
   return static_cast<int>(std::min<std::uint64_t>((best + ns_per_ms - 1) / ns_per_ms, 1u << 30));

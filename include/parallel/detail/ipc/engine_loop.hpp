@@ -101,6 +101,8 @@ inline void engine::send_round() {
   } guard{*this};
   dispatch();
   (void)flush_all();
+  // As end_driving(), for jobs no caller will drive (one that will sees to it as it lets go).
+  if (!worth_driving() && moving_due_ns() != 0) needs_loop_ = true;
 }
 
 inline std::uint64_t engine::drive_round() {
@@ -116,6 +118,8 @@ inline void engine::end_driving() {
   for (auto& s : slots_) drain(s);
   (void)flush_all();
   driving_ = false;
+  // The loop may sleep with no deadline, computed before these jobs were sent.
+  if (moving_due_ns() != 0) needs_loop_ = true;
 }
 
 inline bool engine::worth_driving() const noexcept {

@@ -8,14 +8,17 @@
 namespace parallel::detail::ipc {
 
 inline void engine::rebalance() {
+  std::uint64_t now = 0;  // read once a worker idles (the clock costs ~25 ns on a VM)
   for (auto& thief : slots_) {
     if (thief.pid < 0 || !thief.greeted || thief.stopping != stop_reason::none || retiring(thief) ||
         thief.jobs->live() != 0)
       continue;
+    if (now == 0) now = os::monotonic_ns();
     slot* victim = nullptr;
     std::size_t most = 0;
     for (auto& v : slots_) {
       if (&v == &thief || v.pid < 0 || !v.shared || retiring(v)) continue;
+      if (!core_.worth_moving(static_cast<std::size_t>(&v - slots_.data()), now)) continue;
       const std::size_t live = v.jobs->live();
       const std::size_t queued = v.greeted ? (live > 0 ? live - 1 : 0) : live;
       if (queued > most) {

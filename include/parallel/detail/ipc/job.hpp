@@ -45,6 +45,8 @@ struct job {
   std::chrono::milliseconds timeout{0};
   std::uint64_t tag = 0;    // the sink's own bookkeeping
   std::size_t workers = 0;  // may run on the first `workers` workers only (0: on any)
+  // What its worker should take to run it, as the call's measurements so far say (0: unknown).
+  std::uint64_t estimated_ns = 0;
   // The transport's.
   std::uint64_t id = 0;
   std::uint64_t seq = 0;      // position in its worker's task stream
