@@ -37,7 +37,7 @@
 #include "detail/ipc/job_mailbox.hpp"
 #include "detail/ipc/spawn_start.hpp"
 #include "detail/ipc/start_plan.hpp"
-#include "detail/ipc/worker.hpp"
+#include "detail/ipc/task.hpp"
 #include "detail/no_result.hpp"
 #include "detail/process_platform.hpp"
 #include "detail/scheduler/default_pools.hpp"

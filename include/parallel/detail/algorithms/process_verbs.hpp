@@ -30,7 +30,7 @@
 #include "../../errors.hpp"
 #include "../../policy.hpp"
 #include "../ipc/engine.hpp"
-#include "../ipc/worker.hpp"
+#include "../ipc/task.hpp"
 #include "../process_platform.hpp"
 #include "../scheduler/default_pools.hpp"
 #include "../scheduler/parker.hpp"

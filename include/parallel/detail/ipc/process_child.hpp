@@ -21,7 +21,7 @@
 #include "frame.hpp"
 #include "frame_reader.hpp"
 #include "identity.hpp"
-#include "worker.hpp"
+#include "task.hpp"
 
 namespace parallel::detail::ipc {
 

@@ -34,7 +34,7 @@
 #include "../ipc/arena.hpp"
 #include "../ipc/frame.hpp"
 #include "../ipc/identity.hpp"
-#include "../ipc/worker.hpp"
+#include "../ipc/task.hpp"
 #include "../posix/process.hpp"
 #include "mpi_api.hpp"
 
