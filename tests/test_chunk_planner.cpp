@@ -60,6 +60,17 @@ TEST_CASE("chunk planner: a job's items stay within a MiB, so that they fit its 
   }
 }
 
+TEST_CASE(
+    "chunk planner: a call that starts from a learned cost keeps its first chunk within a MiB",
+    "[chunk_planner]") {
+  // The first chunk is cut before any of the call's items are encoded: what the last call
+  // learned of their size must bound it, or a chunk of 4 MiB misses the worker's ring.
+  learned_cost memory;
+  (void)cut(10'000'000, 2, 4, 8, &memory);
+  chunk_planner planner(0, 2, 10'000'000, &memory);
+  CHECK(planner.next(10'000'000) * 8 <= std::size_t{1} << 20);
+}
+
 TEST_CASE("chunk planner: every worker gets a share of a short call of slow items",
           "[chunk_planner]") {
   // 40 items of 1 ms on 4 workers: no worker is left out by a chunk too large.

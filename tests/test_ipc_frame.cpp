@@ -384,8 +384,8 @@ TEST_CASE("ipc ring: frames are read in place, in order, over many laps", "[ipc]
   }
   CHECK_FALSE(p.reader.ready());
 
-  // A ring found empty starts again at its beginning (unless the frame would cover the mark
-  // that says so), so frames land in its first few pages: they stay warm.
+  // A ring found empty starts again at its beginning (once a few frames like the next fit
+  // before the mark that says so), so frames land in its first few pages: they stay warm.
   const std::byte* where = nullptr;
   for (std::uint64_t i = 0; i < 200; ++i) {
     const auto payload = pattern(100 + i * 997 % 5000, static_cast<unsigned>(i));
@@ -396,7 +396,29 @@ TEST_CASE("ipc ring: frames are read in place, in order, over many laps", "[ipc]
     CHECK(std::equal(r->payload.begin(), r->payload.end(), payload.begin(), payload.end()));
     if (where == nullptr) where = r->payload.data();
     CHECK(r->payload.data() >= where);
-    CHECK(r->payload.data() < where + 3 * ipc::frame_ring::record_bytes(5100));
+    CHECK(r->payload.data() <
+          where + (ipc::frame_ring::restart_room + 2) * ipc::frame_ring::record_bytes(5100));
+    p.reader.consume(*r);
+  }
+}
+
+TEST_CASE("ipc ring: a ring found empty has room for the next frames before its reader looks",
+          "[ipc]") {
+  // A worker runs its task while the caller writes the next ones: the reader does not look at
+  // the ring meanwhile. Each frame here is an eighth of the ring.
+  ring_pair p;
+  const auto frame = pattern(p.writer.size() / 8 - ipc::header_size, 7);
+  REQUIRE(put(p.writer, 1, frame));
+  auto first = p.reader.peek(ipc::default_max_payload);
+  REQUIRE(first);
+  p.reader.consume(*first);
+  // The ring is empty, its writer an eighth in: the next three frames all fit, unread.
+  for (std::uint64_t id = 2; id <= 4; ++id) REQUIRE(put(p.writer, id, frame));
+  for (std::uint64_t id = 2; id <= 4; ++id) {
+    auto r = p.reader.peek(ipc::default_max_payload);
+    REQUIRE(r);
+    CHECK(r->header.task_id == id);
+    CHECK(std::equal(r->payload.begin(), r->payload.end(), frame.begin(), frame.end()));
     p.reader.consume(*r);
   }
 }

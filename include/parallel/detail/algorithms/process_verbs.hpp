@@ -135,6 +135,7 @@ class inline_runner final : public runner {
 struct learned_cost {
   std::atomic<std::uint64_t> ns_per_item{0};  // 0: never measured
   std::atomic<std::uint64_t> bytes_per_item{0};
+  std::atomic<std::uint64_t> input_bytes_per_item{0};  // of the items, as a job carries them
 };
 template <class F, class V>
 inline learned_cost learned_cost_of;
@@ -174,6 +175,12 @@ class chunk_planner {
     items_ = 1;  // weighs one item: the call's own measurements take over at once
     ns_ = ns;
     bytes_ = memory_->bytes_per_item.load(std::memory_order_relaxed);
+    // And the items' size, so that the first chunk too fits its worker's ring.
+    if (const std::uint64_t in = memory_->input_bytes_per_item.load(std::memory_order_relaxed);
+        in != 0) {
+      input_items_ = 1;
+      input_bytes_ = in;
+    }
   }
   chunk_planner(const chunk_planner&) = delete;
   chunk_planner& operator=(const chunk_planner&) = delete;
@@ -181,6 +188,9 @@ class chunk_planner {
     if (memory_ == nullptr || measured_ == 0) return;
     memory_->ns_per_item.store(std::max<std::uint64_t>(1, ns_ / items_), std::memory_order_relaxed);
     memory_->bytes_per_item.store(bytes_ / items_, std::memory_order_relaxed);
+    if (input_items_ != 0)
+      memory_->input_bytes_per_item.store(std::max<std::uint64_t>(1, input_bytes_ / input_items_),
+                                          std::memory_order_relaxed);
   }
 
   std::size_t next(std::size_t remaining) {

@@ -11,7 +11,11 @@
 // A frame that would not fit before the end is preceded by a `skip` header: the reader goes on
 // at the start of the next lap. A writer that finds the ring empty starts again at its beginning
 // the same way, so the pages in use stay few and warm (first touches are page faults, the
-// dearest thing on this path).
+// dearest thing on this path), but only once at least `restart_room` frames like it would fit
+// before the place it leaves: until the reader passes the skip mark, the rest of that lap counts
+// as used. (Starting again whenever one frame fit there left room for that frame alone: with
+// tasks of 1 MiB in an 8 MiB ring, the next task found the ring full while its worker ran the
+// first, and a third of the bytes of a large map went by the socket instead.)
 //
 // Every header read from the ring is checked like one read from a socket (decode_header), and
 // its length against what the writer has published: a peer's bug cannot make the reader read
@@ -64,6 +68,9 @@ struct doorbell {
 class frame_ring {
  public:
   static constexpr std::uint64_t align = header_size;
+  /// A writer that finds the ring empty starts again at its beginning once this many frames of
+  /// the size it writes fit before where it is (see the top of this file).
+  static constexpr std::uint64_t restart_room = 4;
 
   frame_ring() = default;
   /// `size` must be a multiple of `align` (0: no ring).
@@ -99,9 +106,9 @@ class frame_ring {
     std::uint64_t at = head_;
     std::uint64_t offset = at % size_;
     const bool empty = at == tail;
-    if (offset != 0 && ((empty && need <= offset) || offset + need > size_)) {
-      // Go on at the next lap's start: when the ring is empty (warm pages; not when the frame
-      // would cover the skip mark itself), or when the frame would not fit before the end.
+    if (offset != 0 && ((empty && need * restart_room <= offset) || offset + need > size_)) {
+      // Go on at the next lap's start: when the ring is empty and frames like this one have room
+      // before the skip mark (warm pages), or when the frame would not fit before the end.
       if (at + (size_ - offset) + need - tail > size_) return nullptr;
       put_header(offset, frame_type::skip, frame_flags::none, 0, 0);
       at += size_ - offset;
