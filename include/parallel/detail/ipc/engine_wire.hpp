@@ -18,10 +18,10 @@ inline void engine::rebalance() {
     std::size_t most = 0;
     for (auto& v : slots_) {
       if (&v == &thief || v.pid < 0 || !v.shared || retiring(v)) continue;
-      if (!core_.worth_moving(static_cast<std::size_t>(&v - slots_.data()), now)) continue;
       const std::size_t live = v.jobs->live();
       const std::size_t queued = v.greeted ? (live > 0 ? live - 1 : 0) : live;
-      if (queued > most) {
+      // Jobs packed there on purpose stay while they are on time (job_core::worth_moving).
+      if (queued > most && core_.worth_moving(static_cast<std::size_t>(&v - slots_.data()), now)) {
         most = queued;
         victim = &v;
       }

@@ -379,7 +379,7 @@ class job_core {
   /// while they are short jobs it should start within config::unpack_ns (least_busy() packed
   /// them there on purpose).
   bool worth_moving(std::size_t i, std::uint64_t now) const noexcept {
-    return packed_busy_ns(lanes_[i], now) > std::max(cfg_.pack_ns, cfg_.unpack_ns);
+    return packed_busy_ns(lanes_[i], now) > unpack_after_ns();
   }
 
   /// When to look again at the short jobs worker i holds and has not started (os::monotonic_ns;
@@ -392,11 +392,14 @@ class job_core {
     if (l.live() < 2 || packed_busy_ns(l, now) == std::numeric_limits<std::uint64_t>::max())
       return 0;
     // packed_busy_ns() passes the limit at the latest once the running job has run that long.
-    const std::uint64_t due = l.front_since_ns + std::max(cfg_.pack_ns, cfg_.unpack_ns) + 1;
+    const std::uint64_t due = l.front_since_ns + unpack_after_ns() + 1;
     return due > now ? due : now + 1'000'000;
   }
 
  private:
+  /// How late a worker's packed jobs may be before an idle worker takes them back.
+  std::uint64_t unpack_after_ns() const noexcept { return std::max(cfg_.pack_ns, cfg_.unpack_ns); }
+
   /// A job least_busy() may pack: expected to take less than config::pack_ns.
   bool is_short(const job& j) const noexcept {
     return cfg_.pack_ns != 0 && j.estimated_ns != 0 && j.estimated_ns < cfg_.pack_ns;
