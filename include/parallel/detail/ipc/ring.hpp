@@ -15,7 +15,7 @@
 // before the place it leaves: until the reader passes the skip mark, the rest of that lap counts
 // as used. (Starting again whenever one frame fit there left room for that frame alone: with
 // tasks of 1 MiB in an 8 MiB ring, the next task found the ring full while its worker ran the
-// first, and a third of the bytes of a large map went by the socket instead.)
+// first, and almost a quarter of a large map's bytes went by the socket instead.)
 //
 // Every header read from the ring is checked like one read from a socket (decode_header), and
 // its length against what the writer has published: a peer's bug cannot make the reader read
