@@ -2,6 +2,10 @@
 // frames cross intact whatever pieces the socket cuts them into, and a corrupted, truncated or
 // forged stream is a parallel::error naming the protocol violation — never a crash, never a
 // huge allocation.
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -22,6 +26,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -422,6 +427,33 @@ TEST_CASE("ipc ring: a ring found empty has room for the next frames before its 
     p.reader.consume(*r);
   }
 }
+
+#if defined(__linux__) && defined(MADV_POPULATE_WRITE)
+TEST_CASE("ipc ring: a writer maps a fresh ring in ahead of itself, not a page at a fault",
+          "[ipc]") {
+  ring_pair p;  // fresh shared memory: not one page of the ring touched yet
+  const auto frame = pattern(4000, 3);
+  const std::uint64_t frames =
+      std::min<std::uint64_t>(64, p.writer.size() / 2 / ipc::frame_ring::record_bytes(4000));
+  const test_support::trapped_page_faults faults;
+  for (std::uint64_t id = 0; id < frames; ++id)
+    REQUIRE(p.writer.put(frame_type::result, frame_flags::none, id, frame));
+  const long taken = faults.count();
+  p.writer.commit();
+  for (std::uint64_t id = 0; id < frames; ++id) {
+    auto r = p.reader.peek(ipc::default_max_payload);
+    REQUIRE(r);
+    CHECK(r->header.task_id == id);
+    CHECK(std::equal(r->payload.begin(), r->payload.end(), frame.begin(), frame.end()));
+    p.reader.consume(*r);
+  }
+  // A page a frame: as many faults as frames if each page faulted in at its first write.
+  INFO(taken << " page faults writing " << frames << " frames of a page");
+  if (!faults.available()) WARN("perf events are refused here: the faults are not counted");
+  if (faults.available() && !test_support::under_sanitizer)
+    CHECK(taken < static_cast<long>(frames) / 4);
+}
+#endif
 
 TEST_CASE("ipc ring: a forged header or length in the ring is a protocol error", "[ipc]") {
   ring_pair p;

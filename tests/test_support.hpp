@@ -10,6 +10,7 @@
 #include <chrono>
 #include <concepts>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iterator>
@@ -24,6 +25,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__linux__)
+#include <linux/perf_event.h>
+#include <sys/syscall.h>
+#endif
 #if !defined(_WIN32)
 #include <dirent.h>
 #include <fcntl.h>
@@ -213,6 +218,37 @@ constexpr bool under_address_sanitizer =
 
 /// A sanitizer's runtime is in this program: processes start slower, memory figures are its.
 constexpr bool under_sanitizer = under_thread_sanitizer || under_address_sanitizer;
+
+#if defined(__linux__)
+/// The page faults the calling thread traps from its construction on: perf's software event,
+/// which counts a fault an instruction takes, not a page the kernel maps in when asked to
+/// (MADV_POPULATE_WRITE), which getrusage counts too. available() is false where perf events
+/// are refused (perf_event_paranoid, a seccomp filter).
+class trapped_page_faults {
+ public:
+  trapped_page_faults() {
+    perf_event_attr attr{};
+    attr.size = sizeof attr;
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.config = PERF_COUNT_SW_PAGE_FAULTS;
+    fd_ = static_cast<int>(::syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0));
+  }
+  trapped_page_faults(const trapped_page_faults&) = delete;
+  trapped_page_faults& operator=(const trapped_page_faults&) = delete;
+  ~trapped_page_faults() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool available() const { return fd_ >= 0; }
+  long count() const {
+    std::uint64_t n = 0;
+    if (fd_ < 0 || ::read(fd_, &n, sizeof n) != static_cast<ssize_t>(sizeof n)) return -1;
+    return static_cast<long>(n);
+  }
+
+ private:
+  int fd_ = -1;
+};
+#endif
 
 #if !defined(_WIN32)
 /// fork() for a test whose pools by size were just used: first waits (up to 5 s) until each

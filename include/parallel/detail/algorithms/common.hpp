@@ -12,6 +12,7 @@
 #include <iterator>
 #include <memory>
 #include <ranges>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -116,13 +117,19 @@ using map_result_t = std::remove_cvref_t<
     std::invoke_result_t<F&, decltype(std::declval<indexed_input<Range>&>()[0])>>;
 
 /// Reserves room for n results. A large result vector is backed by huge pages where the system
-/// offers them: its first touch (the zero-fill of the vector's constructor, or the writes of a
-/// loop) is then a fraction of its cost with 4 KiB pages.
+/// offers them, and a middling one is mapped in at once: its first touch (the zero-fill of the
+/// vector's constructor, or the writes of a loop) is then a fraction of its cost with a page
+/// fault per 4 KiB (400 KB of ints: 98 faults, ~1.2 ms here, against one call of ~0.1 ms).
 template <class R>
 void reserve_results(std::vector<R>& out, std::size_t n) {
   constexpr std::size_t huge_enough = std::size_t{4} << 20;
+  constexpr std::size_t map_in_from = std::size_t{256} << 10;
   out.reserve(n);
-  if (n > huge_enough / sizeof(R)) os::prefer_huge_pages(out.data(), n * sizeof(R));
+  if (n > huge_enough / sizeof(R)) {
+    os::prefer_huge_pages(out.data(), n * sizeof(R));
+  } else if (n >= map_in_from / sizeof(R)) {
+    os::populate_for_write(out.data(), n * sizeof(R));
+  }
 }
 
 /// Results written by index from many threads, handed back as a std::vector<R>. Default
@@ -191,6 +198,17 @@ class result_slots {
       std::construct_at(raw_ + i, std::move(value));
       built_[i] = 1;
     }
+  }
+
+  /// Where the slots are: the vector's elements, or the raw storage.
+  std::span<std::byte> memory() noexcept {
+    R* first = nullptr;
+    if constexpr (direct) {
+      first = values_.data();
+    } else {
+      first = raw_;
+    }
+    return {reinterpret_cast<std::byte*>(first), size_ * sizeof(R)};
   }
 
   std::vector<R> take() {

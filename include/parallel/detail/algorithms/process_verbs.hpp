@@ -368,6 +368,12 @@ class process_map_call final : public ipc::job_sink {
     return slots_->take();
   }
 
+  /// Makes the result vector now, not once the first jobs are out; where it is.
+  std::span<std::byte> make_results() {
+    if (!slots_) slots_.emplace(n_);
+    return slots_->memory();
+  }
+
   void results(ipc::job& j, decoder& in, std::uint64_t k, std::uint64_t ns) override {
     // The caller makes the slots before it first lets go of the lock, so once this thread has
     // had it they exist (unless making them, or the first post, threw: the call is failing and

@@ -188,9 +188,9 @@ inline bool engine::flush(slot& s) {
 }
 
 inline void engine::receive(slot& s, bool draining) {
-  if (incoming_.empty()) incoming_.resize(std::size_t{256} << 10);
+  if (!incoming_) incoming_.reset(new std::byte[incoming_size]);
   for (;;) {
-    const std::ptrdiff_t n = s.channel.read_some(incoming_.data(), incoming_.size());
+    const std::ptrdiff_t n = s.channel.read_some(incoming_.get(), incoming_size);
     if (n == -2) break;  // nothing more now
     if (n <= 0) {        // end of stream: the worker is ending
       try {
@@ -204,7 +204,7 @@ inline void engine::receive(slot& s, bool draining) {
       return;
     }
     try {
-      s.reader->feed(std::span(incoming_.data(), static_cast<std::size_t>(n)));
+      s.reader->feed(std::span(incoming_.get(), static_cast<std::size_t>(n)));
     } catch (...) {  // no memory for a result's bytes
       drop_stream(s, std::current_exception());
       return;
@@ -212,7 +212,7 @@ inline void engine::receive(slot& s, bool draining) {
     if (!handle_frames(s)) return;
     // A short read means the socket is drained for now (poll says when more comes); saves a
     // read that would only say EAGAIN. Draining a dead worker reads on to the end.
-    if (!draining && static_cast<std::size_t>(n) < incoming_.size()) break;
+    if (!draining && static_cast<std::size_t>(n) < incoming_size) break;
   }
 }
 

@@ -22,6 +22,7 @@
 // outside the ring.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -116,6 +117,7 @@ class frame_ring {
     } else if (at + need - tail > size_) {
       return nullptr;
     }
+    if (offset + need > mapped_) map_ahead(offset + need);
     put_header(offset, type, flags, task_id, payload);
     head_ = at + need;
     return base_ + offset + header_size;
@@ -138,6 +140,9 @@ class frame_ring {
   bool uncommitted() const noexcept {
     return head_ != cursor_->head.load(std::memory_order_relaxed);
   }
+
+  /// How far ahead of itself the writer first maps the ring in (map_ahead).
+  static constexpr std::uint64_t map_ahead_first = std::uint64_t{64} << 10;
 
   // --- reader ----------------------------------------------------------------------------------
 
@@ -198,11 +203,23 @@ class frame_ring {
     std::memcpy(base_ + offset, h.data(), h.size());
   }
 
+  /// Maps in, in one system call, the ring's pages from where this writer's mapped stretch ends
+  /// to `end` and at least as far again (from map_ahead_first): each first touch of a page is
+  /// otherwise a fault, the dearest thing on this path (~12 us each on a VM; a fresh worker
+  /// writing 200 KB of results took 50 of them). A ring used little is mapped in little.
+  void map_ahead(std::uint64_t end) noexcept {
+    const std::uint64_t to =
+        std::min(size_, std::max(end, mapped_ + std::max(map_ahead_first, mapped_)));
+    os::populate_for_write(base_ + mapped_, static_cast<std::size_t>(to - mapped_));
+    mapped_ = to;
+  }
+
   std::byte* base_ = nullptr;
   std::uint64_t size_ = 0;
   ring_cursor* cursor_ = nullptr;
-  std::uint64_t head_ = 0;  // writer: the end of what it reserved
-  std::uint64_t tail_ = 0;  // reader: the end of what it consumed
+  std::uint64_t head_ = 0;    // writer: the end of what it reserved
+  std::uint64_t mapped_ = 0;  // writer: the end of what it mapped in (map_ahead), in this process
+  std::uint64_t tail_ = 0;    // reader: the end of what it consumed
 };
 
 }  // namespace parallel::detail::ipc
