@@ -16,6 +16,9 @@
 //                      NS rounds to the nearest spin round (~1.35 ns): spin:1 does one
 //   bytes:SIZE:N       N results of SIZE bytes (std::vector<char> filled from the item)
 //   square:0:N         Pool.map: x*x over a list of N ints
+//   startup:0:N        the same; compare.py runs it on the per-call variants only, whose
+//                      workers start and end within each call (Python: a Pool made and closed
+//                      around the map)
 //   slow_pow:MS:N      Pool.starmap of slow_pow(x, 2) with an MS ms sleep, 5 workers (Pool(5))
 //   params:0:N         Pool.imap of a function over N parameter dicts
 //                      (std::map<std::string, int>) returning a result dict
@@ -509,7 +512,7 @@ bool register_spec(const std::string& text, const settings& s) {
     register_cell(
         spec, [=] { return make_work<verb::map>(bytes_item(param), iota_ints(count), 0); }, s,
         *wanted);
-  } else if (k == "square") {
+  } else if (k == "square" || k == "startup") {
     register_cell(
         spec, [=] { return make_work<verb::map>(square, iota_ints(count), 0); }, s, *wanted);
   } else if (k == "slow_pow") {
@@ -591,10 +594,11 @@ void usage() {
                "                     [--min-time=S]\n"
                "                     --benchmark_out=FILE [Google Benchmark flags]\n"
                "       bench_compare --relay=TEXT   (draws \"done total\" lines of stdin)\n"
-               "KIND: spin (PARAM ns a item), bytes (PARAM bytes a result), square, slow_pow\n"
-               "(PARAM ms of sleep), params, roundtrip (one call at a time). VARIANT: runs\n"
-               "only those (sequential, threads, omp, ...; all by default). Run by\n"
-               "bench/compare.py, which chooses the grid.\n");
+               "KIND: spin (PARAM ns a item), bytes (PARAM bytes a result), square, startup\n"
+               "(square, for the per-call variants), slow_pow (PARAM ms of sleep), params,\n"
+               "roundtrip (one call at a time). VARIANT: runs only those (sequential,\n"
+               "threads, omp, ...; all by default). Run by bench/compare.py, which chooses\n"
+               "the grid.\n");
 }
 
 }  // namespace

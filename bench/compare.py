@@ -87,6 +87,11 @@ SIZES = [64, 4096, 65536, 1 << 20]
 NEVER_SLOWER_COUNTS = [10**k for k in range(8)]
 NEVER_SLOWER_COSTS_NS = [1, 10, 100, 1000, 10**4]
 NEVER_SLOWER_VARIANTS = ["sequential", "threads", "omp", "tbb", "std_par"]
+# The start-up cell: workers started, used and ended within the call. In C++ the per-call
+# backends; in Python a pool made and closed around the map (with Pool(2) as p: ...).
+STARTUP_ITEMS = 10**5
+STARTUP_VARIANTS = ["sequential", "per_call_fork", "per_call_spawn", "per_call_forkserver"]
+STARTUP_TARGET = 15  # Pool (fork) over processes<fork>, issue 14
 
 # --- the grid ---------------------------------------------------------------------------------
 
@@ -133,7 +138,10 @@ def grid(mode):
              cell("params", 0, m["params"], f"imap over {fmt_count(m['params'])} param dicts")]
     rt = m["roundtrips"]
     latency = [cell("roundtrip", 0, rt, f"submit + get, {fmt_count(rt)} one at a time"),
-               cell("bytes", 64, 50, "a 50-item map of 64 B results")]
+               cell("bytes", 64, 50, "a 50-item map of 64 B results"),
+               dict(cell("startup", 0, STARTUP_ITEMS,
+                         f"start 2 workers, x**2 over {fmt_count(STARTUP_ITEMS)} ints, end them"),
+                    cpp_variants=STARTUP_VARIANTS)]
     never_slower = [
         dict(cell("spin", ns, n, f"{fmt_count(n)} x {fmt_ns(ns)}"), variants=NEVER_SLOWER_VARIANTS)
         for n in NEVER_SLOWER_COUNTS for ns in NEVER_SLOWER_COSTS_NS if n * ns <= m["work_s"] * 1e9]
@@ -177,7 +185,11 @@ FAMILY_NOTES = {
                 "the raw socketpair row is that call to a forked process through a socketpair, "
                 "both sides blocking in read(): what one message each way costs on this machine. "
                 "'x floor' divides by its median. The process pools' columns run on 2 workers "
-                "(all cores)."],
+                "(all cores).",
+                "The start-up cell starts its workers in the call and ends them before it "
+                "returns: processes<...> per call in C++; in Python a pool made and closed "
+                "around the map (with Pool(2) as p: p.map(square, xs)); the loops are there for "
+                "scale."],
     "never_slower": ["Only the sequential loop, parallel::threads and the C++ peers run these "
                      "cells (- : more sequential work than the title's limit). A 1 ns item is one "
                      "spin round: 'loop, per item' is what an item measured in the sequential "
@@ -255,7 +267,8 @@ def fmt_load(phase):
 
 def cell_arg(c):
     """bench_compare's --cell: the cell, and the only variants it runs if it names them."""
-    variants = f"/{','.join(c['variants'])}" if "variants" in c else ""
+    chosen = c.get("variants", c.get("cpp_variants"))
+    variants = f"/{','.join(chosen)}" if chosen else ""
     return f"--cell={c['id']}{variants}"
 
 
@@ -382,7 +395,7 @@ def latency_table(cells, results):
             per = c["n"] if c["kind"] == "roundtrip" else 1
             text = f"{fmt_seconds(entry['median'] / per)} ({fmt_seconds(entry['min'] / per)}-" \
                    f"{fmt_seconds(entry['max'] / per)})"
-            if floor:
+            if floor and c["kind"] != "startup":
                 text += f", {entry['median'] / per / floor:.2f}x floor"
             row.append(text)
         if any(x != "-" for x in row[1:]):
@@ -449,10 +462,27 @@ def worst_cells(cells, results):
     return lines
 
 
+def startup_ratio(cells, results):
+    """How many times longer Python's Pool (fork) takes than processes<fork> in the start-up
+    cell, against the target."""
+    for c in cells:
+        if c["kind"] != "startup":
+            continue
+        ours = results.get(c["id"], {}).get("per_call_fork", {})
+        theirs = results.get(c["id"], {}).get("py_pool_fork", {})
+        if "median" in ours and "median" in theirs:
+            ratio = theirs["median"] / ours["median"]
+            return [f"{c['label']}: Python's Pool (fork) takes {ratio:.1f}x as long as "
+                    f"processes<fork> (target >= {STARTUP_TARGET}x)"]
+    return []
+
+
 def family_notes(family, cells, results):
     """The lines under a family's table: its worst cells (never_slower), what a reader needs to
     know to read it, and every run skipped or failed."""
     notes = worst_cells(cells, results) if family == "never_slower" else []
+    if family == "latency":
+        notes += startup_ratio(cells, results)
     notes += FAMILY_NOTES.get(family, [])
     for c in cells:
         for key, entry in results.get(c["id"], {}).items():

@@ -5,6 +5,10 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if !defined(_WIN32)
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <parallel/detail/ipc/arena.hpp>
 #include <parallel/detail/ipc/frame.hpp>
 #include <parallel/detail/ipc/frame_reader.hpp>
@@ -452,6 +457,52 @@ TEST_CASE("ipc ring: a writer maps a fresh ring in ahead of itself, not a page a
   if (!faults.available()) WARN("perf events are refused here: the faults are not counted");
   if (faults.available() && !test_support::under_sanitizer)
     CHECK(taken < static_cast<long>(frames) / 4);
+}
+#endif
+
+#if !defined(_WIN32)  // per-call fork, which keeps arenas, is POSIX only
+TEST_CASE("ipc arena: a kept arena comes back as new, its memory past the kept bytes given back",
+          "[ipc]") {
+  auto& cache = ipc::arena_cache::here();
+  cache.clear();
+  constexpr std::size_t ring_bytes = std::size_t{16} << 20;
+  auto made = std::make_unique<ipc::arena>(ring_bytes);
+  CHECK_FALSE(made->reusable_for(ring_bytes));  // a spawned worker would still need its handle
+  made->close_fd();
+  REQUIRE(made->reusable_for(ring_bytes));
+  ipc::frame_ring writer = made->result_ring();
+  const auto frame = pattern(std::size_t{1} << 20, 5);
+  for (std::uint64_t id = 1; id <= 3; ++id) REQUIRE(put(writer, id, frame));  // 3 MiB in
+  const std::byte* past_kept = made->result_ring_start() + ipc::arena_cache::kept_bytes + 4096;
+  CHECK(*past_kept != std::byte{0});
+  const ipc::arena* const where = made.get();
+  cache.give(std::move(made));
+  CHECK(cache.size() == 1);
+  CHECK(cache.take(ring_bytes / 2) == nullptr);  // rings of another size: not this one
+  auto again = cache.take(ring_bytes);
+  REQUIRE(again.get() == where);
+  CHECK(cache.size() == 0);
+  // Its positions start again: nothing to read, and the writer begins at the ring's start.
+  ipc::frame_ring reader = again->result_ring();
+  CHECK_FALSE(reader.ready());
+  CHECK(*past_kept == std::byte{0});  // given back: zeros, no memory behind them
+  ipc::frame_ring next = again->result_ring();
+  REQUIRE(put(next, 9, pattern(100, 1)));
+  auto r = reader.peek(ipc::default_max_payload);
+  REQUIRE(r);
+  CHECK(r->header.task_id == 9);
+  CHECK(r->payload.data() == again->result_ring_start() + ipc::header_size);
+  // A forked child has a cache of its own: it never takes what its parent keeps.
+  cache.give(std::move(again));
+  REQUIRE(cache.size() == 1);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(ipc::arena_cache::here().take(ring_bytes) == nullptr ? 0 : 1);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(cache.size() == 1);
+  cache.clear();
 }
 #endif
 

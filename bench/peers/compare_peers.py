@@ -5,8 +5,8 @@
                                                   [--progress-fd FD]
 
 FILE is JSON: a list of cells {"id": "spin:1000:20000", "kind": "spin", "param": 1000,
-"n": 20000}, the same cells bench_compare runs (kinds: spin, bytes, square, slow_pow, params,
-roundtrip; see bench/compare.cpp). Each cell runs as Python's own loop and through multiprocessing.Pool with
+"n": 20000}, the same cells bench_compare runs (kinds: spin, bytes, square, startup, slow_pow,
+params, roundtrip; see bench/compare.cpp). Each cell runs as Python's own loop and through multiprocessing.Pool with
 the fork, spawn and forkserver contexts, concurrent.futures.ProcessPoolExecutor (fork) and
 joblib.Parallel (loky). Prints one JSON document on stdout: per (cell, peer) the seconds of each
 repetition, or why the peer was skipped. With --progress-fd, writes "done total" lines to that
@@ -15,7 +15,9 @@ descriptor after every run (compare.py draws them with the library's progress ba
 How the work matches the C++ side:
   - spin:NS items are process_peers.burn calibrated to NS of wall time on this machine, less the
     cost of a Python call (~0.15 us): below that, an item costs a call, whatever NS says.
-  - bytes:SIZE returns SIZE bytes; square is x**2; slow_pow sleeps and goes through starmap on
+  - bytes:SIZE returns SIZE bytes; square is x**2; startup is square through a pool made and
+    ended in each run (`with Pool(2) as p: p.map(square, xs)`; not joblib, whose workers outlive
+    its calls); slow_pow sleeps and goes through starmap on
     5 workers (Pool(5)); params is Pool.imap over parameter dicts, with each library's default
     chunksize, as a call without one does (Pool.imap: 1); roundtrip is x + 1, one
     call at a time (Pool.apply, executor.submit(f, x).result(), joblib with one item).
@@ -111,6 +113,9 @@ class Cell:
         elif self.kind == "roundtrip":
             self.fn, self.items, self.item_s = increment, list(range(n)), floor_s
             self.verb = "apply"
+        elif self.kind == "startup":  # square through a pool made and ended in the run
+            self.fn, self.items, self.item_s = square, list(range(n)), floor_s
+            self.verb = "fresh"
         elif self.kind == "params":
             self.fn = function_to_parallelize
             self.items = [{"param1": x, "param2": 15} for x in range(n)]
@@ -125,6 +130,8 @@ class Cell:
         work = self.n * self.item_s
         if peer == "py_sequential":
             return work
+        if self.verb == "fresh":  # a pool's start and end, ~0.1 s (fork) to ~0.5 s (spawn)
+            return 0.5 + work / self.workers + self.n * OVERHEAD_S[peer]
         per_item = {"imap": OVERHEAD_CHUNK1_S, "apply": OVERHEAD_APPLY_S}.get(
             self.verb, OVERHEAD_S)[peer]
         return (work / self.workers + self.n * per_item +
@@ -143,6 +150,14 @@ def run(peer, cell, items):
             return [peer.executor.submit(fn, x).result() for x in items]
         parallel = peer.joblib.Parallel(n_jobs=peer.workers)
         return [parallel([peer.joblib.delayed(fn)(x)])[0] for x in items]
+    if cell.verb == "fresh" and not isinstance(peer, peers.Sequential):
+        # A pool of the peer's kind made for this call and ended after it, as
+        # `with Pool(2) as p: p.map(f, xs)` does (start-up included).
+        fresh = type(peer)(peer.workers)
+        try:
+            return fresh.map(fn, items, None)
+        finally:
+            fresh.close()
     if isinstance(peer, peers.Sequential):
         if cell.verb == "starmap":
             return [fn(*t) for t in items]
@@ -207,6 +222,11 @@ def main():
     for cell in cells:
         wanted = []
         for cls in PEERS[1:]:
+            if cell.verb == "fresh" and cls is peers.Joblib:
+                records.append({"cell": cell.id, "peer": cls.name, "skipped":
+                                "joblib keeps its workers between calls (loky's reusable "
+                                "executor): no call of it starts them"})
+                continue
             estimate = cell.estimate_s(cls.name)
             if estimate > args.budget:
                 records.append({"cell": cell.id, "peer": cls.name, "skipped":

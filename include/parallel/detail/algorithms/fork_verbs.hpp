@@ -77,7 +77,9 @@ struct forked_imap_context {
 
   forked_imap_context(F fn, std::size_t workers)
       : f(std::move(fn)),
-        eng(ipc::engine::config{.workers = workers, .handshake_timeout = std::chrono::seconds(5)},
+        eng(ipc::engine::config{.workers = workers,
+                                .handshake_timeout = std::chrono::seconds(5),
+                                .reuse_arenas = true},
             fork_starter(handle)),
         run(eng) {}
 
@@ -109,7 +111,8 @@ struct backend<processes<start::fork>> {
               });
     };
     ipc::engine eng(ipc::engine::config{.workers = std::min(resolve_workers(p.workers), n),
-                                        .handshake_timeout = std::chrono::seconds(5)},
+                                        .handshake_timeout = std::chrono::seconds(5),
+                                        .reuse_arenas = true},
                     fork_starter(handle));
     inline_runner run(eng);
     process_map_call<R> call(

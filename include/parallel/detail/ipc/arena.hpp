@@ -20,9 +20,12 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "../../errors.hpp"
 #include "../process_platform.hpp"
@@ -155,12 +158,35 @@ class arena {
   /// The caller's side gives up the descriptor once the worker has it (the mapping stays).
   void close_fd() noexcept { fd_.reset(); }
 
+  /// Whether the arena can serve another forked worker (arena_cache): no descriptor (a forked
+  /// worker inherits the mapping itself), no hooks, and rings of `ring_bytes` as asked.
+  bool reusable_for(std::size_t ring_bytes) const noexcept {
+    return !fd_ && hooks_bytes_ == 0 && ring_bytes_ != 0 &&
+           ring_bytes_ == usable_ring(std::min(ring_bytes, ring_limit()));
+  }
+
+  /// Makes the arena as new for its next worker, whose predecessor has ended: a fresh control
+  /// block (positions, doorbells, claims), and each ring's memory past its first `kept` bytes
+  /// given back to the system (the pages before stay, mapped in: the next worker's first
+  /// frames find them there).
+  void renew(std::uint64_t kept) noexcept {
+    new (map_.data()) control_block();
+    std::byte* const rings = map_.data() + control_bytes + hooks_bytes_;
+    if (task_bytes() > kept) os::give_back_shared(rings + kept, task_bytes() - kept);
+    const std::uint64_t results = ring_bytes_ - task_bytes();
+    if (results > kept) os::give_back_shared(rings + task_bytes() + kept, results - kept);
+  }
+
   /// The ring of tasks (the caller writes, the worker reads) and of results (the other way).
   /// Each side makes its end once, for the worker's life.
   frame_ring task_ring() const noexcept {
     return ring_bytes_ == 0 ? frame_ring()
                             : frame_ring(map_.data() + control_bytes + hooks_bytes_, task_bytes(),
                                          &control().tasks);
+  }
+  /// Where the result ring's bytes start (tests).
+  const std::byte* result_ring_start() const noexcept {
+    return map_.data() + control_bytes + hooks_bytes_ + task_bytes();
   }
   frame_ring result_ring() const noexcept {
     return ring_bytes_ == 0 ? frame_ring()
@@ -192,6 +218,77 @@ class arena {
   std::uint64_t hooks_bytes_ = 0;
   os::memory_handle fd_;
   os::shared_mapping map_;
+};
+
+/// The arenas of per-call fork workers that ended, kept for the next call's workers: making
+/// one (memfd, size, mapping, first pages mapped in) and unmapping it (its pages freed) cost
+/// ~0.2 ms each on this project's VM, at every call for every worker. At most `capacity`
+/// arenas (with the rings' default size, 512 MiB of address space), each holding at most
+/// `kept_bytes` of memory in each ring (arena::renew). One cache per
+/// process: a forked child that makes engines of its own starts an empty one, and never uses
+/// the arenas it inherited (its parent may give them to other workers).
+class arena_cache {
+ public:
+  static constexpr std::size_t capacity = 8;
+  static constexpr std::uint64_t kept_bytes = std::uint64_t{1} << 20;
+
+  /// This process's cache.
+  static arena_cache& here() {
+    static std::atomic<arena_cache*> current{nullptr};
+    const os::pid_type me = os::current_pid();
+    arena_cache* cache = current.load(std::memory_order_acquire);
+    while (cache == nullptr || cache->owner_ != me) {
+      // The first one, or the one a forked child inherited: left as it is (leaked in the child,
+      // whose parent owns those arenas); its mutex may even have been held at the fork.
+      auto* fresh = new arena_cache(me);
+      if (current.compare_exchange_strong(cache, fresh, std::memory_order_acq_rel)) return *fresh;
+      delete fresh;
+    }
+    return *cache;
+  }
+
+  /// An arena for a new forked worker with rings of `ring_bytes`, or null when none is kept.
+  std::unique_ptr<arena> take(std::size_t ring_bytes) {
+    const std::lock_guard lock(mutex_);
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      if (!(*it)->reusable_for(ring_bytes)) continue;
+      std::unique_ptr<arena> a = std::move(*it);
+      kept_.erase(it);
+      return a;
+    }
+    return nullptr;
+  }
+
+  /// Lets every kept arena go (their memory and address space back to the system).
+  void clear() noexcept {
+    std::vector<std::unique_ptr<arena>> gone;
+    const std::lock_guard lock(mutex_);
+    gone.swap(kept_);
+  }
+
+  std::size_t size() {
+    const std::lock_guard lock(mutex_);
+    return kept_.size();
+  }
+
+  /// Keeps the arena of a worker that ended and was reaped (or lets it go when the cache is
+  /// full, or the arena cannot serve a forked worker).
+  void give(std::unique_ptr<arena> a) noexcept {
+    try {
+      if (a == nullptr || a->ring_size() == 0) return;
+      a->renew(kept_bytes);
+      const std::lock_guard lock(mutex_);
+      if (kept_.size() < capacity) kept_.push_back(std::move(a));
+    } catch (...) {  // no memory for the list: the arena goes
+    }
+  }
+
+ private:
+  explicit arena_cache(os::pid_type owner) : owner_(owner) {}
+
+  os::pid_type owner_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<arena>> kept_;
 };
 
 }  // namespace parallel::detail::ipc

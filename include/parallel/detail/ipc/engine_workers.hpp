@@ -9,7 +9,9 @@ namespace parallel::detail::ipc {
 
 inline void engine::launch(slot& s) {
   auto [mine, theirs] = os::make_channel();
-  auto shared = std::make_unique<arena>(cfg_.ring_bytes, cfg_.hooks);
+  std::unique_ptr<arena> shared;
+  if (cfg_.reuse_arenas && cfg_.hooks.empty()) shared = arena_cache::here().take(cfg_.ring_bytes);
+  if (shared == nullptr) shared = std::make_unique<arena>(cfg_.ring_bytes, cfg_.hooks);
   auto reader = std::make_unique<frame_reader>(max_task_payload);
   s.out.clear();
   s.out_sent = 0;
@@ -110,9 +112,11 @@ inline void engine::shut_down() noexcept {
   }
   for (auto& s : slots_) {
     if (s.pid < 0) continue;
-    (void)finish(s.pid, s.watch, deadline);
+    const worker_end end = finish(s.pid, s.watch, deadline);
     s.pid = -1;
     s.watch.reset();
+    // Its worker reaped, the arena can serve the next call's (arena_cache).
+    if (cfg_.reuse_arenas && end.status != -1) arena_cache::here().give(std::move(s.shared));
   }
   for (auto& r : retired_) (void)finish(r.pid, r.watch, std::max(deadline, r.deadline_ns));
   retired_.clear();

@@ -142,7 +142,7 @@ class frame_ring {
   }
 
   /// How far ahead of itself the writer first maps the ring in (map_ahead).
-  static constexpr std::uint64_t map_ahead_first = std::uint64_t{64} << 10;
+  static constexpr std::uint64_t map_ahead_first = std::uint64_t{16} << 10;
 
   // --- reader ----------------------------------------------------------------------------------
 

@@ -203,9 +203,32 @@ inline void become_worker(pid_type parent) noexcept {
     struct sigaction action {};
     if (::sigaction(sig, nullptr, &action) != 0) continue;
     if ((action.sa_flags & SA_SIGINFO) == 0 && action.sa_handler == SIG_IGN) continue;
-    ::signal(sig, SIG_DFL);
+    struct sigaction fallback {};
+    fallback.sa_handler = SIG_DFL;
+    ::sigaction(sig, &fallback, nullptr);
   }
   die_with_parent(parent);
+}
+
+/// Calls once, in this process, the C library functions a forked worker calls first thing and
+/// its parent may not (sigaction, prctl, getppid), in forms that change nothing. Where a
+/// program binds library calls lazily (the default), the first call of a function in a process
+/// resolves it: a symbol lookup through the libraries' tables and a write to the program's,
+/// and in a fresh fork each first touch of a page there is a fault (4-5 faults a function,
+/// ~0.3 ms a worker on this project's VM). Resolved here, every worker forked later inherits
+/// them resolved.
+inline void resolve_worker_calls() noexcept {
+  static const bool resolved = [] {
+    struct sigaction action {};
+    (void)::sigaction(SIGTERM, nullptr, &action);
+#if defined(__linux__)
+    int death_signal = 0;
+    (void)::prctl(PR_GET_PDEATHSIG, &death_signal);
+#endif
+    (void)::getppid();
+    return true;
+  }();
+  (void)resolved;
 }
 
 inline bool parent_is(pid_type parent) noexcept { return ::getppid() == parent; }
@@ -371,6 +394,7 @@ inline int wait_at_most(pid_type pid, std::chrono::milliseconds timeout) {
 /// after the fork runs the parent's SIGTERM handler (a test framework's, a server's graceful
 /// shutdown) in the child, which then does not end or deadlocks on a lock held at the fork.
 inline pid_type fork_with_default_handlers() {
+  resolve_worker_calls();
   sigset_t all;
   sigset_t previous;
   ::sigfillset(&all);
@@ -393,21 +417,33 @@ class library_fds {
  public:
   static void add(int fd) noexcept {
     if (fd < 0) return;
-    for (auto& slot : slots()) {
+    auto& table = slots();
+    for (std::size_t i = 0; i < capacity; ++i) {
+      if (table[i].load(std::memory_order_relaxed) != 0) continue;
+      // The bound first, then the slot (release): a fork that sees the slot sees the bound.
+      std::size_t used = in_use().load(std::memory_order_relaxed);
+      while (used <= i && !in_use().compare_exchange_weak(used, i + 1, std::memory_order_relaxed)) {
+      }
       int expected = 0;
-      if (slot.compare_exchange_strong(expected, fd + 1, std::memory_order_relaxed)) return;
+      if (table[i].compare_exchange_strong(expected, fd + 1, std::memory_order_release)) return;
     }
   }
   static void remove(int fd) noexcept {
     if (fd < 0) return;
-    for (auto& slot : slots()) {
+    auto& table = slots();
+    const std::size_t used = in_use().load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < used; ++i) {
       int expected = fd + 1;
-      if (slot.compare_exchange_strong(expected, 0, std::memory_order_relaxed)) return;
+      if (table[i].compare_exchange_strong(expected, 0, std::memory_order_relaxed)) return;
     }
   }
-  /// In a new worker: closes every registered descriptor except `keep`.
+  /// In a new worker: closes every registered descriptor except `keep`. Looks only at the
+  /// slots ever used: the rest of the table is pages the child would fault in to read zeros.
   static void close_all_except(std::initializer_list<int> keep) noexcept {
-    for (auto& slot : slots()) {
+    auto& table = slots();
+    const std::size_t used = in_use().load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < used; ++i) {
+      auto& slot = table[i];
       const int fd = slot.load(std::memory_order_relaxed) - 1;
       if (fd < 0) continue;
       bool kept = false;
@@ -423,6 +459,11 @@ class library_fds {
   static std::array<std::atomic<int>, capacity>& slots() noexcept {
     static std::array<std::atomic<int>, capacity> table{};
     return table;
+  }
+  /// One past the highest slot ever taken (it only grows).
+  static std::atomic<std::size_t>& in_use() noexcept {
+    static std::atomic<std::size_t> used{0};
+    return used;
   }
 };
 

@@ -86,6 +86,17 @@ inline void share_with_forks(void* data, std::size_t bytes) noexcept {
 #endif
 }
 
+/// Gives the pages of shared memory inside [data, data + bytes) back to the system
+/// (MADV_REMOVE: they read as zeros again, in every process that maps them). A hint only.
+inline void give_back_shared(void* data, std::size_t bytes) noexcept {
+#if defined(MADV_REMOVE)
+  advise_whole_pages(data, bytes, MADV_REMOVE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
 inline bool stderr_is_terminal() noexcept { return ::isatty(STDERR_FILENO) == 1; }
 
 /// Columns of the terminal on stderr now (it may be resized between two calls); else $COLUMNS;
