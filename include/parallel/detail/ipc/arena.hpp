@@ -275,7 +275,7 @@ class arena_cache {
   /// full, or the arena cannot serve a forked worker).
   void give(std::unique_ptr<arena> a) noexcept {
     try {
-      if (a == nullptr || a->ring_size() == 0) return;
+      if (a == nullptr || a->ring_size() == 0 || size() >= capacity) return;
       a->renew(kept_bytes);
       const std::lock_guard lock(mutex_);
       if (kept_.size() < capacity) kept_.push_back(std::move(a));
