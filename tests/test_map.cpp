@@ -435,3 +435,50 @@ TEST_CASE(
   CHECK(spread);
   CHECK(calls <= 130);
 }
+
+TEST_CASE("threads map: one slow block does not move the item cost estimate, two in a row do",
+          "[map][threads]") {
+  parallel::detail::item_cost_estimate cost;
+  CHECK(cost.ns() == 0);
+  cost.learn(4);
+  CHECK(cost.ns() == 4);  // the first measure is the estimate
+  cost.learn(6);
+  CHECK(cost.ns() == 4);  // within 2x: left as it is
+  cost.learn(120);
+  CHECK(cost.ns() == 4);  // a block 30x slower (preempted?): doubted
+  cost.learn(5);
+  CHECK(cost.ns() == 4);  // the next block says no: the doubt is gone
+  cost.learn(90);
+  CHECK(cost.ns() == 4);
+  cost.learn(100);
+  CHECK(cost.ns() == 100);  // confirmed by the next block: the items did get slower
+  cost.learn(3);
+  CHECK(cost.ns() == 3);  // a faster measure is believed at once
+  cost.learn(300);
+  cost.learn(1);  // a faster block after a doubted one: taken, the doubt cleared
+  CHECK(cost.ns() == 1);
+  cost.learn(50);
+  CHECK(cost.ns() == 1);  // doubted afresh, not confirmed by the block before
+}
+
+TEST_CASE("threads map: results stay right when f's items turn slower from one call to the next",
+          "[map][threads]") {
+  // One f whose items cost ~nothing in the first calls and a sleep later: the estimate learned
+  // first is wrong for the later calls, which doubt their first slow block and believe the
+  // next; every result comes back, in order.
+  std::atomic<bool> slow{false};
+  auto f = [&slow](int x) {
+    if (slow.load(std::memory_order_relaxed))
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    return x * 2;
+  };
+  std::vector<int> xs(1000);
+  for (int i = 0; i < 1000; ++i) xs[static_cast<std::size_t>(i)] = i;
+  for (int call = 0; call < 6; ++call) {
+    if (call == 3) slow = true;
+    const auto out = parallel::map(parallel::threads{}, f, xs);
+    REQUIRE(out.size() == xs.size());
+    for (std::size_t i = 0; i < xs.size(); i += 97) REQUIRE(out[i] == xs[i] * 2);
+    REQUIRE(out.back() == xs.back() * 2);
+  }
+}
