@@ -3,6 +3,7 @@
 // results may be move-only, chunksize is honoured and f's exceptions keep their type; f may
 // return void (map then returns void).
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -515,4 +516,38 @@ TEST_CASE(
       },
       std::vector<int>{0, 1, 2, 3});
   CHECK(sums == std::vector<std::int64_t>{1, 3, 5, 7});
+}
+
+TEST_CASE(
+    "threads map: large results on a pool whose workers are all busy are opened by the "
+    "caller alone, not left waiting for a worker",
+    "[map][threads]") {
+  // Both workers hold until the map has returned: a map that waited for a worker to touch its
+  // result pages would never return. Its two items run in the caller (chunksize 2).
+  parallel::thread_pool pool(2);
+  std::atomic<int> running{0};
+  std::atomic<bool> release{false};
+  auto hold = [&] {
+    running.fetch_add(1);
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return 0;
+  };
+  auto first = pool.submit(hold);
+  auto second = pool.submit(hold);
+  while (running.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  using block = std::array<char, 400'000>;  // 800 KB of results
+  const auto out = pool.map(
+      [](int x) {
+        block b{};
+        b.front() = static_cast<char>(x);
+        b.back() = static_cast<char>(x + 1);
+        return b;
+      },
+      std::vector<int>{5, 7}, parallel::options{.chunksize = 2});
+  release = true;
+  CHECK(first.get() == 0);
+  CHECK(second.get() == 0);
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].front() == 5);
+  CHECK(out[1].back() == 8);
 }

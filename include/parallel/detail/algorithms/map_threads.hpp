@@ -124,13 +124,16 @@ class threaded_map {
 
  private:
   // Opens the result slots (value-initialised), their pages touched first by this thread and
-  // the pool's workers together when they are many (touch_together_from). Not from a worker:
-  // a nested map's results are a share of an outer call's, whose workers are busy.
+  // the pool's workers together when they are many (touch_together_from). Only when a worker
+  // is idle (looking for work, or all asleep): the caller waits for the shares it handed out,
+  // and must not wait behind another call's long items. Not from a worker: a nested map's
+  // results are a share of an outer call's, whose workers are busy.
   void open_results() {
     const std::span<std::byte> memory = results_.memory();
     const std::size_t shares =
         std::min(pool_.size() + 1, std::max<std::size_t>(1, memory.size() / min_touch_share));
-    if (memory.size() < touch_together_from || shares < 2 || pool_.on_worker()) {
+    if (memory.size() < touch_together_from || shares < 2 || pool_.on_worker() ||
+        !(pool_.hungry() || pool_.asleep())) {
       results_.open();
       return;
     }
