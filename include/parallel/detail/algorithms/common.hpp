@@ -158,19 +158,11 @@ class result_slots {
   explicit result_slots(std::size_t n, slots_start start = slots_start::open) : size_(n) {
     if constexpr (direct) {
       reserve_results(values_, n);
-      if (start == slots_start::open) values_.resize(n);
     } else {
       raw_ = std::allocator<R>{}.allocate(n);
       built_.assign(n, 0);
     }
-  }
-
-  /// Value-initialises the slots of a result_slots made reserved; before any write, on one
-  /// thread (what threads write to the slots afterwards needs a happens-before with this).
-  void open() {
-    if constexpr (direct) {
-      if (values_.size() != size_) values_.resize(size_);
-    }
+    if (start == slots_start::open) open();
   }
   result_slots(const result_slots&) = delete;
   result_slots& operator=(const result_slots&) = delete;
@@ -179,6 +171,14 @@ class result_slots {
       for (std::size_t i = 0; i < size_; ++i)
         if (built_[i] != 0) std::destroy_at(raw_ + i);
       std::allocator<R>{}.deallocate(raw_, size_);
+    }
+  }
+
+  /// Value-initialises the slots of a result_slots made reserved; before any write, on one
+  /// thread (what threads write to the slots afterwards needs a happens-before with this).
+  void open() {
+    if constexpr (direct) {
+      if (values_.size() != size_) values_.resize(size_);
     }
   }
 

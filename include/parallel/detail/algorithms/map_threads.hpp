@@ -31,7 +31,7 @@ namespace parallel::detail {
 /// with another worker, looks many times slower than its items are. A lower cost is believed at
 /// once; one over twice the estimate only when the next block measured confirms it. Taken at
 /// once, one such block sent the next calls to the pool: 3000 items of ~1.5 ns (4.5 us, a call
-/// to run inline) went to the pool in 12-62% of 5000 calls, on estimates of 30-40 ns. A low
+/// to run inline) went to the pool in 9-62% of 5000 calls, on estimates of 30-40 ns. A low
 /// estimate costs less: an inline start hands the rest to the pool when its time is up.
 class item_cost_estimate {
  public:
