@@ -551,3 +551,80 @@ TEST_CASE(
   CHECK(out[0].front() == 5);
   CHECK(out[1].back() == 8);
 }
+
+namespace {
+
+/// Busy for `us` microseconds (not a sleep: the map's cost estimate takes it for CPU work).
+void busy_for_us(int us) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "threads map: the caller runs items of a call it shares with the pool, beside at most "
+    "workers - 1 of the pool's threads",
+    "[map][threads]") {
+  test_support::watchdog guard("map shared with the pool", std::chrono::seconds(120));
+  // 200 items of ~10 us, known after the first call: each call is shared at once between the
+  // caller and one of the pool's two workers, so it runs on two threads at most.
+  parallel::thread_pool pool(2);
+  std::vector<std::thread::id> ran(200);
+  auto item = [&ran](int x) {
+    busy_for_us(10);
+    ran[static_cast<std::size_t>(x)] = std::this_thread::get_id();
+    return x + 1;
+  };
+  const auto xs = numbers(200);
+  std::vector<int> want(200);
+  for (int i = 0; i < 200; ++i) want[static_cast<std::size_t>(i)] = i + 1;
+  bool caller_ran = false;
+  bool spread = false;
+  for (int call = 0; call < 200 && !(caller_ran && spread); ++call) {
+    REQUIRE(pool.map(item, xs) == want);
+    std::vector<std::thread::id> threads = ran;
+    std::sort(threads.begin(), threads.end());
+    threads.erase(std::unique(threads.begin(), threads.end()), threads.end());
+    REQUIRE(threads.size() <= 2);
+    caller_ran = caller_ran || std::count(ran.begin(), ran.end(), std::this_thread::get_id()) > 0;
+    spread = spread || threads.size() == 2;
+  }
+  CHECK(caller_ran);
+  CHECK(spread);
+}
+
+TEST_CASE(
+    "threads map: a call shared with a pool whose workers are all busy runs in the caller, "
+    "and the helper it queued is not waited for",
+    "[map][threads]") {
+  test_support::watchdog guard("map shared with a busy pool", std::chrono::seconds(120));
+  parallel::thread_pool pool(2);
+  auto item = [](int x) {
+    busy_for_us(20);
+    return x * 2;
+  };
+  const auto xs = numbers(100);
+  std::vector<int> want(100);
+  for (int i = 0; i < 100; ++i) want[static_cast<std::size_t>(i)] = 2 * i;
+  REQUIRE(pool.map(item, xs) == want);  // the estimate: 2 ms a call, shared at once
+  // Both workers hold until the map has returned: a caller that waited for its queued helper
+  // would never return.
+  std::atomic<int> running{0};
+  std::atomic<bool> release{false};
+  auto hold = [&] {
+    running.fetch_add(1);
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return 0;
+  };
+  auto first = pool.submit(hold);
+  auto second = pool.submit(hold);
+  while (running.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(pool.map(item, xs) == want);
+  release = true;
+  CHECK(first.get() == 0);
+  CHECK(second.get() == 0);
+  // The abandoned helper ran (and freed itself) once a worker was free; the pool goes on.
+  CHECK(pool.map(item, xs) == want);
+}

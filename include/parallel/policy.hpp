@@ -19,7 +19,9 @@ namespace parallel {
 struct sequential {};
 
 /// Runs the verb on a shared work-stealing thread pool with `workers` threads:
-/// 0 = all cores, n > 0 = n, n < 0 = all cores but |n| (at least 1).
+/// 0 = all cores, n > 0 = n, n < 0 = all cores but |n| (at least 1). A map runs its items on
+/// at most that many threads at a time, and the calling thread is often one of them: it runs a
+/// short call itself, and a share of a longer one beside the pool's threads.
 ///
 ///     auto squares = parallel::map(parallel::threads{.workers = -1}, square, xs);
 struct threads {
