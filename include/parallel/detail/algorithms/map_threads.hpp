@@ -113,6 +113,8 @@ class threaded_map {
         spread(0, n, first_block());
       else if (caller_runs)
         run_block(0, n);
+      else if (chunksize_ == 0 && few_or_long(n) && may_run_here)
+        share_with_pool(0, n, 1);  // one item at a time, the caller taking its share
       else if (chunksize_ == 0 && few_or_long(n))
         hand_out_one_by_one(n);
       else if (chunksize_ == 0 && may_run_here)
@@ -194,8 +196,12 @@ class threaded_map {
   // workers (helpers) take blocks from one counter, so the call runs on size() threads and the
   // caller is one of them. Handed to the pool whole instead, the caller slept meanwhile, and the
   // wake-up at the end cost 6.9 us of a 79 us call (100 items of 1.35 us; OpenMP and oneTBB,
-  // whose caller works too: 70-72 us). The caller waits only for helpers that started: one still
-  // queued (its worker busy with another call) is abandoned, and frees itself when it runs.
+  // whose caller works too: 70-72 us). Long items go this way too, a block of one at a time:
+  // handed out to both workers of the default pool while the caller slept, some repetitions of
+  // the full benchmark grid ran at ~1.0x the loop (1e3 items of 100 us, 100 of 1 ms or 10 ms:
+  // minima of 0.96-1.01x, where OpenMP and oneTBB stayed over 1.9x). The caller waits only for
+  // helpers that started: one still queued (its worker busy with another call) is abandoned,
+  // and frees itself when it runs.
   void share_with_pool(std::size_t first, std::size_t last, std::size_t block) {
     struct helper : task {
       enum : std::uint32_t { queued, running, abandoned };
@@ -261,7 +267,8 @@ class threaded_map {
   }
 
   // Items known to be long, or few items of a cost not known yet: they are handed out one at a
-  // time (hand_out_one_by_one), since one slow item must not hold up others while a worker is
+  // time (share_with_pool from a block of 1, or hand_out_one_by_one on a pool whose items run
+  // on its own threads only), since one slow item must not hold up others while a thread is
   // free, and a per-item hand-out costs nothing next to such items.
   bool few_or_long(std::size_t n) const noexcept {
     const std::uint64_t cost = item_cost_.ns();
@@ -271,7 +278,9 @@ class threaded_map {
   // Every worker takes the next item from a shared counter when it is free, as the queue of
   // Python's Pool.map at chunksize 1 does. Halving blindly gave one of 5 workers 3 of 10
   // sleeping items (0.3 s where 0.2 s is the least), and 32 sleeps of 100 ms on 16 workers took
-  // 400 ms instead of 200. Only for an outside caller: nested maps keep splitting lazily.
+  // 400 ms instead of 200. For a pool with hooks, whose items only its threads run; other
+  // outside callers share such items with the pool (share_with_pool, one at a time), and nested
+  // maps keep splitting lazily.
   void hand_out_one_by_one(std::size_t n) {
     struct taker : task {
       explicit taker(threaded_map& m) : task(&run, m.tag_), map_(&m) {}
