@@ -563,27 +563,17 @@ void busy_for_us(int us) {
 
 }  // namespace
 
-TEST_CASE(
-    "threads map: the caller runs items of a call it shares with the pool, beside at most "
-    "workers - 1 of the pool's threads",
-    "[map][threads]") {
-  test_support::watchdog guard("map shared with the pool", std::chrono::seconds(120));
-  // 200 items of ~10 us, known after the first call: each call is shared at once between the
-  // caller and one of the pool's two workers, so it runs on two threads at most.
-  parallel::thread_pool pool(2);
-  std::vector<std::thread::id> ran(200);
-  auto item = [&ran](int x) {
-    busy_for_us(10);
-    ran[static_cast<std::size_t>(x)] = std::this_thread::get_id();
-    return x + 1;
-  };
-  const auto xs = numbers(200);
-  std::vector<int> want(200);
-  for (int i = 0; i < 200; ++i) want[static_cast<std::size_t>(i)] = i + 1;
+/// Maps `item` over 0 .. n-1 on `pool` until one call ran some items in this thread and one ran
+/// them on two threads (at most `calls` calls); every call must run on two threads at most.
+/// `ran[x]` is where item x last ran (the item writes it).
+template <class F>
+void check_shared_with_caller(parallel::thread_pool& pool, F item, int n,
+                              const std::vector<std::thread::id>& ran, int calls) {
+  const auto xs = numbers(n);
   bool caller_ran = false;
   bool spread = false;
-  for (int call = 0; call < 200 && !(caller_ran && spread); ++call) {
-    REQUIRE(pool.map(item, xs) == want);
+  for (int call = 0; call < calls && !(caller_ran && spread); ++call) {
+    REQUIRE(pool.map(item, xs) == xs);
     std::vector<std::thread::id> threads = ran;
     std::sort(threads.begin(), threads.end());
     threads.erase(std::unique(threads.begin(), threads.end()), threads.end());
@@ -593,29 +583,35 @@ TEST_CASE(
   }
   CHECK(caller_ran);
   CHECK(spread);
+}
 
+TEST_CASE(
+    "threads map: the caller runs items of a call it shares with the pool, beside at most "
+    "workers - 1 of the pool's threads",
+    "[map][threads]") {
+  test_support::watchdog guard("map shared with the pool", std::chrono::seconds(120));
+  parallel::thread_pool pool(2);
+  std::vector<std::thread::id> ran(200);
+  // 200 items of ~10 us, known after the first call: each call is shared at once between the
+  // caller and one of the pool's two workers, so it runs on two threads at most.
+  check_shared_with_caller(
+      pool,
+      [&ran](int x) {
+        busy_for_us(10);
+        ran[static_cast<std::size_t>(x)] = std::this_thread::get_id();
+        return x;
+      },
+      200, ran, 200);
   // Long items (300 us, handed out one at a time) are shared the same way.
   std::vector<std::thread::id> long_ran(8);
-  auto long_item = [&long_ran](int x) {
-    busy_for_us(300);
-    long_ran[static_cast<std::size_t>(x)] = std::this_thread::get_id();
-    return x;
-  };
-  const auto eight = numbers(8);
-  caller_ran = false;
-  spread = false;
-  for (int call = 0; call < 100 && !(caller_ran && spread); ++call) {
-    REQUIRE(pool.map(long_item, eight) == eight);
-    std::vector<std::thread::id> threads = long_ran;
-    std::sort(threads.begin(), threads.end());
-    threads.erase(std::unique(threads.begin(), threads.end()), threads.end());
-    REQUIRE(threads.size() <= 2);
-    caller_ran =
-        caller_ran || std::count(long_ran.begin(), long_ran.end(), std::this_thread::get_id()) > 0;
-    spread = spread || threads.size() == 2;
-  }
-  CHECK(caller_ran);
-  CHECK(spread);
+  check_shared_with_caller(
+      pool,
+      [&long_ran](int x) {
+        busy_for_us(300);
+        long_ran[static_cast<std::size_t>(x)] = std::this_thread::get_id();
+        return x;
+      },
+      8, long_ran, 100);
 }
 
 TEST_CASE(

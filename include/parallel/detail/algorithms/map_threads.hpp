@@ -196,12 +196,11 @@ class threaded_map {
   // workers (helpers) take blocks from one counter, so the call runs on size() threads and the
   // caller is one of them. Handed to the pool whole instead, the caller slept meanwhile, and the
   // wake-up at the end cost 6.9 us of a 79 us call (100 items of 1.35 us; OpenMP and oneTBB,
-  // whose caller works too: 70-72 us). Long items go this way too, a block of one at a time:
-  // handed out to both workers of the default pool while the caller slept, some repetitions of
-  // the full benchmark grid ran at ~1.0x the loop (1e3 items of 100 us, 100 of 1 ms or 10 ms:
-  // minima of 0.96-1.01x, where OpenMP and oneTBB stayed over 1.9x). The caller waits only for
-  // helpers that started: one still queued (its worker busy with another call) is abandoned,
-  // and frees itself when it runs.
+  // whose caller works too: 70-72 us). Long items go this way too, a block of one at a time
+  // (1e3 items of ~140 us, the worst of 21 calls: 1.80-1.82x the loop handed out to both
+  // workers while the caller slept, 1.95x shared). The caller waits only for helpers that
+  // started: one still queued (its worker busy with another call) is abandoned, and frees itself
+  // when it runs.
   void share_with_pool(std::size_t first, std::size_t last, std::size_t block) {
     struct helper : task {
       enum : std::uint32_t { queued, running, abandoned };
