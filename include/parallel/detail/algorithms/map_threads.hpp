@@ -258,10 +258,7 @@ class threaded_map {
       const auto took = now - start;
       learn_cost(took, last - first);
       start = now;
-      if (took < block_target)
-        block = std::min(block * 2, max_block);
-      else if (took > 4 * block_target && block > 1)
-        block /= 2;
+      block = next_block(block, took);
     }
   }
 
@@ -308,6 +305,14 @@ class threaded_map {
       if (!run_block(index, index + 1)) return;
       learn_cost(clock::now() - start, 1);
     }
+  }
+
+  // The next block's length after one of `block` items took `took`: twice as long while blocks
+  // end under block_target, half when one took over four times it.
+  static std::size_t next_block(std::size_t block, clock::duration took) noexcept {
+    if (took < block_target) return std::min(block * 2, max_block);
+    if (took > 4 * block_target && block > 1) return block / 2;
+    return block;
   }
 
   std::size_t first_block() const noexcept {
@@ -413,10 +418,7 @@ class threaded_map {
       learn_cost(took, stop - first);
       start = now;
       first = stop;
-      if (took < block_target)
-        block = std::min(block * 2, max_block);
-      else if (took > 4 * block_target && block > 1)
-        block /= 2;
+      block = next_block(block, took);
       long_items = block == 1 && took > 4 * block_target;
     }
   }
