@@ -293,6 +293,58 @@ TEST_CASE("map: an exception from f reaches the caller with its own type", "[map
   });
 }
 
+TEST_CASE(
+    "threads: short calls of a function known to be cheap run in the caller as a plain loop: "
+    "right results of every type, and the first exception as thrown, the items after it not run",
+    "[map][threads][errors]") {
+  // Once a call has measured the items (a few ns), calls of a few items run in the caller,
+  // unmeasured, as the loop a user would write (all but one in 64, which is timed).
+  const parallel::threads two{.workers = 2};
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<std::thread::id> ran(6);
+  std::atomic<int> runs = 0;  // a timed call may run items on two threads
+  int throw_at = -1;
+  auto item = [&](int x) {
+    ++runs;
+    ran[static_cast<std::size_t>(x)] = std::this_thread::get_id();
+    if (x == throw_at) throw item_failed{x};
+    return x * 3;
+  };
+  const std::vector<int> six{0, 1, 2, 3, 4, 5};
+  REQUIRE(parallel::map(two, item, six) == std::vector<int>{0, 3, 6, 9, 12, 15});
+  int threw = 0;
+  for (int call = 0; call < 200; ++call) {
+    throw_at = call % 2 == 0 ? -1 : call % 6;
+    runs = 0;
+    try {
+      const auto got = parallel::map(two, item, six);
+      REQUIRE(got == std::vector<int>{0, 3, 6, 9, 12, 15});
+      REQUIRE(throw_at == -1);
+      REQUIRE(runs == 6);
+    } catch (const item_failed& e) {
+      ++threw;
+      REQUIRE(e.index == throw_at);
+      // In the caller, in order: the items after the one that threw never ran (a timed call
+      // may have shared its items with the pool, which starts them in any order).
+      if (std::count(ran.begin(), ran.end(), caller) == 6) REQUIRE(runs == throw_at + 1);
+    }
+  }
+  CHECK(threw == 100);
+  // The caller ran them: no item went to another thread in the last call.
+  CHECK(std::count(ran.begin(), ran.end(), caller) == 6);
+
+  // Results that are not ints: move-only, without a default constructor, packed bools.
+  auto boxed = [](int x) { return std::make_unique<int>(x); };
+  auto flags = [](int x) { return x % 2 == 0; };
+  for (int call = 0; call < 100; ++call) {
+    const auto boxes = parallel::map(two, boxed, six);
+    REQUIRE(boxes.size() == 6);
+    for (int i = 0; i < 6; ++i) REQUIRE(*boxes[static_cast<std::size_t>(i)] == i);
+    REQUIRE(parallel::map(two, flags, six) ==
+            std::vector<bool>{true, false, true, false, true, false});
+  }
+}
+
 TEST_CASE("map: work not yet started is skipped after an exception", "[map][errors]") {
   constexpr int n = 100'000;
   const std::vector<int> items = numbers(n);

@@ -45,12 +45,13 @@ class default_pools {
   /// Throws std::system_error when the threads of a pool of an explicit size cannot be started;
   /// the default pool instead keeps the threads it got (none: the caller runs the whole call).
   static pool_lease lease(int requested) {
-    const std::size_t n = resolve_workers(requested);
     auto& self = instance();
     // Fast path, no lock and no count for the default pool: once set it changes only in a
     // forked child.
     scheduler* main = self.default_.load(std::memory_order_acquire);
-    if (main != nullptr && (requested == 0 || main->size() == n)) return pool_lease::borrow(*main);
+    if (main != nullptr && requested == 0) return pool_lease::borrow(*main);
+    const std::size_t n = resolve_workers(requested);
+    if (main != nullptr && main->size() == n) return pool_lease::borrow(*main);
     for (auto& s : self.slots_)
       if (s.workers.load(std::memory_order_relaxed) == n && s.enter(n))
         return pool_lease::counted(*s.pool.load(std::memory_order_relaxed), s.users);
