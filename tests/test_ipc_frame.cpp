@@ -506,6 +506,58 @@ TEST_CASE("ipc arena: a kept arena comes back as new, its memory past the kept b
 }
 #endif
 
+TEST_CASE("ipc ring: a reader that keeps up keeps the writer in the warm part of the ring",
+          "[ipc]") {
+  ring_pair p;
+  const std::uint64_t size = p.writer.size();
+  const std::uint64_t warm = p.writer.warm_bytes();
+  CHECK(warm > 0);
+  CHECK(warm <= size / 4);
+  CHECK(warm % ipc::frame_ring::align == 0);
+
+  // Two frames in flight at a time, each read after the next is written: the ring is never
+  // empty when the writer comes, yet the writer goes back to the start whenever it is past the
+  // warm part and the reader has given the start back. Without that, it would go round the
+  // whole ring (first touches of every page, on both sides).
+  const std::size_t length = static_cast<std::size_t>(warm / 5);
+  const std::byte* base = nullptr;
+  const std::byte* highest = nullptr;
+  REQUIRE(put(p.writer, 1, pattern(length, 1)));
+  for (std::uint64_t id = 2; id < 200; ++id) {
+    REQUIRE(put(p.writer, id, pattern(length, static_cast<unsigned>(id))));
+    auto r = p.reader.peek(ipc::default_max_payload);
+    REQUIRE(r);
+    CHECK(r->header.task_id == id - 1);
+    const auto expected = pattern(length, static_cast<unsigned>(id - 1));
+    CHECK(std::equal(r->payload.begin(), r->payload.end(), expected.begin(), expected.end()));
+    if (base == nullptr) base = r->payload.data() - ipc::header_size;
+    highest = std::max(highest, r->payload.data());
+    p.reader.consume(*r);
+  }
+  CHECK(highest < base + warm + 2 * ipc::frame_ring::record_bytes(length));
+}
+
+TEST_CASE("ipc ring: a frame reserved and taken back before its commit is never seen", "[ipc]") {
+  ring_pair p;
+  REQUIRE(put(p.writer, 1, pattern(100, 1)));
+  const std::uint64_t end = p.writer.reserved_end();
+  std::byte* at = p.writer.reserve(frame_type::result, frame_flags::none, 2, 5000);
+  REQUIRE(at != nullptr);
+  std::fill(at, at + 5000, std::byte{0xEE});
+  p.writer.unreserve(end);
+  CHECK(p.writer.reserved_end() == end);
+  REQUIRE(put(p.writer, 3, pattern(40, 3)));
+  for (std::uint64_t id : {1, 3}) {
+    auto r = p.reader.peek(ipc::default_max_payload);
+    REQUIRE(r);
+    CHECK(r->header.task_id == id);
+    const auto expected = pattern(id == 1 ? 100 : 40, static_cast<unsigned>(id));
+    CHECK(std::equal(r->payload.begin(), r->payload.end(), expected.begin(), expected.end()));
+    p.reader.consume(*r);
+  }
+  CHECK_FALSE(p.reader.peek(ipc::default_max_payload));
+}
+
 TEST_CASE("ipc ring: a forged header or length in the ring is a protocol error", "[ipc]") {
   ring_pair p;
   const std::string prefix = "parallel: protocol error: ";

@@ -37,8 +37,11 @@ using os::current_exception_message;
 /// throws.
 class chunk_output {
  public:
-  chunk_output(std::vector<std::byte>& buffer, control_block& control)
-      : buffer_(buffer), out_(buffer), control_(control) {
+  /// `ring`: where results that are their bytes may be written in place, as the frame of task
+  /// `task_id` (null: always into `buffer`).
+  chunk_output(std::vector<std::byte>& buffer, control_block& control, frame_ring* ring = nullptr,
+               std::uint64_t task_id = 0)
+      : buffer_(buffer), out_(buffer), control_(control), ring_(ring), task_id_(task_id) {
     started_ = os::monotonic_ns();
     buffer_.resize(16);  // nanoseconds and count, patched at the end
   }
@@ -49,20 +52,35 @@ class chunk_output {
   void run(std::uint64_t first, std::uint64_t count, bool timed, Produce&& produce) {
     using R = std::remove_cvref_t<std::invoke_result_t<Produce&, std::uint64_t>>;
     if constexpr (crosses_as_bytes<R>) {
-      // Results that are their bytes: the block is sized once and each result copied in.
+      // Results that are their bytes: the block is sized once and each result copied in, in
+      // the result ring itself when the whole frame fits there now (no copy, no zero-fill).
+      const std::size_t block = static_cast<std::size_t>(count) * sizeof(R);
+      std::byte* at = nullptr;
+      if (ring_ != nullptr && buffer_.size() == 16 && !failed_) {
+        ring_mark_ = ring_->reserved_end();
+        at = ring_->reserve(frame_type::result, frame_flags::none, task_id_, 16 + block + 1);
+        if (at != nullptr) {
+          in_ring_ = at;
+          result_size_ = sizeof(R);
+          at += 16;
+        }
+      }
       const std::size_t mark = buffer_.size();
-      buffer_.resize(mark + static_cast<std::size_t>(count) * sizeof(R));
+      if (at == nullptr) {
+        buffer_.resize(mark + block);
+        at = buffer_.data() + mark;
+      }
       for (std::uint64_t k = 0; k < count; ++k) {
         const std::uint64_t index = first + k;
         control_.current_index.store(index, std::memory_order_relaxed);
         if (timed) control_.started_ns.store(os::monotonic_ns(), std::memory_order_release);
         try {
           const R value = produce(index);
-          std::memcpy(buffer_.data() + mark + k * sizeof(R), &value, sizeof(R));
+          std::memcpy(at + k * sizeof(R), &value, sizeof(R));
           ++produced_;
         } catch (...) {
-          buffer_.resize(mark + static_cast<std::size_t>(k) * sizeof(R));
-          fail_current(index);
+          if (in_ring_ == nullptr) buffer_.resize(mark + static_cast<std::size_t>(k) * sizeof(R));
+          fail_current(index);  // what was produced in the ring moves to the buffer
           return;
         }
       }
@@ -87,6 +105,12 @@ class chunk_output {
   /// Inside a catch block: the task failed at item `index`.
   void fail_current(std::uint64_t index) {
     if (failed_) return;
+    if (in_ring_ != nullptr) {
+      // A failure's frame has another length: the results produced move to the buffer.
+      const std::byte* results = in_ring_ + 16;
+      buffer_.insert(buffer_.end(), results, results + produced_ * result_size_);
+      leave_ring();
+    }
     failed_ = true;
     patch();
     out_.write(std::uint8_t{1});
@@ -99,14 +123,30 @@ class chunk_output {
   void close() {
     if (failed_) return;
     patch();
+    if (in_ring_ != nullptr) {
+      const std::uint8_t finished = 0;
+      std::memcpy(in_ring_ + 16 + produced_ * result_size_, &finished, 1);
+      return;
+    }
     out_.write(std::uint8_t{0});
   }
+
+  /// Whether the result frame was written in the ring (reserved, not committed yet) rather than
+  /// into the buffer: then the worker only commits it.
+  bool in_ring() const noexcept { return in_ring_ != nullptr; }
 
  private:
   void patch() {
     const std::uint64_t took = os::monotonic_ns() - started_;
-    std::memcpy(buffer_.data(), &took, 8);
-    std::memcpy(buffer_.data() + 8, &produced_, 8);
+    std::byte* to = in_ring_ != nullptr ? in_ring_ : buffer_.data();
+    std::memcpy(to, &took, 8);
+    std::memcpy(to + 8, &produced_, 8);
+  }
+
+  // Gives the frame reserved in the ring back (the results go by the buffer after all).
+  void leave_ring() noexcept {
+    ring_->unreserve(ring_mark_);
+    in_ring_ = nullptr;
   }
 
   std::vector<std::byte>& buffer_;
@@ -115,6 +155,11 @@ class chunk_output {
   std::uint64_t started_ = 0;
   std::uint64_t produced_ = 0;
   bool failed_ = false;
+  frame_ring* ring_;
+  std::uint64_t task_id_;
+  std::byte* in_ring_ = nullptr;  // the reserved frame's payload, when results go there
+  std::uint64_t ring_mark_ = 0;   // the ring's reserved end before it
+  std::size_t result_size_ = 0;   // bytes of one result in the ring
 };
 
 /// What a worker does with one task: read the body, fill the output.

@@ -183,6 +183,16 @@ template <class Handle>
     return true;
   };
 
+  // Publishes the result frames written in the ring, and rings the caller if it sleeps.
+  const auto publish_results = [&]() -> bool {
+    results.commit();
+    if (control.caller_bell.must_ring()) {
+      const header_bytes bell = encode_header(frame_type::doorbell, frame_flags::none, 0, 0);
+      if (!os::write_all(channel, bell.data(), bell.size())) return false;
+    }
+    return true;
+  };
+
   // A result goes out at once: holding it back to batch it with the next one would make it
   // wait for that task, however long it runs. Through the ring when it fits; otherwise whole
   // on the socket and a mark in the ring, written after it (the caller finds it complete).
@@ -203,12 +213,7 @@ template <class Handle>
       while (!results.put(frame_type::result, frame_flags::payload_on_channel, task_id, {}))
         std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    results.commit();
-    if (control.caller_bell.must_ring()) {
-      const header_bytes bell = encode_header(frame_type::doorbell, frame_flags::none, 0, 0);
-      if (!os::write_all(channel, bell.data(), bell.size())) return false;
-    }
-    return true;
+    return publish_results();
   };
 
   // Runs one task (already taken from where it came); false when the caller is gone.
@@ -225,13 +230,14 @@ template <class Handle>
     control.current_index.store(task.first, std::memory_order_relaxed);
     control.started_seq.store(seq, std::memory_order_release);
     payload.clear();
-    chunk_output result(payload, control);
+    chunk_output result(payload, control, rings ? &results : nullptr, task_id);
     try {
       handle(task, in, result);
     } catch (...) {
       result.fail_current(task.first);
     }
     result.close();
+    if (result.in_ring()) return publish_results();
     return send_result(task_id, frame_flags::none, payload);
   };
 
