@@ -59,10 +59,16 @@ int hang(const std::string& started) {
   return 0;
 }
 
-bool appears(const std::string& path) {
-  for (int i = 0; i < 10'000 && !std::filesystem::exists(path); ++i)
+// True once `path` holds a line (the file exists a moment before its line is written: a worker
+// killed in that moment would leave it empty).
+bool written(const std::string& path) {
+  const auto has_line = [&path] {
+    std::error_code error;
+    return std::filesystem::file_size(path, error) > 0 && !error;
+  };
+  for (int i = 0; i < 10'000 && !has_line(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  return std::filesystem::exists(path);
+  return has_line();
 }
 
 }  // namespace
@@ -90,7 +96,7 @@ int main(int argc, char** argv) {
     std::cout << examples::py_list(found) << '\n';
 
     parallel::future<int> stuck = pool.submit(hang, started);
-    checks.that(appears(started), "the hanging task started");
+    checks.that(written(started), "the hanging task started");
     cancelled = stuck.cancel(parallel::if_running::kill);  // its worker is killed and replaced
     std::cout << "cancelled the hanging task: " << (cancelled ? "True" : "False") << '\n';
     after = pool.map(lookup, std::vector<int>{5});

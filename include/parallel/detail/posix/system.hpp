@@ -37,18 +37,6 @@ inline void advise_whole_pages(void* data, std::size_t bytes, int advice) noexce
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, advice);
 }
 
-/// Asks for transparent huge pages on the whole pages inside [data, data + bytes): the first
-/// touch of a large, fresh result vector then faults in 2 MiB at a time instead of 4 KiB (here,
-/// 40 MB of ints: ~24 ms -> ~6 ms). A hint only; ignored where THP is off.
-inline void prefer_huge_pages(void* data, std::size_t bytes) noexcept {
-#if defined(MADV_HUGEPAGE)
-  advise_whole_pages(data, bytes, MADV_HUGEPAGE);
-#else
-  (void)data;
-  (void)bytes;
-#endif
-}
-
 /// Maps in, writable, the whole pages inside [data, data + bytes) in one call
 /// (MADV_POPULATE_WRITE, Linux 5.14): a large vector about to be filled by a copy then takes
 /// no page fault per 4 KiB (here, a fresh MiB: ~2.9 ms of faults -> ~1.6 ms). A hint only:
@@ -56,6 +44,29 @@ inline void prefer_huge_pages(void* data, std::size_t bytes) noexcept {
 inline void populate_for_write(void* data, std::size_t bytes) noexcept {
 #if defined(MADV_POPULATE_WRITE)
   advise_whole_pages(data, bytes, MADV_POPULATE_WRITE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+/// Asks for transparent huge pages on the whole pages inside [data, data + bytes): the first
+/// touch of a large, fresh result vector then faults in 2 MiB at a time instead of 4 KiB (here,
+/// 40 MB of ints: ~24 ms -> ~6 ms). The stretches before the first 2 MiB boundary and after the
+/// last cannot be huge (malloc's mapping is not aligned to 2 MiB): they are mapped in at once
+/// (populate_for_write) instead of a fault per 4 KiB (16 MB of results, fresh: ~4.8 ms -> ~3 ms
+/// to zero-fill). A hint only; ignored where THP is off.
+inline void prefer_huge_pages(void* data, std::size_t bytes) noexcept {
+#if defined(MADV_HUGEPAGE)
+  advise_whole_pages(data, bytes, MADV_HUGEPAGE);
+  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+  const auto first = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t end = first + bytes;
+  const std::uintptr_t huge_begin = (first + huge - 1) / huge * huge;
+  const std::uintptr_t huge_end = end / huge * huge;
+  if (huge_end <= huge_begin) return;
+  populate_for_write(data, static_cast<std::size_t>(huge_begin - first));
+  populate_for_write(reinterpret_cast<void*>(huge_end), static_cast<std::size_t>(end - huge_end));
 #else
   (void)data;
   (void)bytes;
