@@ -88,9 +88,9 @@ inline cluster& get_cluster() {
   return *h.ranks;
 }
 
-/// At the end of rank 0's program: the I/O thread finishes, every rank hears stop, and MPI is
-/// finalized (or, when a rank is stuck in a task that overran its timeout, the job is ended
-/// with MPI_Abort: MPI_Finalize would wait for that rank for ever).
+/// At the end of rank 0's program: the I/O thread finishes, every rank hears stop (a rank still
+/// running a task that overran its timeout leaves it: transport.hpp's task_thread), and MPI is
+/// finalized.
 inline void finish_rank0() {
   rank0& h = home();
   std::unique_ptr<cluster> ending;
@@ -101,29 +101,11 @@ inline void finish_rank0() {
     ending = std::move(h.ranks);
   }
   std::fflush(nullptr);
-  std::vector<int> stuck;
-  std::vector<int> to_stop;
-  if (ending) {
-    stuck = ending->stuck_ranks();
-    to_stop = ending->ranks_to_stop();
-    ending.reset();  // joins the I/O thread
-  } else {
-    for (int r = 1; r < state().size; ++r) to_stop.push_back(r);
-  }
+  ending.reset();  // joins the I/O thread
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized != 0) return;  // the program finalized MPI itself: nothing can be sent now
-  for (int r : to_stop) MPI_Send(nullptr, 0, MPI_BYTE, r, tag_stop, state().comm);
-  if (!stuck.empty()) {
-    std::string list;
-    for (int r : stuck) list += (list.empty() ? "" : ", ") + std::to_string(r);
-    std::fprintf(stderr,
-                 "parallel: MPI rank(s) %s still run a task that overran its timeout; ending the "
-                 "job with MPI_Abort (MPI_Finalize would wait for them for ever)\n",
-                 list.c_str());
-    std::fflush(nullptr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  for (int r = 1; r < state().size; ++r) MPI_Send(nullptr, 0, MPI_BYTE, r, tag_stop, state().comm);
   MPI_Comm_free(&state().comm);
   MPI_Finalize();
 }

@@ -120,9 +120,10 @@ int main(int argc, char** argv) {
   }
 
   if (which == "stuck_task") {
-    // Never ends: the call fails within its timeout; at exit the job ends with MPI_Abort. A
-    // watchdog of 20 s, not a bound near the timeout (tests/test_support.hpp): a deadline that
-    // never fired would leave the call waiting for ever.
+    // Never ends: the call fails within its timeout, the other rank still serves, and at exit
+    // the stuck rank leaves its task and the job ends normally (mpirun exits 0). A watchdog of
+    // 20 s, not a bound near the timeout (tests/test_support.hpp): a deadline that never fired
+    // would leave the call waiting for ever.
     const double bound = 20;
     const auto start = std::chrono::steady_clock::now();
     try {
@@ -137,7 +138,10 @@ int main(int argc, char** argv) {
       const double took = seconds_since(start);
       std::printf("caught after %.3f s: %s\n", took, e.what());
       if (took > bound) fail("the timeout came late");
+      if (!contains(e.what(), "leaves it when the program ends")) fail(e.what());
     }
+    if (parallel::map(parallel::mpi{}, square, std::vector<int>{6, 7}) != std::vector<int>{36, 49})
+      fail("no rank served after the timeout");
     std::printf("PASS: stuck_task\n");
     std::fflush(nullptr);
     return 0;

@@ -81,23 +81,6 @@ class cluster {
     return static_cast<cluster*>(c)->withdraw(sink, kill);
   }
 
-  /// Ranks abandoned because a task overran its timeout there: they are still running it, so
-  /// MPI cannot be finalized cleanly at the end.
-  std::vector<int> stuck_ranks() const {
-    std::vector<int> out;
-    for (const auto& r : ranks_)
-      if (r.stuck) out.push_back(r.rank);
-    return out;
-  }
-
-  /// Every rank that should hear "stop" at the end.
-  std::vector<int> ranks_to_stop() const {
-    std::vector<int> out;
-    for (const auto& r : ranks_)
-      if (!r.stuck) out.push_back(r.rank);
-    return out;
-  }
-
  private:
   /// A task's send in progress: its header and request (the payload is the job's own).
   struct outgoing {
@@ -109,8 +92,6 @@ class cluster {
     int rank = 0;
     bool greeted = false;
     bool lost = false;           // no more jobs go there
-    bool stuck = false;          // lost because a task overran its timeout: it still runs it
-    std::uint64_t stuck_on = 0;  // that task's id
     std::string why;             // why it was lost
     std::deque<outgoing> sends;  // one per job in its lane, in the same order
   };
@@ -182,7 +163,7 @@ class cluster {
       check(MPI_Isend(MPI_BOTTOM, 1, gathered.get(), r.rank, tag_task, state().comm, &o.request),
             "MPI_Isend");
     } catch (...) {
-      lose(i, "parallel: cannot send a task to MPI rank " + std::to_string(r.rank), false,
+      lose(i, "parallel: cannot send a task to MPI rank " + std::to_string(r.rank),
            std::current_exception(), false, &j);
     }
   }
@@ -224,15 +205,11 @@ class cluster {
       rank_state& r = ranks_[i];
       try {
         message in = receive(m, status, ipc::max_task_payload);
-        if (r.stuck && in.tag == tag_result && in.header.task_id == r.stuck_on) {
-          r.stuck = false;  // the overrunning task ended after all: the rank can finalize
-          continue;
-        }
         if (r.lost) continue;  // a rank given up on: what it says no longer matters
         handle(i, in);
       } catch (const std::exception& e) {
         if (!r.lost)
-          lose(i, std::string(e.what()) + " (from MPI rank " + std::to_string(r.rank) + ")", false);
+          lose(i, std::string(e.what()) + " (from MPI rank " + std::to_string(r.rank) + ")");
       }
     }
   }
@@ -248,7 +225,7 @@ class cluster {
              "parallel: MPI rank " + std::to_string(r.rank) +
                  " runs a different executable than rank 0 (handshake: the library's anchor "
                  "function is at a different offset); every rank must run this very build",
-             false, nullptr, true);
+             nullptr, true);
         return;
       }
       r.greeted = true;
@@ -271,17 +248,15 @@ class cluster {
   // --- failures ---------------------------------------------------------------------------------
 
   // Stops using rank i: `culprit` (its job in flight when none is named) fails with `error` (or
-  // an error of `why`), the jobs queued behind it go to the others. `stuck`: it still runs a
-  // task. `startup`: it never became ready.
-  void lose(std::size_t i, const std::string& why, bool stuck, std::exception_ptr error = nullptr,
+  // an error of `why`), the jobs queued behind it go to the others. `startup`: it never became
+  // ready.
+  void lose(std::size_t i, const std::string& why, std::exception_ptr error = nullptr,
             bool startup = false, const ipc::job* culprit = nullptr) {
     rank_state& r = ranks_[i];
     r.lost = true;
-    r.stuck = stuck;
     r.why = why;
     const auto& held = core_.at(i).in_flight;
     if (culprit == nullptr && !held.empty()) culprit = held.front().get();
-    if (stuck && culprit != nullptr) r.stuck_on = culprit->id;
     if (!error) {
       error = startup ? std::make_exception_ptr(spawn_error(why))
                       : std::make_exception_ptr(parallel::error(why));
@@ -309,7 +284,7 @@ class cluster {
              "parallel: MPI rank " + std::to_string(r.rank) +
                  " did not reach parallel::mpi_main within 30 s of rank 0's first MPI call; "
                  "make parallel::mpi_main(argc, argv) the first statement of main on every rank",
-             false, nullptr, true);
+             nullptr, true);
         continue;
       }
       const ipc::lane& l = core_.at(i);
@@ -323,13 +298,12 @@ class cluster {
                                std::to_string(r.rank);
       lose(i,
            "parallel: " + what +
-               "; MPI cannot stop a rank, so that rank is left out from now on, and at the end "
-               "of the program the job ends with MPI_Abort",
-           true,
+               "; MPI cannot stop a task, so that rank is left out from now on (it leaves the "
+               "task when the program ends)",
            std::make_exception_ptr(timeout_error(
                "parallel: " + what +
-               "; that rank is left out from now on (MPI cannot stop it), and the job ends with "
-               "MPI_Abort when the program ends")));
+               "; that rank is left out from now on (MPI cannot stop a task; the rank leaves it "
+               "when the program ends)")));
     }
   }
 

@@ -18,14 +18,19 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
 #include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -213,6 +218,84 @@ inline void run_task(std::span<const std::byte> payload, std::vector<std::byte>&
   out.close();
 }
 
+/// Hears rank 0's stop while a rank runs a long task. A task can overrun its timeout and never
+/// end; without this the rank would never reach MPI_Finalize, every rank's MPI_Finalize would
+/// wait for it, and the only way out was MPI_Abort (after which Open MPI 4.1's mpirun sometimes
+/// crashes or hangs in its own shutdown). So a thread of the rank wakes every 50 ms and, while a
+/// task has run for longer than that, asks MPI whether rank 0 said stop; if so it finalizes MPI
+/// and ends the process (std::_Exit: the task cannot be stopped, nor static destructors run under
+/// it), and the job ends normally.
+///
+/// The task runs on the main thread, as it would without the watch: no hand-off per task. The
+/// main thread and the watch never make MPI calls at the same time: the main thread holds
+/// `mpi()` except while it runs a task, and the watch only try-locks it (so it never keeps the
+/// main thread waiting long, nor waits for it). The watch finalizes MPI off the main thread;
+/// MPI asks ("should") for the main thread, which is running the task. When no thread can be
+/// started (a process limit), there is no watch.
+class stop_watch {
+ public:
+  stop_watch() {
+    try {
+      thread_ = std::thread([this] { loop(); });
+    } catch (const std::system_error&) {
+      // no watch
+    }
+  }
+  stop_watch(const stop_watch&) = delete;
+  stop_watch& operator=(const stop_watch&) = delete;
+  ~stop_watch() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(sleep_mutex_);
+      quit_ = true;
+    }
+    woken_.notify_all();
+    thread_.join();
+  }
+
+  /// Held by the main thread while it makes MPI calls: everywhere but inside a task.
+  std::mutex& mpi() noexcept { return mpi_; }
+  /// Around a task, with mpi() unlocked.
+  void task_begins() noexcept { task_since_.store(os::monotonic_ns(), std::memory_order_relaxed); }
+  void task_ended() noexcept { task_since_.store(0, std::memory_order_relaxed); }
+
+ private:
+  static constexpr std::uint64_t period_ns = 50'000'000;
+
+  void loop() {
+    std::unique_lock sleep(sleep_mutex_);
+    for (;;) {
+      woken_.wait_for(sleep, std::chrono::nanoseconds(period_ns), [&] { return quit_; });
+      if (quit_) return;
+      const std::uint64_t since = task_since_.load(std::memory_order_relaxed);
+      if (since == 0 || os::monotonic_ns() - since < period_ns) continue;
+      std::unique_lock calls(mpi_, std::try_to_lock);
+      if (!calls.owns_lock()) continue;  // the main thread is between tasks after all
+      int found = 0;
+      MPI_Message m;
+      MPI_Status status;
+      if (MPI_Improbe(0, tag_stop, state().comm, &found, &m, &status) != MPI_SUCCESS || found == 0)
+        continue;
+      char none = 0;
+      (void)MPI_Mrecv(&none, 0, MPI_BYTE, &m, &status);
+      // Rank 0's program ended while this rank's task ran on: leave it, and end with the
+      // others. mpi_ stays locked: the main thread makes no MPI call after this.
+      calls.release();
+      std::fflush(nullptr);
+      MPI_Comm_free(&state().comm);
+      MPI_Finalize();
+      std::_Exit(0);
+    }
+  }
+
+  std::mutex mpi_;
+  std::atomic<std::uint64_t> task_since_{0};  // when the running task began, 0 between tasks
+  std::mutex sleep_mutex_;
+  std::condition_variable woken_;
+  bool quit_ = false;
+  std::thread thread_;
+};
+
 /// The life of a rank other than 0, from mpi_main: hello, then tasks until rank 0 says stop;
 /// then MPI_Finalize and exit(0). Never returns.
 [[noreturn]] inline void serve() {
@@ -226,6 +309,8 @@ inline void run_task(std::span<const std::byte> payload, std::vector<std::byte>&
     send_frame(ipc::frame_type::hello, 0, hello.bytes(), 0, tag_hello);
 
     std::vector<std::byte> result;
+    stop_watch watch;
+    std::unique_lock calls(watch.mpi());
     for (;;) {
       MPI_Message m;
       MPI_Status status;
@@ -237,7 +322,11 @@ inline void run_task(std::span<const std::byte> payload, std::vector<std::byte>&
                                   ipc::to_string(in.header.type) + " frame with tag " +
                                   std::to_string(in.tag));
       }
+      watch.task_begins();
+      calls.unlock();
       run_task(in.payload(), result);
+      calls.lock();
+      watch.task_ended();
       send_frame(ipc::frame_type::result, in.header.task_id, result, 0, tag_result);
     }
   } catch (const std::exception& e) {
