@@ -10,6 +10,7 @@
 #include <iterator>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <parallel/parallel.hpp>
 #include <ranges>
 #include <string>
@@ -343,6 +344,32 @@ TEST_CASE(
     REQUIRE(parallel::map(two, flags, six) ==
             std::vector<bool>{true, false, true, false, true, false});
   }
+
+  // With a progress callback: (6, 6) once per call, after the items ran (a timed call that
+  // shared its items may report more often, from any thread, and ends with (6, 6) too).
+  int plain = 0;
+  throw_at = -1;
+  for (int call = 0; call < 100; ++call) {
+    std::mutex guard;
+    std::vector<std::pair<std::size_t, std::size_t>> reports;
+    int runs_at_last_report = 0;
+    runs = 0;
+    const auto got =
+        parallel::map(two, item, six, {.progress = [&](std::size_t done, std::size_t total) {
+                        const std::lock_guard lock(guard);
+                        reports.emplace_back(done, total);
+                        runs_at_last_report = runs;
+                      }});
+    REQUIRE(got == std::vector<int>{0, 3, 6, 9, 12, 15});
+    REQUIRE(!reports.empty());
+    REQUIRE(reports.back() == std::pair<std::size_t, std::size_t>{6, 6});
+    REQUIRE(runs_at_last_report == 6);
+    if (std::count(ran.begin(), ran.end(), caller) == 6) {
+      ++plain;
+      REQUIRE(reports.size() == 1);
+    }
+  }
+  CHECK(plain >= 90);
 }
 
 TEST_CASE("map: work not yet started is skipped after an exception", "[map][errors]") {

@@ -126,7 +126,7 @@ void reserve_results(std::vector<R>& out, std::size_t n) {
   constexpr std::size_t map_in_from = std::size_t{256} << 10;
   out.reserve(n);
   if (n > huge_enough / sizeof(R)) {
-    os::prefer_huge_pages(out.data(), n * sizeof(R));
+    os::prepare_large_write(out.data(), n * sizeof(R));
   } else if (n >= map_in_from / sizeof(R)) {
     os::populate_for_write(out.data(), n * sizeof(R));
   }

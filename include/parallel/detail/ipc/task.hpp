@@ -43,7 +43,7 @@ class chunk_output {
                std::uint64_t task_id = 0)
       : buffer_(buffer), out_(buffer), control_(control), ring_(ring), task_id_(task_id) {
     started_ = os::monotonic_ns();
-    buffer_.resize(16);  // nanoseconds and count, patched at the end
+    buffer_.resize(head_size);
   }
 
   /// Runs produce(i) for i in [first, first + count) and encodes each result; stops at the
@@ -56,13 +56,13 @@ class chunk_output {
       // the result ring itself when the whole frame fits there now (no copy, no zero-fill).
       const std::size_t block = static_cast<std::size_t>(count) * sizeof(R);
       std::byte* at = nullptr;
-      if (ring_ != nullptr && buffer_.size() == 16 && !failed_) {
+      if (ring_ != nullptr && buffer_.size() == head_size && !failed_) {
         ring_mark_ = ring_->reserved_end();
-        at = ring_->reserve(frame_type::result, frame_flags::none, task_id_, 16 + block + 1);
+        at = ring_->reserve(frame_type::result, frame_flags::none, task_id_, head_size + block + 1);
         if (at != nullptr) {
           in_ring_ = at;
           result_size_ = sizeof(R);
-          at += 16;
+          at += head_size;
         }
       }
       const std::size_t mark = buffer_.size();
@@ -107,7 +107,7 @@ class chunk_output {
     if (failed_) return;
     if (in_ring_ != nullptr) {
       // A failure's frame has another length: the results produced move to the buffer.
-      const std::byte* results = in_ring_ + 16;
+      const std::byte* results = in_ring_ + head_size;
       buffer_.insert(buffer_.end(), results, results + produced_ * result_size_);
       leave_ring();
     }
@@ -125,7 +125,7 @@ class chunk_output {
     patch();
     if (in_ring_ != nullptr) {
       const std::uint8_t finished = 0;
-      std::memcpy(in_ring_ + 16 + produced_ * result_size_, &finished, 1);
+      std::memcpy(in_ring_ + head_size + produced_ * result_size_, &finished, 1);
       return;
     }
     out_.write(std::uint8_t{0});
@@ -136,6 +136,10 @@ class chunk_output {
   bool in_ring() const noexcept { return in_ring_ != nullptr; }
 
  private:
+  /// A result payload begins with the chunk's nanoseconds and result count (uint64 each),
+  /// patched in at the end.
+  static constexpr std::size_t head_size = 16;
+
   void patch() {
     const std::uint64_t took = os::monotonic_ns() - started_;
     std::byte* to = in_ring_ != nullptr ? in_ring_ : buffer_.data();

@@ -50,13 +50,13 @@ inline void populate_for_write(void* data, std::size_t bytes) noexcept {
 #endif
 }
 
-/// Asks for transparent huge pages on the whole pages inside [data, data + bytes): the first
-/// touch of a large, fresh result vector then faults in 2 MiB at a time instead of 4 KiB (here,
-/// 40 MB of ints: ~24 ms -> ~6 ms). The stretches before the first 2 MiB boundary and after the
-/// last cannot be huge (malloc's mapping is not aligned to 2 MiB): they are mapped in at once
-/// (populate_for_write) instead of a fault per 4 KiB (16 MB of results, fresh: ~4.8 ms -> ~3 ms
-/// to zero-fill). A hint only; ignored where THP is off.
-inline void prefer_huge_pages(void* data, std::size_t bytes) noexcept {
+/// Readies a large range about to be written for the first time: transparent huge pages on the
+/// whole pages inside [data, data + bytes), so that its first touch faults in 2 MiB at a time
+/// instead of 4 KiB (here, 40 MB of ints: ~24 ms -> ~6 ms); and the stretches before the first
+/// 2 MiB boundary and after the last, which cannot be huge (malloc's mapping is not aligned to
+/// 2 MiB), mapped in at once (populate_for_write) instead of a fault per 4 KiB (16 MB of
+/// results, fresh: ~4.8 ms -> ~3 ms to zero-fill). Hints only; ignored where THP is off.
+inline void prepare_large_write(void* data, std::size_t bytes) noexcept {
 #if defined(MADV_HUGEPAGE)
   advise_whole_pages(data, bytes, MADV_HUGEPAGE);
   constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
