@@ -30,7 +30,7 @@ concept not_a_policy = !execution_policy<F>;
 template <execution_policy Policy, class F, std::ranges::input_range Range>
 auto map(const Policy& policy, F&& f, Range&& items, const options& opts = {}) {
   return detail::map_outcome(
-      detail::backend<std::remove_cvref_t<Policy>>::map(policy, f, items, opts));
+      [&] { return detail::backend<std::remove_cvref_t<Policy>>::map(policy, f, items, opts); });
 }
 
 template <detail::not_a_policy F, std::ranges::input_range Range>
@@ -45,7 +45,7 @@ template <execution_policy Policy, class F, std::ranges::input_range Range>
 auto starmap(const Policy& policy, F&& f, Range&& items, const options& opts = {}) {
   detail::apply_each<F&> each{f};
   return detail::map_outcome(
-      detail::backend<std::remove_cvref_t<Policy>>::map(policy, each, items, opts));
+      [&] { return detail::backend<std::remove_cvref_t<Policy>>::map(policy, each, items, opts); });
 }
 
 template <detail::not_a_policy F, std::ranges::input_range Range>

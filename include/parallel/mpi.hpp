@@ -217,13 +217,13 @@ class mpi_pool {
   template <class F, std::ranges::input_range Range>
   auto map(F&& f, Range&& items, const options& opts = {}) {
     detail::ranks::mpi_runner run(*cluster_, limit_);
-    return detail::map_outcome(detail::pool_map<false>(run, f, items, opts));
+    return detail::map_outcome([&] { return detail::pool_map<false>(run, f, items, opts); });
   }
 
   template <class F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& items, const options& opts = {}) {
     detail::ranks::mpi_runner run(*cluster_, limit_);
-    return detail::map_outcome(detail::pool_map<true>(run, f, items, opts));
+    return detail::map_outcome([&] { return detail::pool_map<true>(run, f, items, opts); });
   }
 
   template <class F, std::ranges::input_range Range>

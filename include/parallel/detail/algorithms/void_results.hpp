@@ -15,13 +15,14 @@
 
 namespace parallel::detail {
 
-/// map's result as the caller sees it: the vector, or nothing for a function returning void.
-template <class Results>
-auto map_outcome(Results&& results) {
-  if constexpr (std::is_same_v<std::remove_cvref_t<Results>, std::vector<no_result>>)
-    return;
+/// map's result as the caller sees it: what run() returns (the vector, made in place: a
+/// prvalue all the way, never moved), or nothing for a function returning void.
+template <class Run>
+auto map_outcome(Run&& run) {
+  if constexpr (std::is_same_v<std::invoke_result_t<Run&>, std::vector<no_result>>)
+    (void)run();
   else
-    return std::forward<Results>(results);
+    return run();
 }
 
 /// imap of a function returning void: an empty range whose begin() runs the whole imap.
