@@ -7,12 +7,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <iterator>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <parallel/parallel.hpp>
 #include <ranges>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -372,6 +374,74 @@ TEST_CASE(
   CHECK(plain >= 90);
 }
 
+namespace {
+// One item: a sleep of `ms` (0: none), the thread that ran it recorded.
+std::mutex ran_on_guard;
+std::set<std::thread::id> ran_on;
+int nap_and_record(int ms, int x) {
+  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  const std::lock_guard lock(ran_on_guard);
+  ran_on.insert(std::this_thread::get_id());
+  return x;
+}
+int quick_item(int x) { return nap_and_record(0, x); }
+int slow_item(int x) { return nap_and_record(1, x); }
+}  // namespace
+
+TEST_CASE(
+    "threads: a cost measured for one function does not steer another of the same type "
+    "(another capture, another target of a function pointer): a slow call is shared",
+    "[map][threads]") {
+  // Many calls of a cheap function teach the map that its items take nanoseconds; a call of
+  // 100 items of 1 ms of the same type must not then run as a plain loop in the caller.
+  const parallel::threads two{.workers = 2};
+  const std::vector<int> items = numbers(100);
+  const auto shared_slow_call = [&](auto& f) {
+    {
+      const std::lock_guard lock(ran_on_guard);
+      ran_on.clear();
+    }
+    REQUIRE(parallel::map(two, f, items) == items);
+    const std::lock_guard lock(ran_on_guard);
+    return ran_on.size();
+  };
+  SECTION("a lambda, by what it captured") {
+    const auto nap = [](int ms) { return [ms](int x) { return nap_and_record(ms, x); }; };
+    auto quick = nap(0);
+    auto slow = nap(1);
+    static_assert(std::is_same_v<decltype(quick), decltype(slow)>);
+    for (int round = 0; round < 3; ++round) {
+      for (int call = 0; call < 200; ++call) REQUIRE(parallel::map(two, quick, items) == items);
+      CHECK(shared_slow_call(slow) >= 2);
+    }
+  }
+  SECTION("a function pointer, by its target") {
+    int (*quick)(int) = quick_item;
+    int (*slow)(int) = slow_item;
+    for (int round = 0; round < 3; ++round) {
+      for (int call = 0; call < 200; ++call) REQUIRE(parallel::map(two, quick, items) == items);
+      CHECK(shared_slow_call(slow) >= 2);
+    }
+  }
+  SECTION("starmap, through its wrapper") {
+    const auto nap = [](int ms) { return [ms](int x, int) { return nap_and_record(ms, x); }; };
+    auto quick = nap(0);
+    auto slow = nap(1);
+    std::vector<std::tuple<int, int>> pairs;
+    for (int x : items) pairs.emplace_back(x, 0);
+    for (int round = 0; round < 3; ++round) {
+      for (int call = 0; call < 200; ++call) REQUIRE(parallel::starmap(two, quick, pairs) == items);
+      {
+        const std::lock_guard lock(ran_on_guard);
+        ran_on.clear();
+      }
+      REQUIRE(parallel::starmap(two, slow, pairs) == items);
+      const std::lock_guard lock(ran_on_guard);
+      CHECK(ran_on.size() >= 2);
+    }
+  }
+}
+
 TEST_CASE("map: work not yet started is skipped after an exception", "[map][errors]") {
   constexpr int n = 100'000;
   const std::vector<int> items = numbers(n);
@@ -519,26 +589,41 @@ TEST_CASE(
 TEST_CASE("threads map: one slow block does not move the item cost estimate, two in a row do",
           "[map][threads]") {
   parallel::detail::item_cost_estimate cost;
-  CHECK(cost.ns() == 0);
-  cost.learn(4);
-  CHECK(cost.ns() == 4);  // the first measure is the estimate
-  cost.learn(6);
-  CHECK(cost.ns() == 4);  // within 2x: left as it is
-  cost.learn(120);
-  CHECK(cost.ns() == 4);  // a block 30x slower (preempted?): doubted
-  cost.learn(5);
-  CHECK(cost.ns() == 4);  // the next block says no: the doubt is gone
-  cost.learn(90);
-  CHECK(cost.ns() == 4);
-  cost.learn(100);
-  CHECK(cost.ns() == 100);  // confirmed by the next block: the items did get slower
-  cost.learn(3);
-  CHECK(cost.ns() == 3);  // a faster measure is believed at once
-  cost.learn(300);
-  cost.learn(1);  // a faster block after a doubted one: taken, the doubt cleared
-  CHECK(cost.ns() == 1);
-  cost.learn(50);
-  CHECK(cost.ns() == 1);  // doubted afresh, not confirmed by the block before
+  constexpr std::uint64_t f = 7;  // callable_identity of the function measured
+  CHECK(cost.ns(f) == 0);
+  cost.learn(4, f);
+  CHECK(cost.ns(f) == 4);  // the first measure is the estimate
+  cost.learn(6, f);
+  CHECK(cost.ns(f) == 4);  // within 2x: left as it is
+  cost.learn(120, f);
+  CHECK(cost.ns(f) == 4);  // a block 30x slower (preempted?): doubted
+  cost.learn(5, f);
+  CHECK(cost.ns(f) == 4);  // the next block says no: the doubt is gone
+  cost.learn(90, f);
+  CHECK(cost.ns(f) == 4);
+  cost.learn(100, f);
+  CHECK(cost.ns(f) == 100);  // confirmed by the next block: the items did get slower
+  cost.learn(3, f);
+  CHECK(cost.ns(f) == 3);  // a faster measure is believed at once
+  cost.learn(300, f);
+  cost.learn(1, f);  // a faster block after a doubted one: taken, the doubt cleared
+  CHECK(cost.ns(f) == 1);
+  cost.learn(50, f);
+  CHECK(cost.ns(f) == 1);  // doubted afresh, not confirmed by the block before
+
+  // Another function of the same type (another capture): its cost is not known yet, and its
+  // first measure replaces the estimate; the first function's cost is then unknown again.
+  constexpr std::uint64_t g = 9;
+  CHECK(cost.ns(g) == 0);
+  cost.learn(5000, g);
+  CHECK(cost.ns(g) == 5000);
+  CHECK(cost.ns(f) == 0);
+  cost.learn(2, f);
+  CHECK(cost.ns(f) == 2);
+  CHECK(cost.ns(g) == 0);
+  cost.learn(2, 0);  // std::function: never known
+  CHECK(cost.ns(0) == 0);
+  CHECK(cost.ns(f) == 2);
 }
 
 TEST_CASE("threads map: results stay right when f's items turn slower from one call to the next",

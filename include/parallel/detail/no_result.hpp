@@ -30,6 +30,7 @@ decltype(auto) invoke_or_unit(F&& f, Args&&... args) {
 /// (sequential, threads, fork), which then need no void case of their own.
 template <class F>
 struct unit_returning {
+  static constexpr bool wraps_f = true;  // callable_identity looks through it to f
   F f;
   template <class... Args>
   decltype(auto) operator()(Args&&... args) {

@@ -26,6 +26,7 @@ struct backend;  // a policy without a backend is not a policy
 /// starmap's adapter: calls f with the elements of a tuple-like item.
 template <class F>
 struct apply_each {
+  static constexpr bool wraps_f = true;  // callable_identity looks through it to f
   F f;
   template <class Tuple>
   decltype(auto) operator()(Tuple&& t) {

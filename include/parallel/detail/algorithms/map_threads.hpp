@@ -15,6 +15,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -27,8 +29,41 @@
 
 namespace parallel::detail {
 
+template <class F>
+inline constexpr bool erases_its_function = false;
+template <class R, class... A>
+inline constexpr bool erases_its_function<std::function<R(A...)>> = true;
+
+/// Which function a callable stands for, as far as it can be told cheaply (never 0 for one that
+/// can be told): a cost measured for one function must not steer the calls of another of the same
+/// type. A lambda's captures are in its bytes (`[rounds](auto x) { return spin(x, rounds); }` at
+/// 1 ns and at 1 ms), and so is a function pointer's target (every `int (*)(int)`); those are
+/// hashed. A type of no state, or a function object that cannot be copied bitwise, is one
+/// function. 0 for std::function, which can hold any function: its cost is never taken as known.
+/// (What a capture by reference points at may change under the same bytes: not seen here.)
+template <class F>
+std::uint64_t callable_identity(const F& f) noexcept {
+  using T = std::remove_cvref_t<F>;
+  if constexpr (requires { T::wraps_f; }) {  // the library's own wrappers (starmap, void f)
+    return callable_identity(f.f);
+  } else if constexpr (std::is_function_v<T>) {
+    return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&f)) | 1;
+  } else if constexpr (erases_its_function<T>) {
+    return 0;
+  } else if constexpr (std::is_empty_v<T> || !std::is_trivially_copyable_v<T> || sizeof(T) > 64) {
+    return 1;
+  } else {
+    std::uint64_t words[(sizeof(T) + 7) / 8] = {};
+    std::memcpy(words, std::addressof(f), sizeof(T));
+    std::uint64_t h = 0x9e3779b97f4a7c15ULL;
+    for (const std::uint64_t w : words) h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    return (h ^ (h >> 32)) | 1;
+  }
+}
+
 /// What one item of a map's f costs, in ns, as its blocks measured it (0 = never measured):
-/// one per f and input type, shared by every thread of every call, read and written relaxed.
+/// one per f and input type, shared by every thread of every call, read and written relaxed,
+/// and taken as known only for the function it measured (callable_identity).
 ///
 /// A block is timed by the wall clock, so a block whose thread was preempted, or shared its core
 /// with another worker, looks many times slower than its items are. A lower cost is believed at
@@ -38,13 +73,26 @@ namespace parallel::detail {
 /// estimate costs less: an inline start shares the rest with the pool when its time is up.
 class item_cost_estimate {
  public:
-  std::uint64_t ns() const noexcept { return ns_.load(std::memory_order_relaxed); }
+  /// The estimate for the function `identity` names (callable_identity); 0 when the last one
+  /// measured was another.
+  std::uint64_t ns(std::uint64_t identity) const noexcept {
+    if (identity == 0 || of_.load(std::memory_order_relaxed) != identity) return 0;
+    return ns_.load(std::memory_order_relaxed);
+  }
 
-  /// One block's measure: `ns_per_item` (at least 1). Writes only when the estimate is off by
-  /// more than 2x, or the doubt about it changes: a store per block would bounce this line
-  /// between the workers (measured: one of two workers ~25% slower on 50 ns items).
-  void learn(std::uint64_t ns_per_item) noexcept {
-    const std::uint64_t known = ns();
+  /// One block's measure of function `identity`: `ns_per_item` (at least 1). Writes only when
+  /// the estimate is off by more than 2x, or the doubt about it changes, or it was of another
+  /// function: a store per block would bounce this line between the workers (measured: one of
+  /// two workers ~25% slower on 50 ns items).
+  void learn(std::uint64_t ns_per_item, std::uint64_t identity) noexcept {
+    if (identity == 0) return;
+    if (of_.load(std::memory_order_relaxed) != identity) {
+      ns_.store(ns_per_item, std::memory_order_relaxed);
+      slower_seen_.store(false, std::memory_order_relaxed);
+      of_.store(identity, std::memory_order_relaxed);
+      return;
+    }
+    const std::uint64_t known = ns_.load(std::memory_order_relaxed);
     const bool slower = known != 0 && ns_per_item > 2 * known;
     // Two threads may both confirm, or a racing block clear a doubt: the estimate still only
     // takes values that blocks measured.
@@ -60,6 +108,7 @@ class item_cost_estimate {
 
  private:
   std::atomic<std::uint64_t> ns_{0};
+  std::atomic<std::uint64_t> of_{0};      // callable_identity of the function measured
   std::atomic<bool> slower_seen_{false};  // the last block measured over twice the estimate
 };
 
@@ -93,6 +142,7 @@ class threaded_map {
   threaded_map(scheduler& pool, F& f, Input& input, const options& opts)
       : pool_(pool),
         f_(f),
+        identity_(callable_identity(f)),
         input_(input),
         results_(input.size(), slots_start::reserved),
         chunksize_(opts.chunksize),
@@ -103,9 +153,10 @@ class threaded_map {
   /// caller, progress reported once at the end. It skips the slots' zero-fill and the map's
   /// bookkeeping, which on calls of 1 to 10 items of ~1 ns cost 11-16 ns over the loop's
   /// 22-37 ns (2.5-3 ns now).
-  static bool plain_loop_will_do(const scheduler& pool, std::size_t n, const options& opts) {
+  static bool plain_loop_will_do(const scheduler& pool, const F& f, std::size_t n,
+                                 const options& opts) {
     if (opts.chunksize != 0 || !pool.may_run_here()) return false;
-    return untimed_turn(n);
+    return untimed_turn(n, callable_identity(f));
   }
   static std::vector<R> plain_loop(F& f, Input& input, const progress& report) {
     const std::size_t n = input.size();
@@ -184,8 +235,8 @@ class threaded_map {
 
   // Whether a call of n items is short enough, as far as is known, to run without a look at
   // the clock, and it is not this call's turn to be timed (one in time_every is).
-  static bool untimed_turn(std::size_t n) noexcept {
-    const std::uint64_t cost = item_cost_.ns();
+  static bool untimed_turn(std::size_t n, std::uint64_t identity) noexcept {
+    const std::uint64_t cost = item_cost_.ns(identity);
     // No division: one costs as much as a call of one cheap item.
     if (cost == 0 || cost > untimed_call_ns || n > untimed_call_ns || n * cost > untimed_call_ns)
       return false;
@@ -196,11 +247,11 @@ class threaded_map {
   }
 
   // An outside caller runs a cheap input itself and hands an expensive one to the pool. What an
-  // item cost last time (per f and input type) decides; when it is not known yet, a long input
-  // is probed inline for a few microseconds, and a short one (where one slow item run alone
+  // item cost last time (this f, on this input type) decides; when it is not known yet, a long
+  // input is probed inline for a few microseconds, and a short one (where one slow item run alone
   // would be a large share of the whole) goes to the pool at once.
   void start_from_outside(std::size_t n) {
-    const std::uint64_t cost = item_cost_.ns();
+    const std::uint64_t cost = item_cost_.ns(identity_);
     const auto budget_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(inline_budget).count());
     const bool expensive = cost != 0 ? cost * n > budget_ns : n <= 16 * pool_.size();
@@ -285,7 +336,7 @@ class threaded_map {
   // on its own threads only), since one slow item must not hold up others while a thread is
   // free, and a per-item hand-out costs nothing next to such items.
   bool few_or_long(std::size_t n) const noexcept {
-    const std::uint64_t cost = item_cost_.ns();
+    const std::uint64_t cost = item_cost_.ns(identity_);
     return cost != 0 ? cost >= long_item_ns : n <= 16 * pool_.size();
   }
 
@@ -334,7 +385,7 @@ class threaded_map {
   }
 
   std::size_t first_block() const noexcept {
-    const std::uint64_t cost = item_cost_.ns();
+    const std::uint64_t cost = item_cost_.ns(identity_);
     if (cost == 0) return 1;
     const auto target_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(block_target).count());
@@ -344,7 +395,7 @@ class threaded_map {
   // Called after every block by every thread of the call (item_cost_estimate::learn).
   void learn_cost(clock::duration took, std::size_t items) noexcept {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(took).count();
-    item_cost_.learn(std::max<std::uint64_t>(1, static_cast<std::uint64_t>(ns) / items));
+    item_cost_.learn(std::max<std::uint64_t>(1, static_cast<std::uint64_t>(ns) / items), identity_);
   }
 
   // Runs [first, last); false when it (or an earlier task) failed.
@@ -444,6 +495,7 @@ class threaded_map {
   scheduler& pool_;
   isolation_tag tag_ = any_tag;  // the call's own, once it may run tasks
   F& f_;
+  std::uint64_t identity_;  // callable_identity(f_): whose cost item_cost_ holds
   Input& input_;
   result_slots<R> results_;
   std::size_t chunksize_;
@@ -471,7 +523,7 @@ auto map_on_threads(scheduler& pool, F& f, Range& items, const options& opts) {
   } else {
     input_t input(items);
     using map_t = threaded_map<F, input_t, R>;
-    if (map_t::plain_loop_will_do(pool, input.size(), opts))
+    if (map_t::plain_loop_will_do(pool, f, input.size(), opts))
       return map_t::plain_loop(f, input, opts.progress);
     return map_t(pool, f, input, opts).run();
   }
