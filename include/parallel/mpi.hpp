@@ -89,7 +89,7 @@ inline cluster& get_cluster() {
 }
 
 /// At the end of rank 0's program: the I/O thread finishes, every rank hears stop (a rank still
-/// running a task that overran its timeout leaves it: transport.hpp's task_thread), and MPI is
+/// running a task that overran its timeout leaves it: transport.hpp's stop_watch), and MPI is
 /// finalized.
 inline void finish_rank0() {
   rank0& h = home();

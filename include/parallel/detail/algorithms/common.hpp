@@ -23,6 +23,13 @@
 
 namespace parallel::detail {
 
+/// A std::function: one type for every function of its signature, so its type says nothing of
+/// which function it holds (a cost learned for one must not be taken for another).
+template <class F>
+inline constexpr bool is_std_function = false;
+template <class R, class... A>
+inline constexpr bool is_std_function<std::function<R(A...)>> = true;
+
 /// The input of map, addressable by index. Random-access sized ranges are read in place (never
 /// copied); other forward ranges through a table of iterators; single-pass ranges are drained
 /// into a vector once, in the calling thread.

@@ -16,7 +16,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -28,11 +27,6 @@
 #include "common.hpp"
 
 namespace parallel::detail {
-
-template <class F>
-inline constexpr bool erases_its_function = false;
-template <class R, class... A>
-inline constexpr bool erases_its_function<std::function<R(A...)>> = true;
 
 /// Which function a callable stands for, as far as it can be told cheaply (never 0 for one that
 /// can be told): a cost measured for one function must not steer the calls of another of the same
@@ -48,7 +42,7 @@ std::uint64_t callable_identity(const F& f) noexcept {
     return callable_identity(f.f);
   } else if constexpr (std::is_function_v<T>) {
     return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&f)) | 1;
-  } else if constexpr (erases_its_function<T>) {
+  } else if constexpr (is_std_function<T>) {
     return 0;
   } else if constexpr (std::is_empty_v<T> || !std::is_trivially_copyable_v<T> || sizeof(T) > 64) {
     return 1;
@@ -139,10 +133,11 @@ class threaded_map {
   static constexpr std::size_t min_touch_share = std::size_t{256} << 10;
 
  public:
-  threaded_map(scheduler& pool, F& f, Input& input, const options& opts)
+  /// `identity`: callable_identity(f), which the caller computed for plain_loop_will_do.
+  threaded_map(scheduler& pool, F& f, std::uint64_t identity, Input& input, const options& opts)
       : pool_(pool),
         f_(f),
-        identity_(callable_identity(f)),
+        identity_(identity),
         input_(input),
         results_(input.size(), slots_start::reserved),
         chunksize_(opts.chunksize),
@@ -153,10 +148,10 @@ class threaded_map {
   /// caller, progress reported once at the end. It skips the slots' zero-fill and the map's
   /// bookkeeping, which on calls of 1 to 10 items of ~1 ns cost 11-16 ns over the loop's
   /// 22-37 ns (2.5-3 ns now).
-  static bool plain_loop_will_do(const scheduler& pool, const F& f, std::size_t n,
+  static bool plain_loop_will_do(const scheduler& pool, std::uint64_t identity, std::size_t n,
                                  const options& opts) {
     if (opts.chunksize != 0 || !pool.may_run_here()) return false;
-    return untimed_turn(n, callable_identity(f));
+    return untimed_turn(n, identity);
   }
   static std::vector<R> plain_loop(F& f, Input& input, const progress& report) {
     const std::size_t n = input.size();
@@ -523,9 +518,10 @@ auto map_on_threads(scheduler& pool, F& f, Range& items, const options& opts) {
   } else {
     input_t input(items);
     using map_t = threaded_map<F, input_t, R>;
-    if (map_t::plain_loop_will_do(pool, f, input.size(), opts))
+    const std::uint64_t identity = callable_identity(f);
+    if (map_t::plain_loop_will_do(pool, identity, input.size(), opts))
       return map_t::plain_loop(f, input, opts.progress);
-    return map_t(pool, f, input, opts).run();
+    return map_t(pool, f, identity, input, opts).run();
   }
 }
 

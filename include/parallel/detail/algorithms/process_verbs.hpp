@@ -140,11 +140,6 @@ struct learned_cost {
 template <class F, class V>
 inline learned_cost learned_cost_of;
 
-template <class F>
-inline constexpr bool is_std_function = false;
-template <class R, class... A>
-inline constexpr bool is_std_function<std::function<R(A...)>> = true;
-
 /// Where a call of F over items V keeps its learned cost, or null: only a closure or function
 /// object type names one function. A function pointer type (`int (*)(int)`) or std::function
 /// stands for every function of its signature, and a cheap one must not size the chunks of a
