@@ -587,7 +587,7 @@ auto pool_map(runner& run, F& f, Range& items, const options& opts) {
     return std::vector<R>{};
   }
   const body_prefix prefix = shipped_prefix<Fn, V, Apply>(f);
-  process_map_call<R> call(run, n, opts, learned_cost_for<Fn, V>());
+  process_map_call<R> call(run, n, opts, learned_cost_for<V>(f));
   const bool lend = run.lends();
   return call.run(prefix, [&](ipc::job& j, encoder& body, std::size_t first, std::size_t count) {
     if constexpr (crosses_as_bytes<V> && std::ranges::contiguous_range<Range> &&
@@ -622,9 +622,10 @@ auto pool_imap(std::unique_ptr<Runner> run, F&& f, Range&& items, const options&
   std::unique_ptr<void, void (*)(void*)> keep(run.release(),
                                               [](void* p) { delete static_cast<Runner*>(p); });
   typename state::filler fill = &ship_items<View, V>;
+  const cost_memory memory = learned_cost_for<V>(f);
   return imap_view<state>(std::make_unique<state>(r, View(std::forward<Range>(items)), opts,
                                                   shipped_prefix<Fn, V, Apply>(f), std::move(fill),
-                                                  std::move(keep), learned_cost_for<Fn, V>()));
+                                                  std::move(keep), memory));
 }
 
 /// submit on workers that run shipped tasks: one job of one call, its outcome in a future.

@@ -30,6 +30,33 @@ inline constexpr bool is_std_function = false;
 template <class R, class... A>
 inline constexpr bool is_std_function<std::function<R(A...)>> = true;
 
+/// Which function a callable stands for, as far as it can be told cheaply (never 0 for one that
+/// can be told): a cost measured for one function must not steer the calls of another of the same
+/// type. A lambda's captures are in its bytes (`[rounds](auto x) { return spin(x, rounds); }` at
+/// 1 ns and at 1 ms), and so is a function pointer's target (every `int (*)(int)`); those are
+/// hashed. A type of no state, or a function object that cannot be copied bitwise, is one
+/// function. 0 for std::function, which can hold any function: its cost is never taken as known.
+/// (What a capture by reference points at may change under the same bytes: not seen here.)
+template <class F>
+std::uint64_t callable_identity(const F& f) noexcept {
+  using T = std::remove_cvref_t<F>;
+  if constexpr (requires { T::wraps_f; }) {  // the library's own wrappers (starmap, void f)
+    return callable_identity(f.f);
+  } else if constexpr (std::is_function_v<T>) {
+    return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&f)) | 1;
+  } else if constexpr (is_std_function<T>) {
+    return 0;
+  } else if constexpr (std::is_empty_v<T> || !std::is_trivially_copyable_v<T> || sizeof(T) > 64) {
+    return 1;
+  } else {
+    std::uint64_t words[(sizeof(T) + 7) / 8] = {};
+    std::memcpy(words, std::addressof(f), sizeof(T));
+    std::uint64_t h = 0x9e3779b97f4a7c15ULL;
+    for (const std::uint64_t w : words) h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    return (h ^ (h >> 32)) | 1;
+  }
+}
+
 /// The input of map, addressable by index. Random-access sized ranges are read in place (never
 /// copied); other forward ranges through a table of iterators; single-pass ranges are drained
 /// into a vector once, in the calling thread.

@@ -117,8 +117,7 @@ struct backend<processes<start::fork>> {
     inline_runner run(eng);
     process_map_call<R> call(
         run, n, opts,
-        learned_cost_for<std::decay_t<F>,
-                         std::remove_cvref_t<std::ranges::range_reference_t<Range>>>(),
+        learned_cost_for<std::remove_cvref_t<std::ranges::range_reference_t<Range>>>(f),
         /*split=*/true);
     if (n <= fresh_mapping_from / sizeof(R)) {
       // The result vector is made, zeroed, and kept out of the workers as they fork: the
@@ -181,7 +180,7 @@ struct backend<processes<start::fork>> {
     std::unique_ptr<void, void (*)(void*)> keep(
         ctx.release(), [](void* held) { delete static_cast<context*>(held); });
     auto s = std::make_unique<state>(run, View(std::forward<Range>(items)), opts, body_prefix{},
-                                     std::move(fill), std::move(keep), learned_cost_for<Fn, V>());
+                                     std::move(fill), std::move(keep), learned_cost_for<V>(c->f));
     // The workers index the input from its beginning; a single-pass input is shipped instead,
     // and its begin() must not be called a second time (an istream's reads a value).
     if constexpr (in_place) c->origin = s->origin();

@@ -131,8 +131,12 @@ class inline_runner final : public runner {
 
 /// What automatic batching learned of a function's items, kept for its next call: that call
 /// sizes its first chunks from it instead of probing again with one-item jobs. One per function
-/// and item type (learned_cost_for), shared by every pool, process backend and MPI.
+/// type and item type, shared by every pool, process backend and MPI, and taken as known only for
+/// the function it measured (`of`: another capture of the same lambda, or another target of a
+/// function pointer, is another function). Each word is atomic on its own: a call that reads
+/// while another writes may mix two functions' figures, which only sizes its first chunks.
 struct learned_cost {
+  std::atomic<std::uint64_t> of{0};           // callable_identity of the function measured
   std::atomic<std::uint64_t> ns_per_item{0};  // 0: never measured
   std::atomic<std::uint64_t> bytes_per_item{0};
   std::atomic<std::uint64_t> input_bytes_per_item{0};  // of the items, as a job carries them
@@ -140,16 +144,19 @@ struct learned_cost {
 template <class F, class V>
 inline learned_cost learned_cost_of;
 
-/// Where a call of F over items V keeps its learned cost, or null: only a closure or function
-/// object type names one function. A function pointer type (`int (*)(int)`) or std::function
-/// stands for every function of its signature, and a cheap one must not size the chunks of a
-/// slow one.
-template <class F, class V>
-learned_cost* learned_cost_for() noexcept {
-  if constexpr (std::is_class_v<F> && !is_std_function<F>)
-    return &learned_cost_of<F, V>;
-  else
-    return nullptr;
+/// A function's learned cost: where it is kept (null: nowhere) and which function it is for.
+struct cost_memory {
+  learned_cost* where = nullptr;
+  std::uint64_t of = 0;  // callable_identity
+};
+
+/// Where a call of f over items V keeps its learned cost: nowhere for a std::function, which can
+/// hold any function (a cheap one must not size the chunks of a slow one).
+template <class V, class F>
+cost_memory learned_cost_for(const F& f) noexcept {
+  const std::uint64_t identity = callable_identity(f);
+  if (identity == 0) return {};
+  return {&learned_cost_of<std::remove_cvref_t<F>, V>, identity};
 }
 
 /// Automatic batching shared by map and imap: chunks that take ~2 ms in a worker, shrinking
@@ -162,9 +169,15 @@ class chunk_planner {
   /// than probing with one-item jobs (per-call fork, whose workers read the items in place: a
   /// chunk costs nothing to send however large).
   chunk_planner(std::size_t fixed, std::size_t workers, std::size_t total = unknown,
-                learned_cost* memory = nullptr, bool split = false)
-      : fixed_(fixed), workers_(workers), total_(total), memory_(memory), split_(split) {
+                cost_memory memory = {}, bool split = false)
+      : fixed_(fixed),
+        workers_(workers),
+        total_(total),
+        memory_(memory.where),
+        of_(memory.of),
+        split_(split) {
     if (memory_ == nullptr || fixed_ != 0) return;
+    if (memory_->of.load(std::memory_order_relaxed) != of_) return;  // another function's
     const std::uint64_t ns = memory_->ns_per_item.load(std::memory_order_relaxed);
     if (ns == 0) return;
     items_ = 1;  // weighs one item: the call's own measurements take over at once
@@ -186,6 +199,7 @@ class chunk_planner {
     if (input_items_ != 0)
       memory_->input_bytes_per_item.store(std::max<std::uint64_t>(1, input_bytes_ / input_items_),
                                           std::memory_order_relaxed);
+    memory_->of.store(of_, std::memory_order_relaxed);
   }
 
   std::size_t next(std::size_t remaining) {
@@ -268,6 +282,7 @@ class chunk_planner {
   std::size_t workers_;
   std::size_t total_;
   learned_cost* memory_;
+  std::uint64_t of_;  // the function whose cost memory_ keeps
   bool split_;
   std::size_t probes_ = 0;
   std::uint64_t items_ = 0;
@@ -301,7 +316,7 @@ inline std::unique_ptr<ipc::job> make_job(std::uint64_t first, std::uint64_t cou
 template <class R>
 class process_map_call final : public ipc::job_sink {
  public:
-  process_map_call(runner& run, std::size_t n, const options& opts, learned_cost* memory = nullptr,
+  process_map_call(runner& run, std::size_t n, const options& opts, cost_memory memory = {},
                    bool split = false)
       : run_(run), n_(n), opts_(opts), planner_(opts.chunksize, run.workers(), n, memory, split) {}
 
@@ -452,8 +467,7 @@ class process_imap_state final : public ipc::job_sink {
                          const std::ranges::sentinel_t<View>&, std::size_t, input_cursor&)>;
 
   process_imap_state(runner& run, View items, const options& opts, body_prefix prefix, filler fill,
-                     std::unique_ptr<void, void (*)(void*)> keep_alive,
-                     learned_cost* memory = nullptr)
+                     std::unique_ptr<void, void (*)(void*)> keep_alive, cost_memory memory = {})
       : keep_alive_(std::move(keep_alive)),
         run_(run),
         items_(std::move(items)),
