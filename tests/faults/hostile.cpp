@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +28,7 @@
 #include <set>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "../catch.hpp"
@@ -144,6 +146,7 @@ constexpr int not_usable = 13;     // the pool did not work afterwards
 constexpr int wrong_results = 14;  // results were wrong
 constexpr int left_behind = 15;    // a process or zombie was left behind
 constexpr int no_abort = 16;       // send_signal(pid <= 0) did not stop the program
+constexpr int started_late = 17;   // a worker was started long after it could be
 constexpr int canary_gone = 20;    // something signalled a process the library does not own
 
 void say(const std::string& what) {
@@ -302,6 +305,59 @@ int partial_start(pid_t canary) {
   return ok;
 }
 
+/// An item that waits (up to 20 s) until a second item has started, in another worker.
+int meet_another(int) {
+  board& b = shared_board();
+  b.task_runs.fetch_add(1);
+  for (int waited = 0; b.task_runs.load() < 2 && waited < 20'000; ++waited) sleep_ms(1);
+  return static_cast<int>(::getpid());
+}
+
+// Item: a worker of a pool dies and its replacement cannot be started (no processes left) while
+// the survivor runs an item that waits for a second one, queued behind it. Once processes can
+// be started again, the pool starts the replacement by itself, which takes the queued item.
+// Before the fix it was started at the next unrelated event: here the first item giving up its
+// wait, 20 s later, after which both ran in the survivor.
+template <class Start>
+int replace_when_possible(pid_t canary) {
+  parallel::process_pool<Start> pool{{.workers = 2}};
+  if (!right_squares(pool.map(square, numbers(4), {.chunksize = 1}), 4)) return wrong_results;
+  std::vector<int> workers;
+  for (int child : children())
+    if (child != canary) workers.push_back(child);
+  if (workers.size() != 2) {
+    say("expected 2 workers, found " + std::to_string(workers.size()));
+    return wrong_results;
+  }
+  reset_board();
+  std::atomic<bool> limited{false};
+  std::thread lifter([&] {  // started while threads may still be made
+    while (!limited.load()) sleep_ms(1);
+    sleep_ms(400);
+    lift_soft_limit(RLIMIT_NPROC);
+  });
+  set_soft_limit(RLIMIT_NPROC, 0);
+  limited = true;
+  ::kill(workers.front(), SIGKILL);
+  const std::uint64_t start = now_ns();
+  std::vector<int> pids;
+  try {
+    pids = pool.map(meet_another, numbers(2), {.chunksize = 1});
+  } catch (const std::exception& e) {
+    say(std::string("unexpected error: ") + e.what());
+    lifter.join();
+    return wrong_error;
+  }
+  const double took = ms_since(start);
+  lifter.join();
+  if (pids.size() != 2 || pids[0] == pids[1] || took > 10'000) {
+    say("the replacement came late: the map took " + std::to_string(took) + " ms" +
+        (pids.size() == 2 && pids[0] == pids[1] ? ", both items in one worker" : ""));
+    return started_late;
+  }
+  return ok;
+}
+
 // Item: the one function that sends signals refuses pid <= 0, loudly.
 int refuse_bad_pids() {
   for (const int bad : {-1, 0}) {
@@ -326,6 +382,7 @@ template <class Start>
 int serve(const std::string& scenario, pid_t canary) {
   if (scenario == "retire") return retire_without_replacement<Start>(canary);
   if (scenario == "partial") return partial_start<Start>(canary);
+  if (scenario == "replace") return replace_when_possible<Start>(canary);
   return 3;
 }
 
@@ -402,6 +459,16 @@ TEMPLATE_TEST_CASE(
   watchdog guard{"hostile: partial start", 90s};
   expect_isolated_success(std::string("partial ") + (method_name<TestType>() + 7),
                           isolated_uid<TestType>(61910));
+}
+
+TEMPLATE_TEST_CASE(
+    "hostile: a pool whose replacement worker was refused starts it once it can, and the "
+    "replacement takes the work queued in the other worker",
+    "[faults][process_pool]", parallel::start::fork, parallel::start::spawn) {
+  // (A forkserver's server forks under limits of its own: not refused here.)
+  watchdog guard{"hostile: replace when possible", 90s};
+  expect_isolated_success(std::string("replace ") + (method_name<TestType>() + 7),
+                          isolated_uid<TestType>(61920));
 }
 
 // --- a killed forkserver

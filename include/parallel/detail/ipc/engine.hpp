@@ -271,9 +271,15 @@ class engine {
   /// Retires the workers that did their share (max_tasks_per_child) while a caller drove.
   void retire_finished();
 
-  /// Starts the workers that left their slot in good standing (they died or retired); a start
-  /// that fails leaves the slot to dispatch(), which tries it again when work comes.
+  /// Starts the workers that left their slot in good standing (they died or retired), and tries
+  /// again a slot whose start failed, once due (retry_due_ns); dispatch() tries it too when a
+  /// job comes for it.
   void replenish();
+  /// When to try again a slot whose start failed (0: never now): start_retry_ns after the
+  /// failure, while jobs wait for a worker (not sent, or queued behind a running one). The loop
+  /// wakes for it: a worker that was refused for a while is started once it can be, not at
+  /// the next unrelated event (with a long job running, that may be minutes away).
+  std::uint64_t retry_due_ns() const noexcept;
 
   /// Ends every worker and waits (bounded) for each: channels close first, so idle workers
   /// end on their own; busy ones are killed; any still there after end_grace is killed.

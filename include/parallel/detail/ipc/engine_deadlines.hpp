@@ -1,7 +1,8 @@
 // ipc::engine, continued (engine.hpp includes this at its end): deadlines, each computed the same
 // way by check_timeouts() (has it passed?) and next_deadline_ms() (how long may the loop
-// sleep?): a worker's handshake, its becoming ready (the pool's initializer), and the item a
-// worker runs. The loop sleeps until the nearest one; nothing here polls.
+// sleep?): a worker's handshake, its becoming ready (the pool's initializer), the item a
+// worker runs, and another try at a start that failed. The loop sleeps until the nearest one;
+// nothing here polls.
 #pragma once
 
 namespace parallel::detail::ipc {
@@ -79,6 +80,19 @@ inline std::uint64_t engine::moving_due_ns() const noexcept {
   return first;
 }
 
+inline std::uint64_t engine::retry_due_ns() const noexcept {
+  std::uint64_t failed = 0;  // the earliest failure of a slot still empty
+  for (const auto& s : slots_)
+    if (s.pid < 0 && s.start_failed_ns != 0 && (failed == 0 || s.start_failed_ns < failed))
+      failed = s.start_failed_ns;
+  if (failed == 0) return 0;
+  const bool work_waits =
+      core_.pending() > 0 || std::any_of(slots_.begin(), slots_.end(), [](const slot& s) {
+        return s.pid >= 0 && s.jobs->live() >= 2;
+      });
+  return work_waits ? failed + start_retry_ns : 0;
+}
+
 inline int engine::next_deadline_ms() const noexcept {
   std::uint64_t best = std::numeric_limits<std::uint64_t>::max();  // ns from now
   const std::uint64_t now = os::monotonic_ns();
@@ -113,6 +127,7 @@ inline int engine::next_deadline_ms() const noexcept {
   for (const auto& r : retired_)
     if (!r.killed) until(r.deadline_ns);
   if (const std::uint64_t due = moving_due_ns(); due != 0) until(due);
+  if (const std::uint64_t due = retry_due_ns(); due != 0) until(due);
   if (best == std::numeric_limits<std::uint64_t>::max()) return std::numeric_limits<int>::max();
   // Rounded up: 300 us left must not become a wait of 0 ms, which would spin.
   return static_cast<int>(std::min<std::uint64_t>((best + ns_per_ms - 1) / ns_per_ms, 1u << 30));

@@ -99,8 +99,14 @@ inline void engine::retire_finished() {
 }
 
 inline void engine::replenish() {
-  for (auto& s : slots_)
-    if (s.relaunch && s.pid < 0) (void)try_launch(s);
+  const std::uint64_t due = retry_due_ns();
+  const std::uint64_t now = due != 0 ? os::monotonic_ns() : 0;
+  for (auto& s : slots_) {
+    if (s.pid >= 0) continue;
+    if (s.relaunch ||
+        (due != 0 && s.start_failed_ns != 0 && now - s.start_failed_ns >= start_retry_ns))
+      (void)try_launch(s);
+  }
 }
 
 inline void engine::shut_down() noexcept {
