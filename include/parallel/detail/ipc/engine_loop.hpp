@@ -103,6 +103,9 @@ inline void engine::send_round() {
   (void)flush_all();
   // As end_driving(), for jobs no caller will drive (one that will sees to it as it lets go).
   if (!worth_driving() && moving_due_ns() != 0) needs_loop_ = true;
+  // Jobs that now wait for a worker whose start failed: only the loop starts workers, and it
+  // may sleep with no deadline, computed before they came.
+  if (retry_due_ns() != 0) needs_loop_ = true;
 }
 
 inline std::uint64_t engine::drive_round() {
@@ -119,7 +122,7 @@ inline void engine::end_driving() {
   (void)flush_all();
   driving_ = false;
   // The loop may sleep with no deadline, computed before these jobs were sent.
-  if (moving_due_ns() != 0) needs_loop_ = true;
+  if (moving_due_ns() != 0 || retry_due_ns() != 0) needs_loop_ = true;
 }
 
 inline bool engine::worth_driving() const noexcept {
