@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <iterator>
 #include <list>
 #include <memory>
@@ -372,6 +373,62 @@ TEST_CASE(
     }
   }
   CHECK(plain >= 90);
+}
+
+TEST_CASE(
+    "threads: a map of one item runs in the caller as a plain loop, whatever the item costs: its "
+    "result, its exception, progress (1, 1), a void f; a timeout is still refused",
+    "[map][threads][errors]") {
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id ran;
+  auto item = [&](int x) {
+    ran = std::this_thread::get_id();
+    if (x < 0) throw item_failed{x};
+    std::this_thread::sleep_for(std::chrono::milliseconds(x));
+    return x + 1;
+  };
+#if defined(__linux__)
+  // No pool is started for it: a size no other test of this file asks for, and no thread more.
+  const auto threads_now = [] {
+    const auto tasks = std::filesystem::directory_iterator("/proc/self/task");
+    return std::distance(std::filesystem::begin(tasks), std::filesystem::end(tasks));
+  };
+  const auto before = threads_now();
+  REQUIRE(parallel::map(parallel::threads{.workers = 7}, item, std::vector<int>{2}) ==
+          std::vector<int>{3});
+  CHECK(threads_now() == before);
+#endif
+  for (const parallel::threads policy : {parallel::threads{}, parallel::threads{.workers = 3}}) {
+    for (int call = 0; call < 100; ++call) {  // some of them timed turns, were they short
+      ran = {};
+      REQUIRE(parallel::map(policy, item, std::vector<int>{0}) == std::vector<int>{1});
+      REQUIRE(ran == caller);
+    }
+    ran = {};
+    REQUIRE(parallel::map(policy, item, std::array<int, 1>{20}) == std::vector<int>{21});
+    CHECK(ran == caller);
+    try {
+      (void)parallel::map(policy, item, std::vector<int>{-4});
+      FAIL("the item's exception did not reach the caller");
+    } catch (const item_failed& e) {
+      CHECK(e.index == -4);
+      CHECK(ran == caller);
+    }
+    std::vector<std::pair<std::size_t, std::size_t>> reports;
+    const auto got = parallel::map(policy, item, std::vector<int>{1},
+                                   {.progress = [&](std::size_t done, std::size_t total) {
+                                     reports.emplace_back(done, total);
+                                   }});
+    CHECK(got == std::vector<int>{2});
+    CHECK(reports == std::vector<std::pair<std::size_t, std::size_t>>{{1, 1}});
+    int calls = 0;
+    parallel::map(
+        policy, [&](int) { ++calls; }, std::vector<int>{7});
+    CHECK(calls == 1);
+    CHECK_THROWS_WITH(
+        parallel::map(policy, item, std::vector<int>{0}, {.timeout = std::chrono::seconds(5)}),
+        Catch::Contains("options.timeout (5000 ms) is not supported on threads"));
+  }
 }
 
 namespace {

@@ -76,8 +76,11 @@ template <>
 struct backend<threads> {
   template <class F, class Range>
   static auto map(const threads& p, F& f, Range& items, const options& opts) {
+    threads_verbs::refuse_timeout(opts);
+    bool short_checked = false;
+    if (threads_map_in_caller(f, items, opts, short_checked)) return map_in_caller(f, items, opts);
     const pool_lease pool = default_pools::lease(p.workers);
-    return threads_verbs::map(pool.pool(), f, items, opts);
+    return map_on_threads(pool.pool(), f, items, opts, short_checked);
   }
   template <bool Ordered, class F, class Range>
   static auto imap(const threads& p, F&& f, Range&& items, const options& opts) {

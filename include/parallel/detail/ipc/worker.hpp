@@ -27,6 +27,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -89,6 +90,30 @@ inline hook_calls unpack_hooks(std::span<const std::byte> block) {
 /// a caller that sends the next task within it needs no system call on either side.
 inline constexpr std::uint64_t worker_spin_ns = 50'000;
 
+/// What a worker does with one task: calls `handle(header, body, out)` on a callable it refers
+/// to (which must outlive it). worker_main takes this rather than the callable's type, so that
+/// its loop is compiled once per program, not once per function a program maps (each per-call
+/// fork map and imap has a handler of its own type: the loop, instantiated for each, was 12% of
+/// the code of tests/test_processes.cpp).
+class task_handler {
+ public:
+  template <class Handle>
+  requires(!std::is_same_v<std::remove_cvref_t<Handle>, task_handler>) task_handler(Handle&& handle)
+  noexcept  // implicit: worker_main(channel, shared, f)
+      : handle_(static_cast<const void*>(std::addressof(handle))),
+        call_([](const void* h, const task_header& task, decoder& body, chunk_output& out) {
+          (*static_cast<std::remove_reference_t<Handle>*>(const_cast<void*>(h)))(task, body, out);
+        }) {}
+
+  void operator()(const task_header& task, decoder& body, chunk_output& out) const {
+    call_(handle_, task, body, out);
+  }
+
+ private:
+  const void* handle_;
+  void (*call_)(const void*, const task_header&, decoder&, chunk_output&);
+};
+
 /// Runs a worker until the caller closes the channel (or asks it to shut down), then ends the
 /// process. `handle(header, body, out)` does one task. Never returns.
 /// The pool's hooks come in the arena: its initializer runs after the hello is sent, so the
@@ -101,8 +126,8 @@ inline constexpr std::uint64_t worker_spin_ns = 50'000;
 /// through the result ring the same way. Without rings (an address-space limit) both go through
 /// the socket. The socket also carries the hello, doorbells (the caller wakes a sleeping worker
 /// with one) and the end: the caller closes it, or sends shutdown.
-template <class Handle>
-[[noreturn]] void worker_main(os::native_handle channel, arena& shared, Handle&& handle) {
+[[noreturn]] inline void worker_main(os::native_handle channel, arena& shared,
+                                     task_handler handle) {
   control_block& control = shared.control();
   frame_ring tasks = shared.task_ring();
   frame_ring results = shared.result_ring();
