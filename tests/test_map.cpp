@@ -373,6 +373,18 @@ TEST_CASE(
     }
   }
   CHECK(plain >= 90);
+
+  // A const function object: the short-call check reads the cost its calls learned (one type
+  // for both), so all but the timed calls are plain loops.
+  const auto const_item = [](int x) { return x * 3; };
+  REQUIRE(parallel::map(two, const_item, six) == std::vector<int>{0, 3, 6, 9, 12, 15});
+  int in_caller = 0;
+  for (int call = 0; call < 64; ++call) {
+    bool checked = false;
+    if (parallel::detail::threads_map_in_caller(const_item, six, {}, checked)) ++in_caller;
+    CHECK(checked);
+  }
+  CHECK(in_caller >= 60);
 }
 
 TEST_CASE(

@@ -489,8 +489,11 @@ class threaded_map {
 /// map of one ~1 ns item the lease, the function's identity and the untimed-call count cost
 /// 18.9 ns where the loop took 13.2 (the full benchmark run of 2026-12-06).
 /// `checked` says whether the short-call check ran (it counts calls: it must run once a call).
+/// `F&`, not `const F&`: F must be the very type map_on_threads makes its threaded_map of, whose
+/// learned item cost this reads (a const function object deduced as non-const here read another
+/// type's estimate, never learned: every short call of it went through the whole map).
 template <class F, class Range>
-bool threads_map_in_caller(const F& f, Range& items, const options& opts, bool& checked) {
+bool threads_map_in_caller(F& f, Range& items, const options& opts, bool& checked) {
   checked = false;
   if constexpr (std::ranges::sized_range<Range> && std::ranges::random_access_range<Range>) {
     const auto n = static_cast<std::size_t>(std::ranges::size(items));
