@@ -380,9 +380,9 @@ TEST_CASE(
   REQUIRE(parallel::map(two, const_item, six) == std::vector<int>{0, 3, 6, 9, 12, 15});
   int in_caller = 0;
   for (int call = 0; call < 64; ++call) {
-    bool checked = false;
-    if (parallel::detail::threads_map_in_caller(const_item, six, {}, checked)) ++in_caller;
-    CHECK(checked);
+    const auto plain = parallel::detail::threads_map_in_caller(const_item, six, {});
+    CHECK(plain != parallel::detail::plain_loop::ask);
+    if (plain == parallel::detail::plain_loop::yes) ++in_caller;
   }
   CHECK(in_caller >= 60);
 }

@@ -50,7 +50,7 @@ struct threads_verbs {
   template <class F, class Range>
   static auto map(scheduler& pool, F& f, Range& items, const options& opts) {
     refuse_timeout(opts);
-    return map_on_threads(pool, f, items, opts);
+    return map_on_threads(&pool, f, items, opts);
   }
 
   /// The lease lives as long as the lazy range.
@@ -77,10 +77,10 @@ struct backend<threads> {
   template <class F, class Range>
   static auto map(const threads& p, F& f, Range& items, const options& opts) {
     threads_verbs::refuse_timeout(opts);
-    bool short_checked = false;
-    if (threads_map_in_caller(f, items, opts, short_checked)) return map_in_caller(f, items, opts);
+    const plain_loop plain = threads_map_in_caller(f, items, opts);
+    if (plain == plain_loop::yes) return map_on_threads(nullptr, f, items, opts, plain);
     const pool_lease pool = default_pools::lease(p.workers);
-    return map_on_threads(pool.pool(), f, items, opts, short_checked);
+    return map_on_threads(&pool.pool(), f, items, opts, plain);
   }
   template <bool Ordered, class F, class Range>
   static auto imap(const threads& p, F&& f, Range&& items, const options& opts) {

@@ -482,61 +482,55 @@ class threaded_map {
   alignas(64) static inline std::atomic<unsigned> untimed_calls_{0};
 };
 
+/// Whether a threads map runs in the caller as a plain loop (threaded_map::plain_loop): `ask`
+/// (not known yet: map_on_threads asks plain_loop_will_do), `no` (asked: it does not; the
+/// question counts calls, so it is asked once a call), `yes`.
+enum class plain_loop { ask, no, yes };
+
 /// Whether parallel::threads runs this map in the caller as a plain loop, decided before any
 /// pool is leased: one item (there is nothing to share), or a call known too short to time or
 /// share (threaded_map::plain_loop_will_do; the default pools have no hooks, so their items may
-/// always run in the caller). Only for inputs that know their size without being walked. On a
-/// map of one ~1 ns item the lease, the function's identity and the untimed-call count cost
-/// 18.9 ns where the loop took 13.2 (the full benchmark run of 2026-12-06).
-/// `checked` says whether the short-call check ran (it counts calls: it must run once a call).
-/// `F&`, not `const F&`: F must be the very type map_on_threads makes its threaded_map of, whose
-/// learned item cost this reads (a const function object deduced as non-const here read another
-/// type's estimate, never learned: every short call of it went through the whole map).
+/// always run in the caller). Only for inputs that know their size without being walked (`ask`
+/// otherwise). On a map of one ~1 ns item the lease, the function's identity and the
+/// untimed-call count cost 18.9 ns where the loop took 13.2 (the full benchmark run of
+/// 2026-12-06). `F&`, not `const F&`: F must be the very type map_on_threads makes its
+/// threaded_map of, whose learned item cost this reads (a const function object deduced as
+/// non-const here read another type's estimate, never learned: every short call of it went
+/// through the whole map).
 template <class F, class Range>
-bool threads_map_in_caller(F& f, Range& items, const options& opts, bool& checked) {
-  checked = false;
+plain_loop threads_map_in_caller(F& f, Range& items, const options& opts) {
   if constexpr (std::ranges::sized_range<Range> && std::ranges::random_access_range<Range>) {
     const auto n = static_cast<std::size_t>(std::ranges::size(items));
-    if (n == 1) return true;
+    if (n == 1) return plain_loop::yes;
     using R = map_result_t<F, Range>;
     if constexpr (!std::is_void_v<R>) {
-      checked = true;
-      return threaded_map<F, indexed_input<Range>, R>::short_enough(callable_identity(f), n, opts);
+      return threaded_map<F, indexed_input<Range>, R>::short_enough(callable_identity(f), n, opts)
+                 ? plain_loop::yes
+                 : plain_loop::no;
     }
   }
-  return false;
+  return plain_loop::ask;
 }
 
-/// A map run in the caller as a plain loop (threaded_map::plain_loop).
+/// parallel::map on `pool`, or in the caller as a plain loop when `plain` says so (then `pool`
+/// may be null).
 template <class F, class Range>
-auto map_in_caller(F& f, Range& items, const options& opts) {
-  using R = map_result_t<F, Range>;
-  if constexpr (std::is_void_v<R>) {
-    unit_returning<F&> g{f};
-    return map_in_caller(g, items, opts);
-  } else {
-    indexed_input<Range> input(items);
-    return threaded_map<F, indexed_input<Range>, R>::plain_loop(f, input, opts.progress);
-  }
-}
-
-/// parallel::map on `pool`. `short_checked`: the caller already asked whether the call is short
-/// enough to run as a plain loop (threads_map_in_caller), and it is not.
-template <class F, class Range>
-auto map_on_threads(scheduler& pool, F& f, Range& items, const options& opts,
-                    bool short_checked = false) {
+auto map_on_threads(scheduler* pool, F& f, Range& items, const options& opts,
+                    plain_loop plain = plain_loop::ask) {
   using input_t = indexed_input<Range>;
   using R = map_result_t<F, Range>;
   if constexpr (std::is_void_v<R>) {
     unit_returning<F&> g{f};
-    return map_on_threads(pool, g, items, opts);
+    return map_on_threads(pool, g, items, opts, plain);
   } else {
     input_t input(items);
     using map_t = threaded_map<F, input_t, R>;
     const std::uint64_t identity = callable_identity(f);
-    if (!short_checked && map_t::plain_loop_will_do(pool, identity, input.size(), opts))
+    if (plain == plain_loop::yes ||
+        (plain == plain_loop::ask &&
+         map_t::plain_loop_will_do(*pool, identity, input.size(), opts)))
       return map_t::plain_loop(f, input, opts.progress);
-    return map_t(pool, f, identity, input, opts).run();
+    return map_t(*pool, f, identity, input, opts).run();
   }
 }
 
