@@ -97,9 +97,10 @@ inline constexpr std::uint64_t worker_spin_ns = 50'000;
 /// the code of tests/test_processes.cpp).
 class task_handler {
  public:
+  /// Implicit, so that a starter writes worker_main(channel, shared, handle).
   template <class Handle>
   requires(!std::is_same_v<std::remove_cvref_t<Handle>, task_handler>) task_handler(Handle&& handle)
-  noexcept  // implicit: worker_main(channel, shared, f)
+  noexcept
       : handle_(static_cast<const void*>(std::addressof(handle))),
         call_([](const void* h, const task_header& task, decoder& body, chunk_output& out) {
           (*static_cast<std::remove_reference_t<Handle>*>(const_cast<void*>(h)))(task, body, out);
