@@ -214,6 +214,10 @@ class engine {
   /// After a worker could not be started, its slot is tried again no sooner than this, unless
   /// no worker is left (then at once: the jobs would otherwise fail).
   static constexpr std::uint64_t start_retry_ns = 100'000'000;
+  /// Whether slot `s`, empty since a start failed there, may be tried again at `now`.
+  static bool start_retry_due(const worker_slot& s, std::uint64_t now) noexcept {
+    return s.start_failed_ns != 0 && now - s.start_failed_ns >= start_retry_ns;
+  }
   /// Before it sleeps, the engine watches the result rings this long when results are due soon
   /// (spin_worth_it): short jobs then cost no system call on the caller's side.
   static constexpr std::uint64_t engine_spin_ns = 20'000;

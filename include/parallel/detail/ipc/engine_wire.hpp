@@ -60,7 +60,7 @@ inline void engine::dispatch() {
     const slot& s = slots_[i];
     if (s.pid >= 0 && (s.stopping != stop_reason::none || retiring(s))) return job_core::fit::no;
     if (s.pid < 0 && s.start_failed_ns != 0 &&
-        (s.failed_round == round || (!none_running && now - s.start_failed_ns < start_retry_ns)))
+        (s.failed_round == round || (!none_running && !start_retry_due(s, now))))
       return job_core::fit::no;
     if (s.jobs->in_flight.size() + 1 >= control_block::claim_slots) return job_core::fit::no;
     return s.pid < 0 ? job_core::fit::empty : job_core::fit::ready;

@@ -103,9 +103,7 @@ inline void engine::replenish() {
   const std::uint64_t now = due != 0 ? os::monotonic_ns() : 0;
   for (auto& s : slots_) {
     if (s.pid >= 0) continue;
-    if (s.relaunch ||
-        (due != 0 && s.start_failed_ns != 0 && now - s.start_failed_ns >= start_retry_ns))
-      (void)try_launch(s);
+    if (s.relaunch || (due != 0 && start_retry_due(s, now))) (void)try_launch(s);
   }
 }
 
