@@ -143,6 +143,16 @@ inline board& reset_board() {
   return b;
 }
 
+/// An item that counts itself on the board, waits (up to `limit_ms`) until a second item has
+/// started too, and returns its worker's pid: two such items with chunksize 1 can end early only
+/// in two workers at once (the board's task_runs counts them: clear it first).
+inline int meet_another_item(int limit_ms) {
+  board& b = shared_board();
+  b.task_runs.fetch_add(1);
+  for (int waited = 0; b.task_runs.load() < 2 && waited < limit_ms; ++waited) sleep_ms(1);
+  return static_cast<int>(::getpid());
+}
+
 // --- dying ---------------------------------------------------------------------------------------
 
 enum class death { sigkill, sigsegv, abort_call, exit_3 };

@@ -306,12 +306,7 @@ int partial_start(pid_t canary) {
 }
 
 /// An item that waits (up to 20 s) until a second item has started, in another worker.
-int meet_another(int) {
-  board& b = shared_board();
-  b.task_runs.fetch_add(1);
-  for (int waited = 0; b.task_runs.load() < 2 && waited < 20'000; ++waited) sleep_ms(1);
-  return static_cast<int>(::getpid());
-}
+int meet_another(int) { return meet_another_item(20'000); }
 
 // Item: a worker of a pool dies and its replacement cannot be started (no processes left) while
 // the survivor runs an item that waits for a second one, queued behind it. Once processes can

@@ -253,14 +253,8 @@ TEMPLATE_TEST_CASE("faults: a pool replaces a dead worker, and the next call run
   // under a sanitizer takes long): an item queued in the survivor meanwhile is taken back by
   // the replacement once it is ready.
   shared_board().task_runs = 0;
-  const std::vector<int> pids = pool.map(
-      [](int) {
-        board& b = shared_board();
-        b.task_runs.fetch_add(1);
-        for (int waited = 0; b.task_runs.load() < 2 && waited < 30'000; ++waited) sleep_ms(1);
-        return static_cast<int>(::getpid());
-      },
-      numbers(2), {.chunksize = 1});
+  const std::vector<int> pids =
+      pool.map([](int) { return meet_another_item(30'000); }, numbers(2), {.chunksize = 1});
   const std::set<int> distinct(pids.begin(), pids.end());
   CHECK(distinct.size() == 2);
   CHECK(distinct.count(dead) == 0);
