@@ -80,14 +80,14 @@ class thread_pool {
   template <class F, std::ranges::input_range Range>
   auto map(F&& f, Range&& items, const options& opts = {}) {
     return detail::map_outcome(
-        [&] { return detail::threads_verbs::map(checked(), f, items, opts); });
+        [&] { return detail::threads_verbs::map(&checked(), f, items, opts); });
   }
 
   template <class F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& items, const options& opts = {}) {
     detail::apply_each<F&> each{f};
     return detail::map_outcome(
-        [&] { return detail::threads_verbs::map(checked(), each, items, opts); });
+        [&] { return detail::threads_verbs::map(&checked(), each, items, opts); });
   }
 
   template <class F, std::ranges::input_range Range>

@@ -47,10 +47,13 @@ struct threads_verbs {
         "replaced, and the call raises parallel::timeout_error), or check a deadline inside f");
   }
 
+  /// `pool` may be null when `plain` is yes: parallel::threads decided before leasing one
+  /// (threads_map_in_caller).
   template <class F, class Range>
-  static auto map(scheduler& pool, F& f, Range& items, const options& opts) {
+  static auto map(scheduler* pool, F& f, Range& items, const options& opts,
+                  plain_loop plain = plain_loop::ask) {
     refuse_timeout(opts);
-    return map_on_threads(&pool, f, items, opts);
+    return map_on_threads(pool, f, items, opts, plain);
   }
 
   /// The lease lives as long as the lazy range.
@@ -76,11 +79,10 @@ template <>
 struct backend<threads> {
   template <class F, class Range>
   static auto map(const threads& p, F& f, Range& items, const options& opts) {
-    threads_verbs::refuse_timeout(opts);
     const plain_loop plain = threads_map_in_caller(f, items, opts);
-    if (plain == plain_loop::yes) return map_on_threads(nullptr, f, items, opts, plain);
+    if (plain == plain_loop::yes) return threads_verbs::map(nullptr, f, items, opts, plain);
     const pool_lease pool = default_pools::lease(p.workers);
-    return map_on_threads(&pool.pool(), f, items, opts, plain);
+    return threads_verbs::map(&pool.pool(), f, items, opts, plain);
   }
   template <bool Ordered, class F, class Range>
   static auto imap(const threads& p, F&& f, Range&& items, const options& opts) {
