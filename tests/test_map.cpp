@@ -6,9 +6,12 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cinttypes>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iterator>
 #include <list>
 #include <memory>
@@ -25,6 +28,10 @@
 
 #include "catch.hpp"
 #include "test_support.hpp"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace {
 
@@ -896,3 +903,85 @@ TEST_CASE(
   // The abandoned helper ran (and freed itself) once a worker was free; the pool goes on.
   CHECK(pool.map(item, xs) == want);
 }
+
+#if defined(__linux__) && defined(__GLIBC__)
+namespace {
+
+constexpr std::size_t two_mib = std::size_t{2} << 20;
+
+/// The transparent-huge-page mode in use ("always", "madvise", "never"), or "" when unknown.
+std::string huge_page_mode() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  std::getline(in, line);
+  const auto open = line.find('[');
+  const auto close = line.find(']');
+  if (open == std::string::npos || close == std::string::npos || close < open) return "";
+  return line.substr(open + 1, close - open - 1);
+}
+
+/// Whether this kernel places an anonymous mapping of whole 2 MiB pages on a 2 MiB boundary
+/// (Linux 6.7 on), probed with a mapping of its own.
+bool kernel_aligns_huge_mappings() {
+  void* p =
+      ::mmap(nullptr, 2 * two_mib, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  const bool aligned = reinterpret_cast<std::uintptr_t>(p) % two_mib == 0;
+  ::munmap(p, 2 * two_mib);
+  return aligned;
+}
+
+/// The AnonHugePages (bytes) of the mapping that holds `p`, from /proc/self/smaps; -1 if none.
+long long huge_bytes_of_mapping(const void* p) {
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  std::ifstream in("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    std::uintptr_t begin = 0;
+    std::uintptr_t end = 0;
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " ", &begin, &end) == 2 &&
+        line.find(':') > line.find(' ')) {
+      inside = begin <= at && at < end;
+      continue;
+    }
+    long long kib = 0;
+    if (inside && std::sscanf(line.c_str(), "AnonHugePages: %lld kB", &kib) == 1) return kib * 1024;
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "map: a result vector of several MiB is huge pages from its first byte to its last, "
+    "where the system offers them",
+    "[map][memory]") {
+  if (test_support::under_sanitizer) {
+    WARN("a sanitizer's allocator lays blocks out its own way: nothing to check");
+    return;
+  }
+  const std::string mode = huge_page_mode();
+  if ((mode != "always" && mode != "madvise") || !kernel_aligns_huge_mappings()) {
+    WARN("no transparent huge pages here (mode '" + mode +
+         "'), or no kernel alignment of huge mappings: nothing to check");
+    return;
+  }
+  // 40 MB of results: past glibc's largest mmap threshold (32 MiB), so always a mapping of
+  // their own, whatever the earlier frees did to the threshold.
+  const std::vector<std::uint64_t> items(5'000'000, 7);
+  const auto check = [&](const auto& policy) {
+    const auto out = parallel::map(
+        policy, [](std::uint64_t x) { return x + 1; }, items);
+    REQUIRE(out.size() == items.size());
+    CHECK(std::ranges::all_of(out, [](std::uint64_t r) { return r == 8; }));
+    // Every whole 2 MiB of the results, the first too (malloc writes its header there before
+    // the library can ask for huge pages: left alone, it faults in 4 KiB at a time).
+    const auto bytes = static_cast<long long>(out.size() * sizeof(std::uint64_t));
+    CHECK(huge_bytes_of_mapping(out.data()) >=
+          bytes / static_cast<long long>(two_mib) * static_cast<long long>(two_mib));
+  };
+  check(parallel::sequential{});
+  check(parallel::threads{});
+}
+#endif

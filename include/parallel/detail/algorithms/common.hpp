@@ -150,20 +150,22 @@ template <class F, class Range>
 using map_result_t = std::remove_cvref_t<
     std::invoke_result_t<F&, decltype(std::declval<indexed_input<Range>&>()[0])>>;
 
-/// Reserves room for n results. A large result vector is backed by huge pages where the system
-/// offers them, and a middling one is mapped in at once: its first touch (the zero-fill of the
+/// Reserves room for n results. A vector of over a MiB gets a whole number of huge pages
+/// (its capacity rounded up: os::whole_huge_pages_request) and is backed by them where the system
+/// offers them; a middling one is mapped in at once. Its first touch (the zero-fill of the
 /// vector's constructor, or the writes of a loop) is then a fraction of its cost with a page
 /// fault per 4 KiB (400 KB of ints: 98 faults, ~1.2 ms here, against one call of ~0.1 ms).
 template <class R>
 void reserve_results(std::vector<R>& out, std::size_t n) {
-  constexpr std::size_t huge_enough = std::size_t{4} << 20;
+  constexpr std::size_t huge_from = std::size_t{1} << 20;
   constexpr std::size_t map_in_from = std::size_t{256} << 10;
-  out.reserve(n);
-  if (n > huge_enough / sizeof(R)) {
+  if (n > huge_from / sizeof(R) && n <= out.max_size()) {
+    out.reserve(std::max(n, os::whole_huge_pages_request(n * sizeof(R)) / sizeof(R)));
     os::prepare_large_write(out.data(), n * sizeof(R));
-  } else if (n >= map_in_from / sizeof(R)) {
-    os::populate_for_write(out.data(), n * sizeof(R));
+    return;
   }
+  out.reserve(n);
+  if (n >= map_in_from / sizeof(R)) os::populate_for_write(out.data(), n * sizeof(R));
 }
 
 /// Whether a result_slots is ready for writes when made, or only has its memory (reserved):

@@ -525,10 +525,9 @@ auto map_on_threads(scheduler* pool, F& f, Range& items, const options& opts,
   } else {
     input_t input(items);
     using map_t = threaded_map<F, input_t, R>;
+    if (plain == plain_loop::yes) return map_t::plain_loop(f, input, opts.progress);
     const std::uint64_t identity = callable_identity(f);
-    if (plain == plain_loop::yes ||
-        (plain == plain_loop::ask &&
-         map_t::plain_loop_will_do(*pool, identity, input.size(), opts)))
+    if (plain == plain_loop::ask && map_t::plain_loop_will_do(*pool, identity, input.size(), opts))
       return map_t::plain_loop(f, input, opts.progress);
     return map_t(*pool, f, identity, input, opts).run();
   }

@@ -19,6 +19,7 @@ inline std::size_t available_cores() noexcept {
 
 /// No transparent huge pages to ask for on Windows, and no call that maps in many pages at once
 /// (a copy into fresh memory faults page by page, as it does without the hint on Linux).
+inline std::size_t whole_huge_pages_request(std::size_t bytes) noexcept { return bytes; }
 inline void prepare_large_write(void*, std::size_t) noexcept {}
 inline void populate_for_write(void*, std::size_t) noexcept {}
 /// Per-call fork, which keeps arenas for reuse (and gives back their memory), is POSIX only.
