@@ -76,9 +76,9 @@ inline std::size_t whole_huge_pages_request(std::size_t bytes) noexcept {
 ///   it would fault in 4 KiB at a time. Only while the rest of it is untouched (mincore): a
 ///   block reused from the heap keeps its pages. A fresh result vector on this project's VM,
 ///   reserved, zero-filled and written: 2 MB ~2.4-3.1 ms -> ~0.22 ms, 4 MB ~5.6-7.0 -> ~0.4 ms,
-///   16 MB ~3.1-4.2 -> ~1.3-1.7 ms. The price: the
-///   memory of the huge pages it touches, up to 2 MiB more than the block's (a vector of just
-///   over 1 MiB holds 2). Where no huge page can be made, the block is mapped in at once.
+///   16 MB ~3.1-4.2 -> ~1.3-1.7 ms. The price: the memory of the huge pages it touches, up to
+///   2 MiB more than the block's (a vector of just over 1 MiB holds 2). Where no huge page can
+///   be made, the block is mapped in at once.
 /// - Any other block: the whole pages inside it are advised, and the stretches before its first
 ///   2 MiB boundary and after its last, which cannot be huge, mapped in at once
 ///   (populate_for_write) instead of a fault per 4 KiB.
