@@ -160,7 +160,7 @@ void reserve_results(std::vector<R>& out, std::size_t n) {
   constexpr std::size_t huge_from = std::size_t{1} << 20;
   constexpr std::size_t map_in_from = std::size_t{256} << 10;
   if (n > huge_from / sizeof(R) && n <= out.max_size()) {
-    out.reserve(std::max(n, os::whole_huge_pages_request(n * sizeof(R)) / sizeof(R)));
+    out.reserve(os::whole_huge_pages_request(n * sizeof(R)) / sizeof(R));  // at least n
     os::prepare_large_write(out.data(), n * sizeof(R));
     return;
   }
