@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "detail/platform.hpp"
 #include "progress.hpp"
 
 namespace parallel {
@@ -37,22 +38,13 @@ struct spawn {};
 /// A single-threaded server process, spawned once, forks the workers on request.
 struct forkserver {};
 /// fork on POSIX, spawn on Windows.
-#if defined(_WIN32)
-using platform_default = spawn;
-#else
-using platform_default = fork;
-#endif
+using platform_default = std::conditional_t<detail::os::has_fork, fork, spawn>;
 }  // namespace start
 
 namespace detail {
 /// Whether this platform has the start method: Windows has no fork(), so spawn alone.
 template <class Start>
-inline constexpr bool start_available =
-#if defined(_WIN32)
-    std::is_same_v<Start, start::spawn>;
-#else
-    true;
-#endif
+inline constexpr bool start_available = os::has_fork || std::is_same_v<Start, start::spawn>;
 }  // namespace detail
 
 /// Runs the verb in worker processes started with `Start`: `workers` as for threads. With

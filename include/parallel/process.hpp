@@ -33,11 +33,7 @@
 #include <utility>
 
 #include "detail/process_platform.hpp"
-#if defined(_WIN32)
-#include "detail/win32/process_start.hpp"
-#else
-#include "detail/posix/process_start.hpp"
-#endif
+#include "detail/start/process.hpp"
 #include "errors.hpp"
 
 namespace parallel {

@@ -17,6 +17,7 @@
 #include "detail/scheduler/default_pools.hpp"
 #include "detail/scheduler/pool_lease.hpp"
 #include "detail/scheduler/scheduler.hpp"
+#include "detail/workers.hpp"
 #include "errors.hpp"
 #include "future.hpp"
 #include "join.hpp"

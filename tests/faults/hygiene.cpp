@@ -233,7 +233,7 @@ void check_worker_fds(const std::vector<worker_fds>& seen) {
       CHECK(w.others == 0);
     }
     if constexpr (std::is_same_v<Start, parallel::start::spawn>) {
-      // posix_spawn puts them at fixed numbers (posix/spawn.hpp).
+      // posix_spawn puts them at fixed numbers (linux/spawn.hpp).
       CHECK(w.channel == 3);
       CHECK(w.arena == 4);
     }

@@ -1,4 +1,4 @@
-// What the operating-system layers (posix/modules.hpp, win32/modules.hpp) answer for "which
+// What the operating-system layers (linux/modules.hpp, win32/modules.hpp) answer for "which
 // module holds this address": the same on every platform, so task identity reads it alike.
 #pragma once
 

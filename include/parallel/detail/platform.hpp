@@ -9,8 +9,10 @@
 
 #if defined(_WIN32)
 #include "win32/system.hpp"
+#elif defined(__linux__)
+#include "linux/system.hpp"
 #else
-#include "posix/system.hpp"
+#include "posix/generic.hpp"
 #endif
 
 namespace parallel::detail {

@@ -1,5 +1,6 @@
-// How each policy runs the verbs: one specialisation of backend<Policy> per policy. Policies of
-// later headers (processes<Start>, mpi) add theirs; map.hpp only dispatches.
+// How each policy runs the verbs: one specialisation of backend<Policy> per policy. This header
+// has the thread policies' (sequential, threads); process_backends.hpp (processes<Start>, from
+// <parallel/process_pool.hpp>) and mpi.hpp add theirs. map.hpp only dispatches.
 #pragma once
 
 #include <memory>
@@ -20,8 +21,22 @@
 
 namespace parallel::detail {
 
+/// A policy whose backend this program has not included: processes<Start> needs
+/// <parallel/process_pool.hpp>, parallel::mpi <parallel/mpi.hpp> (<parallel/parallel.hpp> has
+/// every policy but mpi). map.hpp is threads-only, so that a program that runs threads parses
+/// no process code.
 template <class Policy>
-struct backend;  // a policy without a backend is not a policy
+inline constexpr bool refused_by_its_policy = false;  // the policy's own error says why
+template <class Start>
+inline constexpr bool refused_by_its_policy<processes<Start>> = !start_available<Start>;
+
+template <class Policy>
+struct backend {
+  static_assert(refused_by_its_policy<Policy> || sizeof(Policy) == 0,
+                "parallel: this policy's backend is not included: for parallel::processes<...> "
+                "add #include <parallel/process_pool.hpp> (or include <parallel/parallel.hpp>), "
+                "for parallel::mpi add #include <parallel/mpi.hpp>");
+};
 
 /// starmap's adapter: calls f with the elements of a tuple-like item.
 template <class F>
@@ -115,7 +130,3 @@ struct backend<sequential> {
 };
 
 }  // namespace parallel::detail
-
-#if !defined(_WIN32)
-#include "process_verbs.hpp"  // backend<processes<start::fork>> (Windows: process_pool.hpp)
-#endif

@@ -17,7 +17,6 @@
 #include <utility>
 #include <vector>
 
-#include "../../codec.hpp"
 #include "../../policy.hpp"
 #include "../platform.hpp"
 
@@ -233,9 +232,10 @@ class result_slots {
   }
 
   /// Stores slots [first, first + k) from a block of k values encoded as bytes (only for a
-  /// type that crosses as its bytes: crosses_as_bytes<R>).
+  /// type that crosses as its bytes, codec.hpp's crosses_as_bytes<R>, which the process
+  /// backends check before they call it).
   void put_block(std::size_t first, std::size_t k, const std::byte* block) noexcept {
-    static_assert(crosses_as_bytes<R>);
+    static_assert(std::is_trivially_copyable_v<R>);
     if (k == 0) return;
     if constexpr (direct) {
       std::memcpy(static_cast<void*>(values_.data() + first), block, k * sizeof(R));

@@ -1,6 +1,7 @@
 // processes<start::fork>: workers forked for one call, which read the input and f in place,
 // copy-on-write; only indices go out and results come back. POSIX only (Windows has no fork):
-// backends.hpp includes this header on POSIX alone, and policy.hpp refuses start::fork elsewhere.
+// process_backends.hpp includes this header where the system has fork (os::has_fork), and
+// policy.hpp refuses start::fork elsewhere.
 #pragma once
 
 #include <algorithm>
@@ -23,7 +24,8 @@
 #include "../ipc/engine.hpp"
 #include "../ipc/worker.hpp"
 #include "../no_result.hpp"
-#include "../posix/process.hpp"
+#include "../process_platform.hpp"
+#include "../workers.hpp"
 #include "common.hpp"
 #include "process_verbs.hpp"
 #include "sequential.hpp"

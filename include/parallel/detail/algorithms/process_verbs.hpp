@@ -711,7 +711,3 @@ void ship_items(encoder& body, std::ranges::iterator_t<View>& it,
 }
 
 }  // namespace parallel::detail
-
-#if !defined(_WIN32)
-#include "fork_verbs.hpp"  // backend<processes<start::fork>>: POSIX only
-#endif

@@ -21,6 +21,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "std_types.hpp"
+
 namespace parallel::detail::reflect {
 
 inline constexpr std::size_t max_fields = 24;

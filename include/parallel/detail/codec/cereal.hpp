@@ -29,6 +29,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "core.hpp"
+
 namespace parallel::detail {
 
 #if defined(PARALLEL_HAS_CEREAL)

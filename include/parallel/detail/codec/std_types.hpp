@@ -38,6 +38,7 @@
 
 #include "../no_result.hpp"
 #include "../platform.hpp"
+#include "fallback.hpp"
 
 namespace parallel {
 namespace detail {

@@ -1,9 +1,11 @@
-// ipc::engine, continued (engine.hpp includes this at its end): deadlines, each computed the same
+// ipc::engine, continued (engine.hpp includes it): deadlines, each computed the same
 // way by check_timeouts() (has it passed?) and next_deadline_ms() (how long may the loop
 // sleep?): a worker's handshake, its becoming ready (the pool's initializer), the item a
 // worker runs, and another try at a start that failed. The loop sleeps until the nearest one;
 // nothing here polls.
 #pragma once
+
+#include "engine_class.hpp"
 
 namespace parallel::detail::ipc {
 

@@ -1,7 +1,9 @@
-// ipc::engine, continued (engine.hpp includes this at its end): the loop's round (prepare_wait,
+// ipc::engine, continued (engine.hpp includes it): the loop's round (prepare_wait,
 // then wait_now without the engine, then finish_wait) and the rounds of a caller that drives the
 // engine while the loop sleeps (README.md: who drives a pool's engine).
 #pragma once
+
+#include "engine_class.hpp"
 
 namespace parallel::detail::ipc {
 

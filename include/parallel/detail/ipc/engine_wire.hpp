@@ -1,9 +1,11 @@
-// ipc::engine, continued (engine.hpp includes this at its end): sending tasks and reading
+// ipc::engine, continued (engine.hpp includes it): sending tasks and reading
 // results. A task goes into its worker's shared-memory ring (a mark there and the bytes on the
 // socket when it does not fit); results come back the same way, in the order the tasks were sent.
 // Which worker gets the next job is the job core's choice (job_core.hpp); rebalance() takes
 // back queued jobs a worker has not started when another worker idles.
 #pragma once
+
+#include "engine_class.hpp"
 
 namespace parallel::detail::ipc {
 

@@ -1,9 +1,11 @@
-// ipc::engine, continued (engine.hpp includes this at its end): starting workers, ending and
+// ipc::engine, continued (engine.hpp includes it): starting workers, ending and
 // reaping them, and what a worker's end means for its jobs. Ending never waits without a bound:
 // a worker that does not end within end_grace after its channel closed (stopped by a
 // debugger, frozen) is killed; every signal goes to a worker the engine started and has not
 // reaped, through its process watch where there is one.
 #pragma once
+
+#include "engine_class.hpp"
 
 namespace parallel::detail::ipc {
 

@@ -40,7 +40,7 @@
 #include "../ipc/frame.hpp"
 #include "../ipc/identity.hpp"
 #include "../ipc/task.hpp"
-#include "../posix/process.hpp"
+#include "../process_platform.hpp"
 #include "mpi_api.hpp"
 
 namespace parallel::detail::ranks {

@@ -17,19 +17,12 @@
 #include <string>
 
 #include "../platform.hpp"
+#include "../workers.hpp"
 #include "fork_guard.hpp"
 #include "pool_lease.hpp"
 #include "scheduler.hpp"
 
 namespace parallel::detail {
-
-/// 0 = all cores, n > 0 = n, n < 0 = all cores but |n|; at least 1. The core count is read once
-/// (as oneTBB and OpenMP do): asking the kernel on every call would cost more than a small map.
-inline std::size_t resolve_workers(int requested) noexcept {
-  static const auto cores = static_cast<long long>(os::available_cores());
-  const long long n = requested == 0 ? cores : requested > 0 ? requested : cores + requested;
-  return static_cast<std::size_t>(n < 1 ? 1 : n);
-}
 
 class default_pools {
  public:

@@ -10,7 +10,12 @@
 
 #include "windows.hpp"
 
+/// No fork() on Windows: start::spawn alone (see posix/system.hpp).
+#define PARALLEL_DETAIL_HAS_FORK 0
+
 namespace parallel::detail::os {
+
+inline constexpr bool has_fork = false;
 
 inline std::size_t available_cores() noexcept {
   const unsigned n = std::thread::hardware_concurrency();

@@ -1,4 +1,4 @@
-// How parallel::process starts its child on POSIX: fork(), and in the child f(args...) on the
+// How parallel::process starts its child on Linux: fork(), and in the child f(args...) on the
 // decay-copies made before the fork, then _exit() (process.hpp's design note says why).
 #pragma once
 
@@ -11,7 +11,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "process.hpp"
+#include "../linux/process.hpp"
 
 namespace parallel::detail {
 

@@ -1,5 +1,5 @@
 // How parallel::process starts its child on Windows: this executable again, with f and its
-// arguments shipped through the codec (ipc/process_child.hpp); the child runs them from
+// arguments shipped through the codec (windows_process_child.hpp); the child runs them from
 // parallel::spawn_main.
 #pragma once
 
@@ -9,8 +9,8 @@
 #include <type_traits>
 #include <utility>
 
-#include "../ipc/process_child.hpp"
-#include "process.hpp"
+#include "../win32/process.hpp"
+#include "windows_process_child.hpp"
 
 namespace parallel::detail {
 

@@ -1,14 +1,14 @@
 // How a pool starts its workers, one specialisation of start_method<Start> per start method this
-// platform has: spawn everywhere (ipc/spawn_start.hpp), fork and forkserver on POSIX only
-// (posix/pool_start.hpp). A start method the platform lacks has no specialisation, and
-// policy.hpp refuses to name it with a clear message before that could matter.
+// platform has: spawn everywhere (spawn.hpp), fork and forkserver on POSIX only (fork.hpp). A start
+// method the platform lacks has no specialisation, and policy.hpp refuses to name it with a clear
+// message before that could matter.
 #pragma once
 
 #include <functional>
 #include <string>
 
+#include "../ipc/engine.hpp"
 #include "../process_platform.hpp"
-#include "engine.hpp"
 
 namespace parallel::detail {
 

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -16,9 +17,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__linux__)
-#include <sys/prctl.h>
-#endif
 
 #include <algorithm>
 #include <array>
@@ -39,7 +37,7 @@
 
 #include "../../errors.hpp"
 #include "../exception_names.hpp"
-#include "environment.hpp"
+#include "../posix/environment.hpp"
 
 namespace parallel::detail::os {
 
@@ -110,14 +108,10 @@ inline void set_nonblocking(int fd, bool on) {
 
 /// Anonymous shared memory of `bytes` bytes (memfd on Linux): O_CLOEXEC, never in /dev/shm.
 inline fd_handle anonymous_memory(std::size_t bytes) {
-#if defined(__linux__)
   const int made = static_cast<int>(::syscall(SYS_memfd_create, "parallel-arena", 1u /*CLOEXEC*/));
   if (made < 0) throw_errno("memfd_create");
   fd_handle fd(above_standard_fds(made));
   if (!fd) throw_errno("fcntl(F_DUPFD_CLOEXEC) of a memfd");
-#else
-#error "parallel: the process backend needs memfd_create (Linux)"
-#endif
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate(memfd)");
   return fd;
 }
@@ -164,7 +158,7 @@ class shared_mapping {
 /// A descriptor that becomes readable when the process ends (pidfd), or an empty handle where
 /// the kernel has none (then the end is seen as EOF on the worker's channel).
 inline fd_handle process_watch(pid_type pid) noexcept {
-#if defined(__linux__) && defined(SYS_pidfd_open)
+#if defined(SYS_pidfd_open)
   // CLOEXEC by default. None when out of descriptors: the end is then seen on the channel.
   return fd_handle(above_standard_fds(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))));
 #else
@@ -186,9 +180,7 @@ inline pid_type current_pid() noexcept { return ::getpid(); }
 /// Makes the calling (child) process die with its parent: SIGKILL when the parent ends (Linux),
 /// plus a check for the race where the parent ended before the request was made.
 inline void die_with_parent(pid_type parent) noexcept {
-#if defined(__linux__)
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-#endif
   if (::getppid() != parent) ::_exit(128 + SIGKILL);
 }
 
@@ -221,10 +213,8 @@ inline void resolve_worker_calls() noexcept {
   static const bool resolved = [] {
     struct sigaction action {};
     (void)::sigaction(SIGTERM, nullptr, &action);
-#if defined(__linux__)
     int death_signal = 0;
     (void)::prctl(PR_GET_PDEATHSIG, &death_signal);
-#endif
     (void)::getppid();
     return true;
   }();
@@ -233,12 +223,13 @@ inline void resolve_worker_calls() noexcept {
 
 inline bool parent_is(pid_type parent) noexcept { return ::getppid() == parent; }
 
-/// fork(); returns the child's pid in the parent and 0 in the child.
-inline pid_type fork_process() {
-  const pid_type pid = ::fork();
-  if (pid < 0) throw_errno("fork");
-  return pid;
-}
+/// fork() as the system gives it: the child's pid in the parent, 0 in the child, -1 (errno
+/// set) when the system refused. For a single-threaded process that answers a refusal itself
+/// (the forkserver).
+inline pid_type try_fork() noexcept { return ::fork(); }
+
+/// Closes a descriptor this process no longer needs (a copy inherited across fork).
+inline void close_descriptor(int fd) noexcept { ::close(fd); }
 
 [[noreturn]] inline void exit_now(int code) noexcept { ::_exit(code); }
 

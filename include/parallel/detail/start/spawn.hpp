@@ -8,7 +8,7 @@
 // (the pool's hooks, its initializer and on_exit, are in the memory it shares with its caller,
 // ahead of the rings: arena.hpp). Other roles a spawned process may have
 // (the forkserver on POSIX, a parallel::process child on Windows) have markers of their own,
-// which the platform's pool_start.hpp knows.
+// which the platform's roles know (roles.hpp).
 #pragma once
 
 #include <cstdio>
@@ -16,17 +16,12 @@
 #include <vector>
 
 #include "../../policy.hpp"
+#include "../ipc/arena.hpp"
+#include "../ipc/identity.hpp"
+#include "../ipc/worker.hpp"
 #include "../process_platform.hpp"
-#include "arena.hpp"
-#include "identity.hpp"
-#include "start_plan.hpp"
-#include "worker.hpp"
-
-#if defined(_WIN32)
-#include "../win32/pool_start.hpp"
-#else
-#include "../posix/pool_start.hpp"
-#endif
+#include "plan.hpp"
+#include "roles.hpp"
 
 namespace parallel::detail {
 

@@ -17,11 +17,12 @@
 #include <vector>
 
 #include "../../codec.hpp"
-#include "../process_platform.hpp"
-#include "frame.hpp"
-#include "frame_reader.hpp"
-#include "identity.hpp"
-#include "task.hpp"
+#include "../ipc/frame.hpp"
+#include "../ipc/frame_reader.hpp"
+#include "../ipc/identity.hpp"
+#include "../ipc/task.hpp"
+#include "../win32/channel.hpp"
+#include "../win32/process.hpp"
 
 namespace parallel::detail::ipc {
 

@@ -1,8 +1,7 @@
 // The POSIX-only start methods of a pool: fork (the pool's I/O thread forks each worker, which
 // runs the pool's initializer, then tasks until its channel closes, then its on_exit) and
-// forkserver (a
-// single-threaded server, itself spawned, forks them). Also the server's own role, which
-// parallel::spawn_main enters when the marker says "fs".
+// forkserver (a single-threaded server, itself spawned, forks them: forkserver.hpp). Also the
+// server's own role, which parallel::spawn_main enters when the marker says "fs".
 #pragma once
 
 #include <cstdio>
@@ -11,10 +10,10 @@
 
 #include "../../policy.hpp"
 #include "../ipc/arena.hpp"
-#include "../ipc/forkserver.hpp"
-#include "../ipc/start_plan.hpp"
 #include "../ipc/worker.hpp"
-#include "process.hpp"
+#include "../linux/process.hpp"
+#include "forkserver.hpp"
+#include "plan.hpp"
 
 namespace parallel::detail {
 

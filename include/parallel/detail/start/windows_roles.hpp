@@ -1,12 +1,12 @@
-// Windows has one start method, spawn (ipc/spawn_start.hpp): nothing here for the pool. The other
-// role a spawned process can have is a parallel::process child ("p:1:<parent pid>"), which
-// process_child.hpp runs.
+// Windows has one start method, spawn (spawn.hpp): nothing here for the pool. The other role a
+// spawned process can have is a parallel::process child ("p:1:<parent pid>"), which
+// windows_process_child.hpp runs.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "../ipc/process_child.hpp"
+#include "windows_process_child.hpp"
 
 namespace parallel::detail {
 

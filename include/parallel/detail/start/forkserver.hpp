@@ -22,12 +22,12 @@
 #include <string>
 
 #include "../../errors.hpp"
-#include "../posix/process.hpp"
-#include "../posix/spawn.hpp"
-#include "arena.hpp"
-#include "engine.hpp"
-#include "identity.hpp"
-#include "worker.hpp"
+#include "../ipc/arena.hpp"
+#include "../ipc/engine.hpp"
+#include "../ipc/identity.hpp"
+#include "../ipc/worker.hpp"
+#include "../linux/process.hpp"
+#include "../linux/spawn.hpp"
 
 namespace parallel::detail::ipc {
 
@@ -105,9 +105,9 @@ struct reply {
       continue;
     }
     std::fflush(nullptr);
-    const os::pid_type pid = ::fork();
+    const os::pid_type pid = os::try_fork();
     if (pid == 0) {
-      ::close(control);
+      os::close_descriptor(control);
       signals.reset();
       os::unblock_child_signals();
       os::become_worker(self);

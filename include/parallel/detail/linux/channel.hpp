@@ -59,7 +59,7 @@ inline library_fd watch_process(pid_type pid) noexcept { return library_fd(proce
 /// no other even after it ended and its pid was reused (a forkserver's workers are reaped by the
 /// server, not by us); by pid otherwise (then it is our child, not yet reaped).
 inline void signal_process(const library_fd& watch, pid_type pid, int signal) noexcept {
-#if defined(__linux__) && defined(SYS_pidfd_send_signal)
+#if defined(SYS_pidfd_send_signal)
   if (watch) {
     if (::syscall(SYS_pidfd_send_signal, watch.get(), signal, nullptr, 0) == 0 || errno == ESRCH)
       return;  // sent, or the process has ended
