@@ -137,7 +137,7 @@ std::vector<T> sorted(std::vector<T> v) {
   return v;
 }
 
-using test_support::counting_input;
+using test_support::single_pass;
 
 // --- /proc ------------------------------------------------------------------------------------
 

@@ -28,9 +28,9 @@
 
 namespace {
 
-using test_support::counting_input;
 using test_support::for_each_policy;
 using test_support::no_default;
+using test_support::single_pass;
 
 using test_support::watchdog;
 
@@ -78,7 +78,7 @@ TEST_CASE("imap: yields results in input order", "[imap]") {
                                      std::views::iota(0, n) | std::views::transform([](int i) {
                                        return i;
                                      }))) == expected);
-      counting_input generated{n};
+      single_pass generated{n};
       REQUIRE(collect(parallel::imap(policy, triple_plus_one, generated)) == expected);
       for (std::size_t chunksize :
            {std::size_t{1}, std::size_t{7}, static_cast<std::size_t>(n) + 5}) {
@@ -114,7 +114,7 @@ TEST_CASE("imap: reads at most max_in_flight items ahead", "[imap]") {
   constexpr int bound = 1 + 2 * window;
   for (std::size_t chunksize : {std::size_t{1}, std::size_t{0}}) {
     CAPTURE(chunksize);
-    counting_input items;  // unbounded: an eager reader never stops
+    single_pass items;  // unbounded: an eager reader never stops
     auto results =
         parallel::imap(parallel::threads{}, triple_plus_one, items,
                        parallel::options{.chunksize = chunksize, .max_in_flight = window});
@@ -133,7 +133,7 @@ TEST_CASE("imap: reads at most max_in_flight items ahead", "[imap]") {
 
 TEST_CASE("imap: the default read-ahead is bounded", "[imap]") {
   watchdog guard{"imap: the default read-ahead is bounded"};
-  counting_input items;  // unbounded
+  single_pass items;  // unbounded
   auto results = parallel::imap(parallel::threads{}, triple_plus_one, items);
   auto it = results.begin();
   REQUIRE(*it == 1);

@@ -37,8 +37,8 @@
 namespace {
 
 using test_support::for_each_policy;
-using test_support::generator_like;
 using test_support::no_default;
+using test_support::single_pass;
 
 int triple_plus_one(int x) { return x * 3 + 1; }
 
@@ -124,7 +124,7 @@ TEST_CASE("map: single-pass input range (generator-like)", "[map]") {
   for_each_policy([](auto policy) {
     for (int n : {0, 1, 2, 4321}) {
       CAPTURE(n);
-      generator_like items{n};
+      single_pass items{n};
       REQUIRE(parallel::map(policy, triple_plus_one, items) == loop_triple_plus_one(numbers(n)));
     }
   });
@@ -218,7 +218,7 @@ TEST_CASE("map: the chunksize option keeps results right", "[map]") {
     REQUIRE(pool.map(triple_plus_one, items, opts) == expected);
     std::list<int> list_items(items.begin(), items.end());
     REQUIRE(pool.map(triple_plus_one, list_items, opts) == expected);
-    generator_like generated{n};
+    single_pass generated{n};
     REQUIRE(pool.map(triple_plus_one, generated, opts) == expected);
   }
 }
@@ -579,7 +579,7 @@ TEST_CASE("map: f returning void runs for every item and map returns void", "[ma
     parallel::map(policy, hit, numbers(1000));
     for (auto& h : hits) REQUIRE(h.load() == 1);
     // From a single-pass input too, and through starmap.
-    parallel::map(policy, hit, generator_like{1000});
+    parallel::map(policy, hit, single_pass{1000});
     std::vector<std::tuple<int, int>> pairs;
     for (int i = 0; i < 1000; ++i) pairs.emplace_back(i, 1);
     parallel::starmap(

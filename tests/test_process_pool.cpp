@@ -34,7 +34,7 @@
 namespace {
 
 using namespace process_test_support;
-using test_support::generator_like;
+using test_support::single_pass;
 using test_support::watchdog;
 
 using namespace std::chrono_literals;
@@ -107,20 +107,20 @@ TEST_CASE("process_pool: map, imap and imap_unordered give the plain loop's resu
     REQUIRE(pool.map(triple_plus_one, items) == expected);
     REQUIRE(pool.map(triple_plus_one, listed) == expected);
     REQUIRE(pool.map(triple_plus_one, std::views::iota(0, n)) == expected);
-    generator_like generated{n};
+    single_pass generated{n};
     REQUIRE(pool.map(triple_plus_one, generated) == expected);
 
     REQUIRE(collect(pool.imap(triple_plus_one, items)) == expected);
     REQUIRE(collect(pool.imap(triple_plus_one, listed)) == expected);
     REQUIRE(collect(pool.imap(triple_plus_one, std::views::iota(0, n))) == expected);
-    generator_like generated_again{n};
+    single_pass generated_again{n};
     REQUIRE(collect(pool.imap(triple_plus_one, generated_again)) == expected);
-    counting_input counted{n};
+    single_pass counted{n};
     REQUIRE(collect(pool.imap(triple_plus_one, counted)) == expected);
 
     REQUIRE(sorted(collect(pool.imap_unordered(triple_plus_one, items))) == expected);
     REQUIRE(sorted(collect(pool.imap_unordered(triple_plus_one, listed))) == expected);
-    generator_like generated_unordered{n};
+    single_pass generated_unordered{n};
     REQUIRE(sorted(collect(pool.imap_unordered(triple_plus_one, generated_unordered))) == expected);
   }
 }
@@ -168,7 +168,7 @@ TEST_CASE("process_pool: imap over an unbounded input stops promptly, reading a 
   test_support::check_at_once("100 results and the loop left", test_support::ms_since(start),
                               healthy_ms);
 
-  counting_input input;  // unbounded, single pass
+  single_pass input;  // unbounded, single pass
   seen = 0;
   for (int r : pool.imap(triple_plus_one, input, {.max_in_flight = 4})) {
     REQUIRE(r == triple_plus_one(seen));

@@ -34,7 +34,7 @@
 namespace {
 
 using namespace process_test_support;
-using test_support::generator_like;
+using test_support::single_pass;
 using test_support::watchdog;
 
 using namespace std::chrono_literals;
@@ -93,7 +93,7 @@ TEST_CASE("processes: map gives the plain loop's results for every kind of input
       const std::list<int> listed(items.begin(), items.end());
       REQUIRE(parallel::map(policy, triple_plus_one, listed) == expected);
       REQUIRE(parallel::map(policy, triple_plus_one, std::views::iota(0, n)) == expected);
-      generator_like generated{n};
+      single_pass generated{n};
       REQUIRE(parallel::map(policy, triple_plus_one, generated) == expected);
     }
   });
@@ -138,9 +138,9 @@ TEST_CASE("processes: imap yields the plain loop's results in input order", "[pr
       const std::list<int> listed(items.begin(), items.end());
       REQUIRE(collect(parallel::imap(policy, triple_plus_one, listed)) == expected);
       REQUIRE(collect(parallel::imap(policy, triple_plus_one, std::views::iota(0, n))) == expected);
-      generator_like generated{n};
+      single_pass generated{n};
       REQUIRE(collect(parallel::imap(policy, triple_plus_one, generated)) == expected);
-      counting_input counted{n};
+      single_pass counted{n};
       REQUIRE(collect(parallel::imap(policy, triple_plus_one, counted)) == expected);
     }
   });
@@ -161,7 +161,7 @@ TEST_CASE("processes: imap_unordered yields the plain loop's results in some ord
               expected);
       REQUIRE(sorted(collect(parallel::imap_unordered(policy, triple_plus_one,
                                                       std::views::iota(0, n)))) == expected);
-      generator_like generated{n};
+      single_pass generated{n};
       REQUIRE(sorted(collect(parallel::imap_unordered(policy, triple_plus_one, generated))) ==
               expected);
     }
@@ -176,7 +176,7 @@ TEST_CASE("processes: 100000 items through every verb", "[processes]") {
   REQUIRE(parallel::map(policy, triple_plus_one, items) == expected);
   REQUIRE(collect(parallel::imap(policy, triple_plus_one, items)) == expected);
   REQUIRE(sorted(collect(parallel::imap_unordered(policy, triple_plus_one, items))) == expected);
-  generator_like generated{100000};
+  single_pass generated{100000};
   REQUIRE(collect(parallel::imap(policy, triple_plus_one, generated)) == expected);
 }
 
@@ -217,7 +217,7 @@ TEST_CASE("processes: imap reads a bounded window ahead of a single-pass input",
   SECTION("max_in_flight bounds what is read beyond the results taken") {
     for (std::size_t window : {std::size_t{1}, std::size_t{4}, std::size_t{16}}) {
       CAPTURE(window);
-      counting_input input;  // unbounded
+      single_pass input;  // unbounded
       int seen = 0;
       for (int r : parallel::imap(fork_processes{.workers = 2}, triple_plus_one, input,
                                   {.max_in_flight = window})) {
@@ -230,7 +230,7 @@ TEST_CASE("processes: imap reads a bounded window ahead of a single-pass input",
     }
   }
   SECTION("the automatic window is bounded too") {
-    counting_input input;
+    single_pass input;
     int seen = 0;
     for (int r : parallel::imap(fork_processes{.workers = 2}, triple_plus_one, input)) {
       REQUIRE(r == triple_plus_one(seen));

@@ -33,7 +33,7 @@
 namespace {
 
 using test_support::for_each_policy;
-using test_support::generator_like;
+using test_support::single_pass;
 
 using namespace std::chrono_literals;
 
@@ -157,7 +157,7 @@ TEST_CASE("progress: unsized input reports total 0 until known and ends with eve
           "[progress]") {
   for_each_policy([](auto policy) {
     progress_log log;
-    generator_like items{500};
+    single_pass items{500};
     const auto out = parallel::map(
         policy, [](int x) { return x; }, items, parallel::options{.progress = log.callback()});
     REQUIRE(out.size() == 500);

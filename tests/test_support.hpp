@@ -264,12 +264,18 @@ inline pid_t fork_when_pools_sleep() {
 }
 #endif
 
-/// A single-pass input range yielding 0, 1, 2, ... (forever when limit < 0) that counts the
-/// items read from it. Copies of an iterator share the position, as a generator's do. The
-/// library may read it from any thread, so the count is atomic.
-class counting_input {
+/// A single-pass input range of 0, 1, 2, ... (forever when size < 0), as a generator is: no
+/// size, no second pass, and copies of an iterator share the position. It counts the items read
+/// (reads(); atomic, as the library may read it from any thread) and how far it was advanced
+/// (position()). Given a log, it logs "P<k>" when it produces item k (begin() produces item 0,
+/// ++ the next), so that a consumer logging "C<k>" into the same log shows how far ahead the
+/// input ran; item `broken` then throws std::runtime_error("the input broke at item <k>") when
+/// it is read.
+class single_pass {
  public:
-  explicit counting_input(int limit = -1) : limit_{limit} {}
+  explicit single_pass(int size = -1) : size_{size} {}
+  single_pass(std::vector<std::string>& log, int size, int broken = -1)
+      : size_{size}, log_{&log}, broken_{broken} {}
 
   class iterator {
    public:
@@ -277,126 +283,56 @@ class counting_input {
     using value_type = int;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    explicit iterator(counting_input* owner) : owner_{owner} {}
+    explicit iterator(single_pass* owner) : owner_{owner} {}
     int operator*() const {
-      owner_->reads_.store(std::max(owner_->reads_.load(), owner_->current_ + 1));
-      return owner_->current_;
+      const int at = owner_->current_;
+      if (at == owner_->broken_)
+        throw std::runtime_error("the input broke at item " + std::to_string(at));
+      owner_->reads_.store(std::max(owner_->reads_.load(), at + 1));
+      return at;
     }
     iterator& operator++() {
-      ++owner_->current_;
+      owner_->produce(++owner_->current_);
       return *this;
     }
     void operator++(int) { ++*this; }
     friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
 
    private:
-    bool at_end() const { return owner_->limit_ >= 0 && owner_->current_ >= owner_->limit_; }
-    counting_input* owner_ = nullptr;
+    bool at_end() const { return owner_->size_ >= 0 && owner_->current_ >= owner_->size_; }
+    single_pass* owner_ = nullptr;
   };
 
-  iterator begin() { return iterator{this}; }
-  std::default_sentinel_t end() { return {}; }
+  iterator begin() {
+    produce(current_);
+    return iterator{this};
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
   /// Items dereferenced so far (the highest position read, plus one).
   int reads() const { return reads_.load(); }
   /// How far the input was advanced.
   int position() const { return current_; }
 
  private:
-  int limit_;
-  int current_ = 0;
-  std::atomic<int> reads_{0};
-};
-static_assert(std::ranges::input_range<counting_input>);
-static_assert(!std::ranges::forward_range<counting_input>);
+  void produce(int k) {
+    if (log_ != nullptr && (size_ < 0 || k < size_)) log_->push_back("P" + std::to_string(k));
+  }
 
-/// A single-pass input range yielding 0..size-1, like a generator: no size, no second pass.
-class generator_like {
- public:
-  explicit generator_like(int size) : size_{size} {}
-
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = int;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(generator_like* owner) : owner_{owner} {}
-    int operator*() const { return owner_->current_; }
-    iterator& operator++() {
-      ++owner_->current_;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
-
-   private:
-    bool at_end() const { return owner_->current_ >= owner_->size_; }
-    generator_like* owner_ = nullptr;
-  };
-
-  iterator begin() { return iterator{this}; }
-  std::default_sentinel_t end() { return {}; }
-
- private:
   int size_;
   int current_ = 0;
+  std::atomic<int> reads_{0};
+  std::vector<std::string>* log_ = nullptr;
+  int broken_ = -1;
 };
-static_assert(std::ranges::input_range<generator_like>);
-static_assert(!std::ranges::forward_range<generator_like>);
-static_assert(!std::ranges::sized_range<generator_like>);
+static_assert(std::ranges::input_range<single_pass>);
+static_assert(!std::ranges::forward_range<single_pass>);
+static_assert(!std::ranges::sized_range<single_pass>);
 
 struct no_default {
   explicit no_default(int v) : value{v} {}
   int value;
 };
 static_assert(!std::is_default_constructible_v<no_default>);
-
-/// A single-pass input of 0 .. size-1, read only by the calling thread, that logs each step as
-/// a generator would: "P<k>" when it produces item k (begin() produces item 0, ++ the next),
-/// and throws std::runtime_error("the input broke at item <k>") when item `broken` is read.
-/// The consumer logs "C<k>" into the same log, so a test sees how far ahead the input ran.
-class logged_input {
- public:
-  explicit logged_input(std::vector<std::string>& log, int size, int broken = -1)
-      : log_{&log}, size_{size}, broken_{broken} {}
-
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = int;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(logged_input* owner) : owner_{owner} {}
-    int operator*() const {
-      if (at_ == owner_->broken_)
-        throw std::runtime_error("the input broke at item " + std::to_string(at_));
-      return at_;
-    }
-    iterator& operator++() {
-      if (++at_ < owner_->size_) owner_->log_->push_back("P" + std::to_string(at_));
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
-
-   private:
-    bool at_end() const { return at_ >= owner_->size_; }
-
-    logged_input* owner_ = nullptr;
-    int at_ = 0;
-  };
-
-  iterator begin() {
-    if (size_ > 0) log_->push_back("P0");
-    return iterator(this);
-  }
-  std::default_sentinel_t end() const noexcept { return {}; }
-
- private:
-  std::vector<std::string>* log_;
-  int size_;
-  int broken_;
-};
 
 /// "P0 C0 P1 C1 ... P<n-1> C<n-1>": what a generator and its consumer log when the input runs no
 /// further ahead than one item (max_in_flight = 1).
@@ -449,7 +385,7 @@ void check_lockstep(ImapOf imap_of, IndexOf index_of) {
   for (const bool ordered : {true, false}) {
     CAPTURE(ordered);
     std::vector<std::string> log;
-    logged_input input(log, 6);
+    single_pass input(log, 6);
     run_imap(imap_of, ordered, input, {.max_in_flight = 1}, [&](auto&& results) {
       for (int y : results) log.push_back("C" + std::to_string(index_of(y)));
     });
@@ -467,7 +403,7 @@ void check_input_breaks(ImapOf imap_of, F f) {
     for (std::size_t chunksize : {std::size_t{0}, std::size_t{1}, std::size_t{4}}) {
       CAPTURE(ordered, chunksize);
       std::vector<std::string> log;
-      logged_input input(log, 40, broken);
+      single_pass input(log, 40, broken);
       std::vector<int> got;
       REQUIRE_THROWS_WITH(run_imap(imap_of, ordered, input, {.chunksize = chunksize},
                                    [&got](auto&& results) {

@@ -56,6 +56,25 @@ inline std::uint64_t now_ns() {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+/// What a call threw: its what(), and when it was caught (now_ns).
+struct caught {
+  std::string message;
+  std::uint64_t at_ns = 0;
+};
+
+/// Runs `call`, which must throw an E; returns what it threw and when. The test fails (REQUIRE)
+/// when it returns normally; an exception of another type goes on to Catch, which reports it.
+template <class E, class Call>
+caught expect_throw(Call&& call) {
+  try {
+    std::forward<Call>(call)();
+  } catch (const E& e) {
+    return {e.what(), now_ns()};
+  }
+  FAIL("the call returned: it should have thrown");
+  return {};
+}
+
 /// For messages (Catch2 v2 and v3 name their substring matcher differently).
 inline bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;

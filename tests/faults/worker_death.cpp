@@ -84,15 +84,8 @@ TEMPLATE_TEST_CASE("faults: map raises worker_died within 100 ms when a worker d
       sleep_ms(2);
       return x * x;
     };
-    std::string message;
-    std::uint64_t caught_ns = 0;
-    try {
-      (void)runner.map(task, items, {.chunksize = chunk});
-    } catch (const parallel::worker_died& e) {
-      caught_ns = now_ns();
-      message = e.what();
-    }
-    REQUIRE(caught_ns != 0);
+    const auto [message, caught_ns] = expect_throw<parallel::worker_died>(
+        [&] { (void)runner.map(task, items, {.chunksize = chunk}); });
     // The next call works, and is the healthy call of the same shape that "at once" is measured
     // against.
     const double healthy_ms = time_ms(
@@ -118,15 +111,8 @@ TEMPLATE_TEST_CASE("faults: worker_died comes at once while the other workers ar
       return x;
     };
     const std::uint64_t start = now_ns();
-    std::string message;
-    std::uint64_t caught_ns = 0;
-    try {
-      (void)runner.map(task, items, {.chunksize = 1});
-    } catch (const parallel::worker_died& e) {
-      caught_ns = now_ns();
-      message = e.what();
-    }
-    REQUIRE(caught_ns != 0);
+    const auto [message, caught_ns] = expect_throw<parallel::worker_died>(
+        [&] { (void)runner.map(task, items, {.chunksize = 1}); });
     INFO("the call took " << static_cast<double>(caught_ns - start) / 1e6 << " ms");
     CHECK(shared_board().task_runs.load() == 0);
     check_death(message, caught_ns, death::sigkill, "item 1", healthy_ms);
@@ -159,15 +145,9 @@ TEMPLATE_TEST_CASE(
     });
     {
       std::vector<int> seen;
-      std::string message;
-      std::uint64_t caught_ns = 0;
-      try {
+      const auto [message, caught_ns] = expect_throw<parallel::worker_died>([&] {
         for (int r : runner.imap(task, items, {.chunksize = chunk})) seen.push_back(r);
-      } catch (const parallel::worker_died& e) {
-        caught_ns = now_ns();
-        message = e.what();
-      }
-      REQUIRE(caught_ns != 0);
+      });
       check_death(message, caught_ns, how, "item " + std::to_string(dying_item), healthy_ms);
       if (chunk == 1) {
         CHECK(seen == squares(dying_item));
@@ -278,15 +258,8 @@ TEMPLATE_TEST_CASE("faults: submit: only the future that ran in the dead worker 
   for (int i = 0; i < calls; ++i)
     futures.push_back(pool.submit(slow_square_or_die, i, dying_call, how));
   // The dying call first: its error must not wait for the others.
-  std::string message;
-  std::uint64_t caught_ns = 0;
-  try {
-    (void)futures[dying_call].get();
-  } catch (const parallel::worker_died& e) {
-    caught_ns = now_ns();
-    message = e.what();
-  }
-  REQUIRE(caught_ns != 0);
+  const auto [message, caught_ns] =
+      expect_throw<parallel::worker_died>([&] { (void)futures[dying_call].get(); });
   check_death(message, caught_ns, how, "while running a task", healthy_ms);
   for (int i = 0; i < calls; ++i) {
     if (i == dying_call) continue;
