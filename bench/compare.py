@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/compare.py [--quick] [--build DIR] [--out DIR] [--only REGEX]
                                       [--repetitions N] [--min-time S] [--budget S] [--no-python]
+    /usr/bin/python3 bench/compare.py --render bench/results/compare.json [--out DIR]
 
 Runs one grid of workloads through build/bench/bench/bench_compare (C++: the sequential loop,
 parallel::threads, process_pool<fork|spawn|forkserver> reused, processes<...> per call, OpenMP,
@@ -36,6 +37,9 @@ Families (full mode; --quick in brackets):
 Full: 5 repetitions of >= 0.2 s, about 13-16 min on 2 cores; --quick: 3 of >= 0.01 s, about
 110 s. Python peers whose run would exceed --budget (1.5 s; quick 0.3 s) are skipped and
 listed (Python's own loop runs whenever one of them does: it is their baseline).
+The pipeline is run -> results -> render: run() measures and returns every timing (compare.json),
+render() makes the tables and plots from that alone, so --render rebuilds them from a
+compare.json without running anything (a change of a table or a plot, an older run).
 Exit status 1 when a benchmark failed. Python 3 standard library (+ python3-matplotlib for plots).
 """
 
@@ -540,25 +544,9 @@ def break_even(cost_cells, count_cells, results):
 # --- main -------------------------------------------------------------------------------------
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the smaller grid, < 2 min")
-    parser.add_argument("--build", type=Path, default=HERE.parent / "build" / "bench",
-                        help="the CMake build directory with bench/bench_compare")
-    parser.add_argument("--out", type=Path, help="where the results go (bench/results/, "
-                        "--quick: bench/results/quick/)")
-    parser.add_argument("--only", help="regex on family names and cell ids, e.g. 'idioms|spin:10:'")
-    parser.add_argument("--repetitions", type=int)
-    parser.add_argument("--min-time", type=float, help="seconds per C++ repetition at least")
-    parser.add_argument("--budget", type=float, help="seconds a Python peer's run may take")
-    parser.add_argument("--no-python", action="store_true", help="leave out the Python peers")
-    args = parser.parse_args()
-    mode = "quick" if args.quick else "full"
-    for name in ("repetitions", "min_time", "budget"):
-        if getattr(args, name) is None:
-            setattr(args, name, MODES[mode][name])
-    out = args.out or (HERE / "results" / ("quick" if args.quick else ""))
+def run(args, mode, out):
+    """Runs the grid (C++, then the Python peers) and returns the results document, which
+    render() turns into tables and plots and compare.json keeps."""
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     exe = args.build / "bench" / "bench_compare"
@@ -630,10 +618,25 @@ def main():
         for cell_id, by_peer in py_results.items():
             results.setdefault(cell_id, {}).update(by_peer)
     summarise(results)
+    return {"mode": mode, "started": started.isoformat(timespec="seconds"), "machine": info,
+            "heading": heading, "phases": phases, "repetitions": args.repetitions,
+            "min_time": args.min_time, "budget": args.budget,
+            "families": [{"name": f, "title": t, "cells": cs} for f, t, cs in families],
+            "results": results, "python": python_doc and {
+                k: v for k, v in python_doc.items() if k != "records"},
+            "python_note": python_note, "failures": failures}
 
+
+def render(document, out):
+    """The tables (printed, and compare.md in `out`) and the plots of a results document: what
+    run() returned, or a compare.json read back (`--render`). Returns the files written."""
+    results = document["results"]
+    families = [(f["name"], f["title"], f["cells"]) for f in document["families"]]
+    python_doc = document.get("python")
+    python_note = document.get("python_note")
     markdown = ["# `parallel`: the sequential loop against every backend and peer", "",
-                *[f"- {line}" for line in heading],
-                *[f"- {name} phase: {fmt_load(p)}" for name, p in phases.items()], ""]
+                *[f"- {line}" for line in document["heading"]],
+                *[f"- {name} phase: {fmt_load(p)}" for name, p in document["phases"].items()], ""]
     if python_doc:
         line = (f"Python {python_doc['python']} ({python_doc['executable']}), joblib "
                 f"{python_doc['joblib']}: a Python call costs "
@@ -658,14 +661,6 @@ def main():
               f"{render_text(header, rows)}")
         markdown += ["## Break-even (medians of this run)", "", render_markdown(header, rows), ""]
 
-    document = {"mode": mode, "started": started.isoformat(timespec="seconds"), "machine": info,
-                "heading": heading, "phases": phases, "repetitions": args.repetitions,
-                "min_time": args.min_time, "budget": args.budget,
-                "families": [{"name": f, "title": t, "cells": cs} for f, t, cs in families],
-                "results": results, "python": python_doc and {
-                    k: v for k, v in python_doc.items() if k != "records"},
-                "failures": failures}
-    (out / "compare.json").write_text(json.dumps(document, indent=1))
     try:
         import compare_plot
         plots = compare_plot.plot(document, out)
@@ -674,11 +669,45 @@ def main():
         plots = []
         print(f"no plots: {e} (install python3-matplotlib)")
     (out / "compare.md").write_text("\n".join(markdown) + "\n")
-    for failure in failures:
+    return [out / "compare.md", *plots]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the smaller grid, < 2 min")
+    parser.add_argument("--build", type=Path, default=HERE.parent / "build" / "bench",
+                        help="the CMake build directory with bench/bench_compare")
+    parser.add_argument("--out", type=Path, help="where the results go (bench/results/, "
+                        "--quick: bench/results/quick/)")
+    parser.add_argument("--only", help="regex on family names and cell ids, e.g. 'idioms|spin:10:'")
+    parser.add_argument("--repetitions", type=int)
+    parser.add_argument("--min-time", type=float, help="seconds per C++ repetition at least")
+    parser.add_argument("--budget", type=float, help="seconds a Python peer's run may take")
+    parser.add_argument("--no-python", action="store_true", help="leave out the Python peers")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="run nothing: rebuild the tables and plots from a compare.json "
+                        "(into --out, default the JSON's folder)")
+    args = parser.parse_args()
+    if args.render:
+        document = json.loads(args.render.read_text())
+        out = args.out or args.render.parent
+        out.mkdir(parents=True, exist_ok=True)
+        written = render(document, out)
+        print(f"\nwrote {', '.join(str(p) for p in written)} from {args.render}")
+        return 1 if document.get("failures") else 0
+    mode = "quick" if args.quick else "full"
+    for name in ("repetitions", "min_time", "budget"):
+        if getattr(args, name) is None:
+            setattr(args, name, MODES[mode][name])
+    out = args.out or (HERE / "results" / ("quick" if args.quick else ""))
+    document = run(args, mode, out)
+    (out / "compare.json").write_text(json.dumps(document, indent=1))
+    written = render(document, out)
+    for failure in document["failures"]:
         print(f"FAILED: {failure}")
-    print(f"\nwrote {out / 'compare.md'}, {out / 'compare.json'}" +
-          "".join(f", {p}" for p in plots))
-    return 1 if failures else 0
+    print(f"\nwrote {out / 'compare.json'}, {', '.join(str(p) for p in written)}")
+    return 1 if document["failures"] else 0
 
 
 if __name__ == "__main__":
