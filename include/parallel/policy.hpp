@@ -62,6 +62,15 @@ struct processes {
   int workers = 0;
 };
 
+/// Runs the verb on the ranks of the MPI job (rank 0 drives, the others compute): the verbs on it
+/// need <parallel/mpi.hpp> and the CMake target parallel::mpi. `workers`: 0 = every rank but 0,
+/// n > 0 = ranks 1..n. With a single rank, rank 0 runs the tasks itself.
+///
+///     auto squares = parallel::map(parallel::mpi{}, square, xs);
+struct mpi {
+  int workers = 0;
+};
+
 /// Options of map, starmap, imap and imap_unordered.
 ///
 ///     parallel::map(f, xs, {.chunksize = 64, .progress = parallel::progress_bar()});
@@ -85,6 +94,8 @@ template <>
 struct is_policy<threads> : std::true_type {};
 template <class Start>
 struct is_policy<processes<Start>> : std::true_type {};
+template <>
+struct is_policy<mpi> : std::true_type {};
 }  // namespace detail
 
 /// True for the types that may be passed as the first argument of a verb.
