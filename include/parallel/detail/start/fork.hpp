@@ -41,13 +41,12 @@ template <>
 struct start_method<start::forkserver> {
   static start_plan plan() {
     return {[](int channel, ipc::arena& shared) {
-              const os::pid_type pid =
-                  ipc::forkserver_client::instance().start_worker(channel, shared);
+              const os::pid_type pid = forkserver_client::instance().start_worker(channel, shared);
               shared.close_fd();  // the worker has its own descriptor: one less here
               return pid;
             },
             spawn_hint,  // the server is a spawned process too
-            [](os::pid_type pid) { return ipc::forkserver_client::instance().wait_status(pid); }};
+            [](os::pid_type pid) { return forkserver_client::instance().wait_status(pid); }};
   }
 };
 
@@ -55,7 +54,7 @@ struct start_method<start::forkserver> {
 /// ("fs:1:<parent pid>"). Returns false for a marker that is not one of them.
 inline bool run_platform_role(const std::vector<std::string>& fields, int /*channel*/) {
   if (fields.size() < 3 || fields[0] != "fs") return false;
-  ipc::run_forkserver(static_cast<os::pid_type>(std::stol(fields[2])));
+  run_forkserver(static_cast<os::pid_type>(std::stol(fields[2])));
 }
 
 }  // namespace parallel::detail

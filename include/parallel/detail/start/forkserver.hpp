@@ -29,7 +29,7 @@
 #include "../linux/process.hpp"
 #include "../linux/spawn.hpp"
 
-namespace parallel::detail::ipc {
+namespace parallel::detail {
 
 namespace forkserver_wire {
 
@@ -113,13 +113,13 @@ struct reply {
       os::become_worker(self);
       os::adopt_ignored_signals(req.ignored_signals);
       const int channel = fds[0].release();
-      std::optional<arena> shared;
+      std::optional<ipc::arena> shared;
       try {
-        shared.emplace(arena::adopt_t{}, fds[1].release(), req.ring_bytes, req.hooks_bytes);
+        shared.emplace(ipc::arena::adopt_t{}, fds[1].release(), req.ring_bytes, req.hooks_bytes);
       } catch (const std::exception& e) {
-        refuse_to_start(channel, e.what());
+        ipc::refuse_to_start(channel, e.what());
       }
-      worker_main(channel, *shared, &run_shipped);
+      ipc::worker_main(channel, *shared, &ipc::run_shipped);
     }
     const int fork_errno = errno;
     // The server's copies of the worker's channel and arena go before the caller hears of the
@@ -164,7 +164,7 @@ class forkserver_client {
 
   /// Asks the server for a worker on `channel` and `arena`; returns its pid. Throws
   /// spawn_error when the server refuses, is gone, or does not answer within reply_timeout_ms.
-  os::pid_type start_worker(int channel, const arena& shared) {
+  os::pid_type start_worker(int channel, const ipc::arena& shared) {
     using namespace forkserver_wire;
     std::lock_guard lock(mutex_);
     ensure_running();
@@ -223,7 +223,7 @@ class forkserver_client {
   /// How a worker ended, as its server reported it. The workers of a server that has ended
   /// died with it (PR_SET_PDEATHSIG): they are reported at once, killed, with a note, never
   /// waited for. Waits at most status_timeout_ms for a report (status -1 when none came).
-  worker_end wait_status(os::pid_type pid) {
+  ipc::worker_end wait_status(os::pid_type pid) {
     std::lock_guard lock(mutex_);
     const auto served = server_of_.find(pid);
     const std::uint64_t epoch = served != server_of_.end() ? served->second : epoch_;
@@ -321,4 +321,4 @@ class forkserver_client {
   std::map<os::pid_type, std::uint64_t> server_of_;  // a worker's server's epoch
 };
 
-}  // namespace parallel::detail::ipc
+}  // namespace parallel::detail

@@ -24,7 +24,7 @@ os::pid_type start_process(F&& f, Args&&... args) {
   std::clog.flush();
   std::cerr.flush();
   (void)std::fflush(nullptr);
-  return ipc::start_process_child(fn, arguments);
+  return start_process_child(fn, arguments);
 }
 
 }  // namespace parallel::detail

@@ -24,7 +24,7 @@
 #include "../win32/channel.hpp"
 #include "../win32/process.hpp"
 
-namespace parallel::detail::ipc {
+namespace parallel::detail {
 
 using process_trampoline = void (*)(decoder&);
 
@@ -33,7 +33,7 @@ template <class Fn, class Tuple>
 [[noreturn]] void run_process_task(decoder& in) {
   int code = 0;
   try {
-    Fn fn = decode_callable<Fn>(in);
+    Fn fn = ipc::decode_callable<Fn>(in);
     Tuple args = in.read<Tuple>();
     std::apply([&fn](auto&... a) { std::invoke(std::move(fn), std::move(a)...); }, args);
   } catch (...) {
@@ -47,17 +47,18 @@ template <class Fn, class Tuple>
 /// Starts the child that runs fn(args...); returns its pid.
 template <class Fn, class... Args>
 os::pid_type start_process_child(const Fn& fn, const std::tuple<Args...>& args) {
-  static_cast<void>(sizeof(cannot_ship_callable<Fn>));
+  static_cast<void>(sizeof(ipc::cannot_ship_callable<Fn>));
   require_transferable<std::tuple<Args...>>();
   std::vector<std::byte> payload;
   {
     encoder out(payload);
-    encode_location(out, trampoline_location<&run_process_task<Fn, std::tuple<Args...>>>());
-    encode_callable(out, fn);
+    ipc::encode_location(out,
+                         ipc::trampoline_location<&run_process_task<Fn, std::tuple<Args...>>>());
+    ipc::encode_callable(out, fn);
     out.write(args);
   }
   const std::vector<std::byte> frame =
-      encode_frame(frame_type::task, frame_flags::none, 0, payload);
+      ipc::encode_frame(ipc::frame_type::task, ipc::frame_flags::none, 0, payload);
   auto [reader, writer] = os::pipe_with_room(frame.size());
   const os::pid_type pid =
       os::spawn_self({reader.get()}, "p:1:" + std::to_string(os::current_pid()));
@@ -70,7 +71,7 @@ os::pid_type start_process_child(const Fn& fn, const std::tuple<Args...>& args) 
 /// The child's side, from spawn_main. Never returns.
 [[noreturn]] inline void run_process_child(os::native_handle channel) {
   os::become_worker(0);
-  frame_reader reader(max_task_payload);
+  ipc::frame_reader reader(ipc::max_task_payload);
   std::vector<std::byte> buffer(std::size_t{64} << 10);
   try {
     for (;;) {
@@ -79,12 +80,12 @@ os::pid_type start_process_child(const Fn& fn, const std::tuple<Args...>& args) 
       reader.feed(std::span(buffer.data(), static_cast<std::size_t>(n)));
     }
     reader.finish();
-    std::optional<frame> task = reader.next();
-    if (!task || task->type != frame_type::task)
-      wire::protocol_error("a process child received no task");
+    std::optional<ipc::frame> task = reader.next();
+    if (!task || task->type != ipc::frame_type::task)
+      ipc::wire::protocol_error("a process child received no task");
     decoder in(task->payload);
-    const auto entry =
-        reinterpret_cast<process_trampoline>(const_cast<void*>(resolve(decode_location(in))));
+    const auto entry = reinterpret_cast<process_trampoline>(
+        const_cast<void*>(ipc::resolve(ipc::decode_location(in))));
     entry(in);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "parallel::process: the child cannot start: %s\n", e.what());
@@ -92,4 +93,4 @@ os::pid_type start_process_child(const Fn& fn, const std::tuple<Args...>& args) 
   os::exit_now(70);
 }
 
-}  // namespace parallel::detail::ipc
+}  // namespace parallel::detail

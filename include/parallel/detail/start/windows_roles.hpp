@@ -14,7 +14,7 @@ namespace parallel::detail {
 /// for a marker that is not one of them.
 inline bool run_platform_role(const std::vector<std::string>& fields, os::native_handle channel) {
   if (fields.size() < 3 || fields[0] != "p") return false;
-  ipc::run_process_child(channel);
+  run_process_child(channel);
 }
 
 }  // namespace parallel::detail
