@@ -105,8 +105,12 @@ namespace detail {
 struct hook_access {
   /// The options as the pool's core takes them: each hook as the bytes that cross.
   static pool_config config(const pool_options& opts) {
-    return {opts.workers,       opts.max_tasks_per_child, opts.initializer.call_,
-            opts.start_timeout, opts.on_exit.call_,       opts.on_exit_timeout};
+    return {.workers = opts.workers,
+            .max_tasks_per_child = opts.max_tasks_per_child,
+            .initializer = opts.initializer.call_,
+            .start_timeout = opts.start_timeout,
+            .on_exit = opts.on_exit.call_,
+            .on_exit_timeout = opts.on_exit_timeout};
   }
 };
 }  // namespace detail

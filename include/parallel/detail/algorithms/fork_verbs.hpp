@@ -25,30 +25,13 @@
 #include "../ipc/worker.hpp"
 #include "../no_result.hpp"
 #include "../process_platform.hpp"
+#include "../start/fork.hpp"
 #include "../workers.hpp"
 #include "common.hpp"
 #include "process_verbs.hpp"
 #include "sequential.hpp"
 
 namespace parallel::detail {
-
-/// Starts workers with fork(): the child closes the library's other descriptors, dies with its
-/// caller, and runs `handle` for every task until its channel closes.
-template <class Handle>
-ipc::engine::starter fork_starter(Handle& handle) {
-  return [&handle](int channel, ipc::arena& shared) -> os::pid_type {
-    const os::pid_type parent = os::current_pid();
-    std::fflush(nullptr);  // or the child would write the caller's buffered output again
-    const os::pid_type pid = os::fork_with_default_handlers();
-    if (pid != 0) {
-      shared.close_fd();  // the worker has the mapping: one descriptor less here
-      return pid;
-    }
-    os::library_fds::close_all_except({channel});
-    os::become_worker(parent);
-    ipc::worker_main(channel, shared, handle);
-  };
-}
 
 // --- processes<start::fork>: workers forked at the call ----------------------------------------
 

@@ -17,23 +17,30 @@
 
 namespace parallel::detail {
 
+/// Starts workers with fork(): the child closes the library's other descriptors, dies with its
+/// caller, and runs `handle` for every task until its channel closes (a pool's workers: the
+/// shipped task; processes<start::fork>: the call's own function, read in place).
+template <class Handle>
+ipc::engine::starter fork_starter(Handle& handle) {
+  return [&handle](int channel, ipc::arena& shared) -> os::pid_type {
+    const os::pid_type parent = os::current_pid();
+    std::fflush(nullptr);  // or the child would write the caller's buffered output again
+    const os::pid_type pid = os::fork_with_default_handlers();
+    if (pid != 0) {
+      shared.close_fd();  // the worker has the mapping: one descriptor less here
+      return pid;
+    }
+    os::library_fds::close_all_except({channel});
+    os::become_worker(parent);
+    ipc::worker_main(channel, shared, handle);
+  };
+}
+
 template <>
 struct start_method<start::fork> {
   static start_plan plan() {
-    return {[](int channel, ipc::arena& shared) -> os::pid_type {
-              const os::pid_type parent = os::current_pid();
-              std::fflush(nullptr);
-              const os::pid_type pid = os::fork_with_default_handlers();
-              if (pid != 0) {
-                shared.close_fd();  // the worker has the mapping: one descriptor less here
-                return pid;
-              }
-              os::library_fds::close_all_except({channel});
-              os::become_worker(parent);
-              ipc::worker_main(channel, shared, &ipc::run_shipped);
-            },
-            {},
-            {}};
+    static constexpr auto shipped = &ipc::run_shipped;
+    return {fork_starter(shipped), {}, {}};
   }
 };
 
