@@ -12,8 +12,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "detail/algorithms/join.hpp"
 #include "detail/scheduler/default_pools.hpp"
-#include "detail/scheduler/join.hpp"
 #include "detail/scheduler/scheduler.hpp"
 #include "future.hpp"
 

@@ -8,8 +8,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "default_pools.hpp"
-#include "scheduler.hpp"
+#include "../futures/state.hpp"
+#include "../scheduler/default_pools.hpp"
+#include "../scheduler/scheduler.hpp"
 
 namespace parallel {
 
