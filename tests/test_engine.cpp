@@ -72,6 +72,13 @@ void run_items(const ipc::task_header& t, parallel::decoder&, ipc::chunk_output&
   });
 }
 
+/// An engine of two workers forked from this process, each running run_items for its tasks.
+struct two_forked_workers {
+  void (*handle)(const ipc::task_header&, parallel::decoder&, ipc::chunk_output&) = run_items;
+  ipc::engine engine{ipc::engine::config{.workers = 2, .handshake_timeout = 5s},
+                     parallel::detail::fork_starter(handle)};
+};
+
 /// Drives the engine from this thread until every job is done (or a minute passes).
 void drive_until_done(ipc::engine& engine, const recording_sink& sink, std::size_t jobs) {
   const auto until = std::chrono::steady_clock::now() + 60s;
@@ -85,9 +92,8 @@ void drive_until_done(ipc::engine& engine, const recording_sink& sink, std::size
 
 TEST_CASE("engine: every job's results reach its sink, in item order, from every worker",
           "[engine][processes]") {
-  auto handle = run_items;
-  ipc::engine engine(ipc::engine::config{.workers = 2, .handshake_timeout = 5s},
-                     parallel::detail::fork_starter(handle));
+  two_forked_workers forked;
+  ipc::engine& engine = forked.engine;
   constexpr std::size_t jobs = 40;
   constexpr std::uint64_t per_job = 25;  // items 0 .. 999, but for 66 and 77 below
   recording_sink sink(jobs);
@@ -112,9 +118,8 @@ TEST_CASE("engine: every job's results reach its sink, in item order, from every
 
 TEST_CASE("engine: a task that throws fails its own job, with the results before it",
           "[engine][processes]") {
-  auto handle = run_items;
-  ipc::engine engine(ipc::engine::config{.workers = 2, .handshake_timeout = 5s},
-                     parallel::detail::fork_starter(handle));
+  two_forked_workers forked;
+  ipc::engine& engine = forked.engine;
   recording_sink sink(3);
   engine.post(job_of(0, 50, 0, sink));   // items 0 .. 49
   engine.post(job_of(60, 10, 1, sink));  // 60 .. 69: 66 throws
@@ -131,9 +136,8 @@ TEST_CASE("engine: a task that throws fails its own job, with the results before
 
 TEST_CASE("engine: a worker that dies fails the job it ran; the others complete on a new worker",
           "[engine][processes]") {
-  auto handle = run_items;
-  ipc::engine engine(ipc::engine::config{.workers = 2, .handshake_timeout = 5s},
-                     parallel::detail::fork_starter(handle));
+  two_forked_workers forked;
+  ipc::engine& engine = forked.engine;
   constexpr std::size_t jobs = 12;
   recording_sink sink(jobs);
   engine.post(job_of(70, 10, 0, sink));  // 77 kills its worker
