@@ -9,9 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
-#include <thread>
 
 /// fork() exists here: the process backends' start::fork and start::forkserver (a macro for
 /// the headers that include fork-only code: algorithms/process_backends.hpp).
