@@ -1,17 +1,11 @@
-// What every bench/<workload>.cpp shares: the compute kernel that gives an item its cost, the
-// warm-up of the peer runtimes, and the registration defaults.
-//
-// Variants are registered as "<workload>/<variant>"; bench/report.py groups by the workload
-// and calls the variant named "sequential" the baseline. Variant names in use:
-//   sequential          a plain loop in the calling thread (the baseline)
-//   sequential_policy   parallel::map(parallel::sequential{}, ...): the verb's own overhead
-//   parallel_map        parallel::map(parallel::threads{}, ...) on the warm shared pool
-//   pool_submit         thread_pool::submit + future::get
-//   omp_static / omp_dynamic / omp_outer, tbb / tbb_*, std_par   the peers
+// What bench/compare.cpp builds on: the compute kernel that gives an item its cost, the warm-up
+// of the peer runtimes, the registration defaults, and the result allocation every variant
+// shares.
 //
 // benchmark::DoNotOptimize is only ever given a const value here: Google Benchmark 1.7.1's
 // overload for a non-const lvalue uses the asm constraint "+m,r", which GCC 12 miscompiles (it
-// read an uninitialised stack slot instead of the value in fib.cpp, which crashed the run).
+// read an uninitialised stack slot instead of the value in a fib benchmark, which crashed the
+// run).
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -105,19 +99,6 @@ std::vector<R> fresh_results(std::size_t n, bool sized = true) {
   parallel::detail::reserve_results(out, n);
   if (sized) out.resize(n);
   return out;
-}
-
-/// Sets the items/s counter: `per_iteration` items per iteration.
-inline void count_items(benchmark::State& state, std::size_t per_iteration) {
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(per_iteration));
-}
-
-/// A counter whose value is nanoseconds per unit of work, `units` units per iteration.
-inline benchmark::Counter ns_per(double units) {
-  // Rate counters divide by the run's (real) time; kInvert turns "units per second" into
-  // "seconds per unit", and counting units in billions makes that nanoseconds.
-  return benchmark::Counter(
-      units / 1e9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 }  // namespace parallel_bench

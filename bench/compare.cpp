@@ -9,6 +9,15 @@
 //                                parallel::processes<start::...>{}: workers started at each call
 //   omp, tbb, std_par            OpenMP (schedule(static)), oneTBB parallel_for, and
 //                                std::transform(std::execution::par) (libstdc++: on oneTBB)
+// and, only where a cell's list names them (they suit some kinds only):
+//   omp_dynamic                  OpenMP schedule(dynamic, 1)
+//   join                         fib: parallel::join at every call
+//   thread_pool                  idle: a parallel::thread_pool made for the run
+//   threads_callback, threads_bar
+//                                threads with options.progress: a (done, total) callable, and
+//                                parallel::progress_bar (its lines go to stderr too)
+//   mpi                          parallel::mpi{} (and a parallel::mpi_pool for submit): in
+//                                bench_compare_mpi only, run under mpirun
 //
 // Cells (--cell=KIND:PARAM:N[/VARIANT,...]: with a list, only those of the variants above that
 // this build has, e.g. spin:1:1000/sequential,threads,omp,tbb,std_par):
@@ -27,6 +36,24 @@
 //                      is the machine's floor: a raw socketpair ping-pong with a forked process
 //                      that computes the same x + 1 (8 bytes each way). No per-call or peer
 //                      variants (they have no submit).
+//   chunked:C:N        N items of x + 1 at chunksize C (options.chunksize; Pool.map's chunksize)
+//   affine:0:N         x * 3 + 1 over N ints: a loop the compiler vectorises (tiny, small)
+//   ramp:NS:N          irregular: N items of NS/1000 .. NS ns, item i costing
+//                      NS/1000 * (1 + 999 (i/(N-1))^3): the last eighth carries ~40% of the work
+//   nested:INNER:N     a map in a map: N outer items, each a map over INNER items of ~1 us whose
+//                      results it sums (threads and oneTBB nest; OpenMP, std::execution::par and
+//                      the processes run the outer loop in parallel only)
+//   fib:K:1            fib(K) by naive recursion with no cutoff, every call of K >= 2 a task:
+//                      threads submits fib(K-1) to a parallel::thread_pool and waits for it
+//                      inside the pool, join uses parallel::join, tbb a tbb::task_group
+//   tasks:0:N          N tasks of x + 1 submitted from outside the pool, every future kept, then
+//                      all waited for (Python's apply_async then get); oneTBB: task_group
+//   progress:NS:N      spin:NS:N, for threads_callback and threads_bar
+//   idle:MS:N          one map of N items of ~10 us, then MS ms of sleep in the calling thread;
+//                      the counter cpu_s is the CPU time every other thread of the process took
+//                      meanwhile (a pool that spins or polls shows; one that blocks is ~0). The
+//                      time reported is the idle period itself. Variants: threads (the shared
+//                      pool), thread_pool, omp, tbb
 //
 // Results go to the Google Benchmark JSON file named by --benchmark_out; on stderr, the
 // library's own parallel::progress_bar advances with each repetition of each benchmark.
@@ -38,9 +65,11 @@
 // result is checked against the sequential one after timing. Before its
 // timed loop each run makes one untimed call on a prefix of the items (a tenth, at least one per
 // worker): runtimes awake, pages and code touched, the forkserver's server started.
-// POSIX only (start::fork); main() starts with parallel::spawn_main.
+// POSIX only (start::fork); main() starts with parallel::spawn_main (and, in bench_compare_mpi,
+// parallel::mpi_main: ranks other than 0 serve the mpi variant's tasks there).
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +85,7 @@
 #include <numeric>
 #include <optional>
 #include <parallel/parallel.hpp>
+#include <ranges>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -73,8 +103,13 @@
 #if PARALLEL_BENCH_HAVE_TBB
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
+#include <tbb/task_group.h>
 
 #include <execution>
+#endif
+
+#if PARALLEL_BENCH_MPI
+#include <parallel/mpi.hpp>
 #endif
 
 namespace {
@@ -111,11 +146,77 @@ using dict = std::map<std::string, int>;
 constexpr auto function_to_parallelize = [](const dict& params) {
   return dict{{"sum", params.at("param1") + params.at("param2")}};
 };
+/// tiny and small: a loop the compiler vectorises; an item costs less than a cache miss.
+constexpr auto affine = [](int x) { return x * 3 + 1; };
+
+/// irregular: an item is its own cost in spin rounds, so the item function needs nothing else.
+constexpr auto spin_rounds = [](std::uint32_t rounds) {
+  return parallel_bench::spin(rounds, rounds);
+};
+std::vector<std::uint32_t> ramp_items(std::uint64_t max_ns, std::size_t n) {
+  std::vector<std::uint32_t> items(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = n > 1 ? static_cast<double>(i) / static_cast<double>(n - 1) : 1.0;
+    const double ns = static_cast<double>(max_ns) / 1000 * (1.0 + 999.0 * x * x * x);
+    items[i] = static_cast<std::uint32_t>(ns * parallel_bench::rounds_per_us / 1000);
+  }
+  return items;
+}
+
+/// nested: one outer item is a map over `inner` items of ~1 us, summed. Called as a function it
+/// runs its inner map as a loop (what OpenMP, std::execution::par and the processes do per outer
+/// item); the threads and oneTBB variants call its inner_item from their own nested map.
+struct nested_item {
+  std::uint64_t inner = 0;
+
+  std::uint64_t inner_item(std::uint64_t outer, std::uint64_t i) const {
+    return parallel_bench::spin(outer * inner + i, parallel_bench::rounds_per_us);
+  }
+  std::uint64_t operator()(std::uint64_t outer) const {
+    auto results = parallel_bench::fresh_results<std::uint64_t>(inner);
+    for (std::uint64_t i = 0; i < inner; ++i) results[i] = inner_item(outer, i);
+    return std::accumulate(results.begin(), results.end(), std::uint64_t{0});
+  }
+};
+
+/// fib: the naive recursion, as a function and as tasks.
+[[gnu::noinline]] std::uint64_t fib_recursive(std::uint64_t n) {
+  return n < 2 ? n : fib_recursive(n - 1) + fib_recursive(n - 2);
+}
+constexpr auto fib = [](std::uint64_t n) { return fib_recursive(n); };
+
+std::uint64_t fib_via_submit(parallel::thread_pool& pool, std::uint64_t n) {
+  if (n < 2) return n;
+  auto left = pool.submit([&pool, n] { return fib_via_submit(pool, n - 1); });
+  const std::uint64_t right = fib_via_submit(pool, n - 2);
+  return left.get() + right;
+}
+
+std::uint64_t fib_via_join(std::uint64_t n) {
+  if (n < 2) return n;
+  const auto [left, right] =
+      parallel::join([n] { return fib_via_join(n - 1); }, [n] { return fib_via_join(n - 2); });
+  return left + right;
+}
+
+#if PARALLEL_BENCH_HAVE_TBB
+std::uint64_t fib_via_task_group(std::uint64_t n) {
+  if (n < 2) return n;
+  std::uint64_t left = 0;
+  tbb::task_group group;
+  group.run([&left, n] { left = fib_via_task_group(n - 1); });
+  const std::uint64_t right = fib_via_task_group(n - 2);
+  group.wait();
+  return left + right;
+}
+#endif
 
 // --- one workload -----------------------------------------------------------------------------
 
-/// Which verb a workload goes through: the one its Python version calls.
-enum class verb { map, starmap, imap, submit };
+/// Which verb a workload goes through: the one its Python version calls. submit: one call at a
+/// time; tasks: every task submitted, then every future waited for; nested and fib: the shapes of
+/// their kinds (a map of maps, a recursion of tasks).
+enum class verb { map, starmap, imap, submit, tasks, nested, fib };
 
 template <verb V, class F, class In>
 auto call(const F& f, const In& x) {
@@ -136,8 +237,10 @@ struct work {
   std::vector<In> items;
   int workers;           // 0: all cores
   std::vector<In> warm;  // the warm-up prefix
+  std::size_t chunksize = 0;
 
-  work(F fn, std::vector<In> in, int w) : f(fn), items(std::move(in)), workers(w) {
+  work(F fn, std::vector<In> in, int w, std::size_t chunk = 0)
+      : f(fn), items(std::move(in)), workers(w), chunksize(chunk) {
     const auto cores = static_cast<std::size_t>(std::max(1u, std::thread::hardware_concurrency()));
     const auto prefix =
         std::max(workers > 0 ? static_cast<std::size_t>(workers) : cores, items.size() / 10);
@@ -160,8 +263,8 @@ struct work {
 constexpr auto increment = [](std::uint64_t x) { return x + 1; };
 
 template <verb V, class F, class In>
-auto make_work(F f, std::vector<In> items, int workers) {
-  return std::make_shared<const work<V, F, In>>(f, std::move(items), workers);
+auto make_work(F f, std::vector<In> items, int workers, std::size_t chunksize = 0) {
+  return std::make_shared<const work<V, F, In>>(f, std::move(items), workers, chunksize);
 }
 
 /// The inputs of one cell at a time: a run builds its cell's items (outside the timing) unless
@@ -266,19 +369,127 @@ auto submit_each(Pool& pool, const W& w, const std::vector<typename W::input>& i
   return out;
 }
 
-/// parallel::map / starmap / imap with a policy (threads, processes<S> per call).
-template <class W, class Policy>
-auto run_policy(const W& w, const std::vector<typename W::input>& items, const Policy& policy) {
-  if constexpr (W::how == verb::submit) {
-    static parallel::thread_pool pool(w.workers);
-    return submit_each(pool, w, items);
-  } else if constexpr (W::how == verb::map) {
-    return parallel::map(policy, w.f, items);
-  } else if constexpr (W::how == verb::starmap) {
-    return parallel::starmap(policy, w.f, items);
-  } else {
-    return collect(parallel::imap(policy, w.f, items), items.size());
+/// submit(f, x) for every item, keeping the futures, then get() on each.
+template <class Pool, class W>
+auto submit_all(Pool& pool, const W& w, const std::vector<typename W::input>& items) {
+  std::vector<decltype(pool.submit(w.f, items.front()))> futures;
+  futures.reserve(items.size());
+  for (const auto& x : items) futures.push_back(pool.submit(w.f, x));
+  auto out = parallel_bench::fresh_results<typename W::result>(items.size(), false);
+  for (auto& future : futures) out.push_back(future.get());
+  return out;
+}
+
+/// The thread_pool of the submit and fib cells: one per number of workers, kept for the run.
+parallel::thread_pool& shared_thread_pool(int workers) {
+  static std::map<int, std::unique_ptr<parallel::thread_pool>> pools;
+  auto& pool = pools[workers];
+  if (!pool) pool = std::make_unique<parallel::thread_pool>(workers);
+  return *pool;
+}
+
+/// A verb's call on a pool object (process_pool, mpi_pool) or, with a policy, on the free
+/// functions; with the cell's chunksize unless given other options.
+template <class W, class Target>
+auto run_verb(const W& w, const std::vector<typename W::input>& items, Target& target,
+              const parallel::options& opts) {
+  constexpr bool is_policy = parallel::detail::is_policy<std::remove_cv_t<Target>>::value;
+  if constexpr (W::how == verb::starmap) {
+    if constexpr (is_policy) {
+      return parallel::starmap(target, w.f, items, opts);
+    } else {
+      return target.starmap(w.f, items, opts);
+    }
+  } else if constexpr (W::how == verb::imap) {
+    if constexpr (is_policy) {
+      return collect(parallel::imap(target, w.f, items, opts), items.size());
+    } else {
+      return collect(target.imap(w.f, items, opts), items.size());
+    }
+  } else {  // map, and the kinds that have no verb of their own on this target
+    if constexpr (is_policy) {
+      return parallel::map(target, w.f, items, opts);
+    } else {
+      return target.map(w.f, items, opts);
+    }
   }
+}
+
+template <class W, class Target>
+auto run_verb(const W& w, const std::vector<typename W::input>& items, Target& target) {
+  return run_verb(w, items, target, parallel::options{.chunksize = w.chunksize});
+}
+
+/// parallel::map / starmap / imap with the threads policy, and the thread-only shapes: submit on
+/// a thread_pool, nested maps, fib as tasks.
+template <class W>
+auto run_threads(const W& w, const std::vector<typename W::input>& items) {
+  const parallel::threads policy{.workers = w.workers};
+  if constexpr (W::how == verb::submit) {
+    return submit_each(shared_thread_pool(w.workers), w, items);
+  } else if constexpr (W::how == verb::tasks) {
+    return submit_all(shared_thread_pool(w.workers), w, items);
+  } else if constexpr (W::how == verb::fib) {
+    auto& pool = shared_thread_pool(w.workers);
+    std::vector<typename W::result> out;
+    // The root runs in the pool too, so the calling thread only waits, as it does for a map.
+    for (const auto n : items)
+      out.push_back(pool.submit([&pool, n] { return fib_via_submit(pool, n); }).get());
+    return out;
+  } else if constexpr (W::how == verb::nested) {
+    const auto inner = std::views::iota(std::uint64_t{0}, w.f.inner);
+    return parallel::map(
+        policy,
+        [f = w.f, policy, inner](std::uint64_t outer) {
+          auto results = parallel::map(
+              policy, [&f, outer](std::uint64_t i) { return f.inner_item(outer, i); }, inner);
+          return std::accumulate(results.begin(), results.end(), std::uint64_t{0});
+        },
+        items);
+  } else {
+    return run_verb(w, items, policy);
+  }
+}
+
+/// fib through parallel::join (the join variant; other kinds run their map on threads).
+template <class W>
+auto run_join(const W& w, const std::vector<typename W::input>& items) {
+  if constexpr (W::how == verb::fib) {
+    std::vector<typename W::result> out;
+    for (const auto n : items) out.push_back(fib_via_join(n));
+    return out;
+  } else {
+    return run_threads(w, items);
+  }
+}
+
+/// threads with options.progress: `bar` false, a (done, total) callable; true, progress_bar.
+/// (The kinds with no map of their own run as the threads variant.)
+template <class W>
+auto run_threads_progress(const W& w, const std::vector<typename W::input>& items, bool bar) {
+  constexpr bool has_map = W::how == verb::map || W::how == verb::starmap || W::how == verb::imap;
+  if constexpr (has_map) {
+    std::atomic<std::size_t> last{0};
+    parallel::options opts{.chunksize = w.chunksize};
+    if (bar) {
+      opts.progress = parallel::progress_bar("progress cell");
+    } else {
+      opts.progress = [&last](std::size_t done, std::size_t) {
+        last.store(done, std::memory_order_relaxed);
+      };
+    }
+    const parallel::threads policy{.workers = w.workers};
+    return run_verb(w, items, policy, opts);
+  } else {
+    return run_threads(w, items);
+  }
+}
+
+/// parallel::map / starmap / imap with a processes<S> policy, workers started at each call.
+template <class S, class W>
+auto run_per_call(const W& w, const std::vector<typename W::input>& items) {
+  const parallel::processes<S> policy{.workers = w.workers};
+  return run_verb(w, items, policy);
 }
 
 /// A process_pool<S> of `workers`, started at its first use and kept for the whole run.
@@ -300,44 +511,96 @@ auto run_pool(const W& w, const std::vector<typename W::input>& items) {
   auto& pool = shared_pool<S>(w.workers);
   if constexpr (W::how == verb::submit) {
     return submit_each(pool, w, items);
-  } else if constexpr (W::how == verb::map) {
-    return pool.map(w.f, items);
-  } else if constexpr (W::how == verb::starmap) {
-    return pool.starmap(w.f, items);
+  } else if constexpr (W::how == verb::tasks) {
+    return submit_all(pool, w, items);
   } else {
-    return collect(pool.imap(w.f, items), items.size());
+    return run_verb(w, items, pool);
   }
 }
 
+#if PARALLEL_BENCH_MPI
+/// parallel::mpi{} across the ranks of the job; submit and tasks on one parallel::mpi_pool.
+template <class W>
+auto run_mpi(const W& w, const std::vector<typename W::input>& items) {
+  if constexpr (W::how == verb::submit || W::how == verb::tasks) {
+    static parallel::mpi_pool pool;
+    if constexpr (W::how == verb::submit) {
+      return submit_each(pool, w, items);
+    } else {
+      return submit_all(pool, w, items);
+    }
+  } else {
+    const parallel::mpi policy{.workers = w.workers};
+    return run_verb(w, items, policy);
+  }
+}
+#endif
+
 // The peers have no starmap or imap: they run the same function on each item into a vector.
 #if PARALLEL_BENCH_HAVE_OPENMP
+/// OpenMP over the items: schedule(static), or with `dynamic` schedule(dynamic, 1). Nested
+/// OpenMP regions are off by default, so a nested cell runs its outer loop in parallel only.
 template <class W>
-auto run_omp(const W& w, const std::vector<typename W::input>& items) {
+auto run_omp(const W& w, const std::vector<typename W::input>& items, bool dynamic = false) {
   auto out = parallel_bench::fresh_results<typename W::result>(items.size());
   const auto n = static_cast<std::ptrdiff_t>(items.size());
   const int threads = w.workers > 0 ? w.workers : omp_get_num_procs();
   const auto* src = items.data();
   auto* dst = out.data();
+  if (dynamic) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (std::ptrdiff_t i = 0; i < n; ++i) dst[i] = call<W::how>(w.f, src[i]);
+  } else {
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (std::ptrdiff_t i = 0; i < n; ++i) dst[i] = call<W::how>(w.f, src[i]);
+    for (std::ptrdiff_t i = 0; i < n; ++i) dst[i] = call<W::how>(w.f, src[i]);
+  }
   return out;
 }
 #endif
 
 #if PARALLEL_BENCH_HAVE_TBB
+/// One item on oneTBB: a nested cell's inner map is a parallel_for too, a fib cell's recursion a
+/// task_group.
+template <class W>
+typename W::result tbb_item(const W& w, const typename W::input& x) {
+  if constexpr (W::how == verb::nested) {
+    auto results = parallel_bench::fresh_results<std::uint64_t>(w.f.inner);
+    auto* dst = results.data();
+    tbb::parallel_for(tbb::blocked_range<std::uint64_t>(0, w.f.inner),
+                      [&w, x, dst](const tbb::blocked_range<std::uint64_t>& r) {
+                        for (auto i = r.begin(); i != r.end(); ++i) dst[i] = w.f.inner_item(x, i);
+                      });
+    return std::accumulate(results.begin(), results.end(), std::uint64_t{0});
+  } else if constexpr (W::how == verb::fib) {
+    return fib_via_task_group(x);
+  } else {
+    return call<W::how>(w.f, x);
+  }
+}
+
 template <class W>
 auto run_tbb(const W& w, const std::vector<typename W::input>& items) {
   auto out = parallel_bench::fresh_results<typename W::result>(items.size());
   const auto* src = items.data();
   auto* dst = out.data();
-  const auto& f = w.f;
   auto body = [&] {
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, items.size()),
-                      [=, &f](const tbb::blocked_range<std::size_t>& r) {
-                        for (std::size_t i = r.begin(); i != r.end(); ++i) {
-                          dst[i] = call<W::how>(f, src[i]);
-                        }
-                      });
+    if constexpr (W::how == verb::tasks) {
+      // Python's apply_async for each item, then get(): a task_group's run() of each, wait().
+      tbb::task_group group;
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        group.run([&w, src, dst, i] { dst[i] = call<W::how>(w.f, src[i]); });
+      }
+      group.wait();
+    } else if constexpr (W::how == verb::fib) {
+      for (std::size_t i = 0; i < items.size(); ++i) dst[i] = tbb_item(w, src[i]);
+    } else {
+      tbb::parallel_for(tbb::blocked_range<std::size_t>(0, items.size()),
+                        [=, &w](const tbb::blocked_range<std::size_t>& r) {
+                          for (std::size_t i = r.begin(); i != r.end(); ++i) {
+                            dst[i] = tbb_item(w, src[i]);
+                          }
+                        });
+    }
   };
   if (w.workers > 0) {
     // oneTBB caps its workers at the core count unless told otherwise, and says so on stderr.
@@ -368,10 +631,24 @@ struct settings {
 };
 
 /// Every variant's name, for reading a cell's list of variants.
-constexpr std::array<std::string_view, 12> variant_names = {
-    "sequential",    "threads",        "pool_fork",           "pool_spawn", "pool_forkserver",
-    "per_call_fork", "per_call_spawn", "per_call_forkserver", "omp",        "tbb",
-    "std_par",       "socketpair"};
+constexpr std::array<std::string_view, 18> variant_names = {"sequential",
+                                                            "threads",
+                                                            "pool_fork",
+                                                            "pool_spawn",
+                                                            "pool_forkserver",
+                                                            "per_call_fork",
+                                                            "per_call_spawn",
+                                                            "per_call_forkserver",
+                                                            "omp",
+                                                            "tbb",
+                                                            "std_par",
+                                                            "socketpair",
+                                                            "omp_dynamic",
+                                                            "join",
+                                                            "thread_pool",
+                                                            "threads_callback",
+                                                            "threads_bar",
+                                                            "mpi"};
 
 /// The progress bar of the whole run: one step per repetition of a benchmark. Google Benchmark
 /// reports a benchmark only once all its repetitions are done, and with random interleaving
@@ -433,8 +710,10 @@ void register_cell(const std::string& cell, Build build, const settings& s,
   using W = typename std::invoke_result_t<Build>::element_type;
   using items_t = std::vector<typename W::input>;
   const std::function<std::shared_ptr<const W>()> make = build;
-  auto add = [&](const char* variant, auto run) {
-    if (!wanted.empty() && std::ranges::find(wanted, variant) == wanted.end()) return;
+  // An opt-in variant runs only where the cell's list names it.
+  auto add = [&](const char* variant, auto run, bool opt_in = false) {
+    const bool named = std::ranges::find(wanted, variant) != wanted.end();
+    if (opt_in ? !named : !wanted.empty() && !named) return;
     benchmark::RegisterBenchmark((cell + "/" + variant).c_str(),
                                  [cell, make, run](benchmark::State& state) {
                                    timed(state, *current_work(cell, make), run);
@@ -446,31 +725,125 @@ void register_cell(const std::string& cell, Build build, const settings& s,
     ++registered_benchmarks;
   };
   add("sequential", [](const W& w, const items_t& in) { return run_sequential(w, in); });
-  add("threads", [](const W& w, const items_t& in) {
-    return run_policy(w, in, parallel::threads{.workers = w.workers});
-  });
+  add("threads", [](const W& w, const items_t& in) { return run_threads(w, in); });
   add("pool_fork", [](const W& w, const items_t& in) { return run_pool<fork>(w, in); });
   add("pool_spawn", [](const W& w, const items_t& in) { return run_pool<spawn>(w, in); });
   add("pool_forkserver", [](const W& w, const items_t& in) { return run_pool<forkserver>(w, in); });
+#if PARALLEL_BENCH_MPI
+  add(
+      "mpi", [](const W& w, const items_t& in) { return run_mpi(w, in); }, true);
+#endif
   if constexpr (W::how == verb::submit) {
     add("socketpair", [](const W& w, const items_t& in) { return run_socketpair(w, in); });
     return;
   }
-  add("per_call_fork", [](const W& w, const items_t& in) {
-    return run_policy(w, in, parallel::processes<fork>{.workers = w.workers});
-  });
-  add("per_call_spawn", [](const W& w, const items_t& in) {
-    return run_policy(w, in, parallel::processes<spawn>{.workers = w.workers});
-  });
-  add("per_call_forkserver", [](const W& w, const items_t& in) {
-    return run_policy(w, in, parallel::processes<forkserver>{.workers = w.workers});
-  });
+  add("per_call_fork", [](const W& w, const items_t& in) { return run_per_call<fork>(w, in); });
+  add("per_call_spawn", [](const W& w, const items_t& in) { return run_per_call<spawn>(w, in); });
+  add("per_call_forkserver",
+      [](const W& w, const items_t& in) { return run_per_call<forkserver>(w, in); });
+  add(
+      "join", [](const W& w, const items_t& in) { return run_join(w, in); }, true);
+  add(
+      "threads_callback",
+      [](const W& w, const items_t& in) { return run_threads_progress(w, in, false); }, true);
+  add(
+      "threads_bar",
+      [](const W& w, const items_t& in) { return run_threads_progress(w, in, true); }, true);
 #if PARALLEL_BENCH_HAVE_OPENMP
   add("omp", [](const W& w, const items_t& in) { return run_omp(w, in); });
+  add(
+      "omp_dynamic", [](const W& w, const items_t& in) { return run_omp(w, in, true); }, true);
 #endif
 #if PARALLEL_BENCH_HAVE_TBB
   add("tbb", [](const W& w, const items_t& in) { return run_tbb(w, in); });
   add("std_par", [](const W& w, const items_t& in) { return run_std_par(w, in); });
+#endif
+}
+
+// --- idle -------------------------------------------------------------------------------------
+
+double cpu_seconds(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+/// One idle run: `work` (a map that wakes every worker), then `ms` of sleep in this thread; the
+/// CPU time all the other threads of the process took meanwhile is the counter cpu_s.
+template <class Work>
+void idle_run(benchmark::State& state, int ms, const Work& work) {
+  for (auto _ : state) {
+    auto keep_alive = work();  // a fresh pool stays alive (idle) until the end of the period
+    const double process_before = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
+    const double self_before = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+    const auto wall_before = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - wall_before;
+    const double self = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - self_before;
+    const double process = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - process_before;
+    state.SetIterationTime(wall.count());
+    state.counters["cpu_s"] = process - self;
+  }
+  progress_of_runs.ran(progress_of_runs.min_time, false);
+}
+
+/// Longer than the other runs' settle: the process CPU clock also counts OpenMP's and oneTBB's
+/// workers, which keep spinning for a while after the run before this one.
+void settle_long(const benchmark::State&) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+}
+
+/// Registers the idle cell "idle:MS:N" for the variants `wanted` names (all four by default).
+void register_idle(const std::string& cell, int ms, std::size_t n, const settings& s,
+                   const std::vector<std::string>& wanted) {
+  auto items = std::make_shared<const std::vector<std::uint64_t>>([n] {
+    std::vector<std::uint64_t> v(n);
+    std::iota(v.begin(), v.end(), std::uint64_t{0});
+    return v;
+  }());
+  const auto item = spin_item(10'000);
+  auto add = [&](const char* variant, auto work) {
+    if (!wanted.empty() && std::ranges::find(wanted, variant) == wanted.end()) return;
+    benchmark::RegisterBenchmark((cell + "/" + variant).c_str(),
+                                 [ms, work](benchmark::State& state) { idle_run(state, ms, work); })
+        ->Setup(settle_long)
+        ->Iterations(1)
+        ->UseManualTime()
+        ->Repetitions(s.repetitions)
+        ->Unit(benchmark::kMillisecond);
+    ++registered_benchmarks;
+  };
+  // The shared pool behind parallel::threads{}, which outlives the call.
+  add("threads", [items, item] { return parallel::map(parallel::threads{}, item, *items); });
+  // A parallel::thread_pool made for the run, idle while it lives.
+  add("thread_pool", [items, item] {
+    auto pool = std::make_shared<parallel::thread_pool>();
+    auto out = pool->map(item, *items);
+    parallel_bench::keep(out);
+    return pool;
+  });
+#if PARALLEL_BENCH_HAVE_OPENMP
+  add("omp", [items, item] {
+    auto out = parallel_bench::fresh_results<std::uint64_t>(items->size());
+    const auto count = static_cast<std::ptrdiff_t>(items->size());
+    const auto* src = items->data();
+    auto* dst = out.data();
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t i = 0; i < count; ++i) dst[i] = item(src[i]);
+    return out;
+  });
+#endif
+#if PARALLEL_BENCH_HAVE_TBB
+  add("tbb", [items, item] {
+    auto out = parallel_bench::fresh_results<std::uint64_t>(items->size());
+    const auto* src = items->data();
+    auto* dst = out.data();
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, items->size()),
+                      [=](const tbb::blocked_range<std::size_t>& r) {
+                        for (std::size_t i = r.begin(); i != r.end(); ++i) dst[i] = item(src[i]);
+                      });
+    return out;
+  });
 #endif
 }
 
@@ -525,7 +898,9 @@ bool register_spec(const std::string& text, const settings& s) {
         },
         s, *wanted);
   } else if (k == "roundtrip") {
-    (void)echo();  // before any pool: see echo()
+    if (wanted->empty() || std::ranges::find(*wanted, "socketpair") != wanted->end()) {
+      (void)echo();  // before any pool: see echo()
+    }
     register_cell(
         spec,
         [=] {
@@ -534,6 +909,56 @@ bool register_spec(const std::string& text, const settings& s) {
           return make_work<verb::submit>(increment, std::move(items), 0);
         },
         s, *wanted);
+  } else if (k == "chunked") {
+    register_cell(
+        spec,
+        [=] {
+          std::vector<std::uint64_t> items(count);
+          std::iota(items.begin(), items.end(), std::uint64_t{0});
+          return make_work<verb::map>(increment, std::move(items), 0, param);
+        },
+        s, *wanted);
+  } else if (k == "affine") {
+    register_cell(
+        spec, [=] { return make_work<verb::map>(affine, iota_ints(count), 0); }, s, *wanted);
+  } else if (k == "ramp") {
+    register_cell(
+        spec, [=] { return make_work<verb::map>(spin_rounds, ramp_items(param, count), 0); }, s,
+        *wanted);
+  } else if (k == "nested") {
+    register_cell(
+        spec,
+        [=] {
+          std::vector<std::uint64_t> outer(count);
+          std::iota(outer.begin(), outer.end(), std::uint64_t{0});
+          return make_work<verb::nested>(nested_item{param}, std::move(outer), 0);
+        },
+        s, *wanted);
+  } else if (k == "fib") {
+    register_cell(
+        spec,
+        [=] { return make_work<verb::fib>(fib, std::vector<std::uint64_t>(count, param), 0); }, s,
+        *wanted);
+  } else if (k == "tasks") {
+    register_cell(
+        spec,
+        [=] {
+          std::vector<std::uint64_t> items(count);
+          std::iota(items.begin(), items.end(), std::uint64_t{0});
+          return make_work<verb::tasks>(increment, std::move(items), 0);
+        },
+        s, *wanted);
+  } else if (k == "progress") {
+    register_cell(
+        spec,
+        [=] {
+          std::vector<std::uint64_t> items(count);
+          std::iota(items.begin(), items.end(), std::uint64_t{0});
+          return make_work<verb::map>(spin_item(param), std::move(items), 0);
+        },
+        s, *wanted);
+  } else if (k == "idle") {
+    register_idle(spec, static_cast<int>(param), count, s, *wanted);
   } else if (k == "params") {
     register_cell(
         spec,
@@ -596,9 +1021,12 @@ void usage() {
                "       bench_compare --relay=TEXT   (draws \"done total\" lines of stdin)\n"
                "KIND: spin (PARAM ns a item), bytes (PARAM bytes a result), square, startup\n"
                "(square, for the per-call variants), slow_pow (PARAM ms of sleep), params,\n"
-               "roundtrip (one call at a time). VARIANT: runs only those (sequential,\n"
-               "threads, omp, ...; all by default). Run by bench/compare.py, which chooses\n"
-               "the grid.\n");
+               "roundtrip (one call at a time), chunked (PARAM: chunksize), affine, ramp\n"
+               "(PARAM: the largest item, ns), nested (PARAM inner items), fib (fib(PARAM)),\n"
+               "tasks, progress (PARAM ns a item), idle (PARAM ms). VARIANT: runs only those\n"
+               "(sequential, threads, omp, ...; all but the opt-in ones by default). Run by\n"
+               "bench/compare.py, which chooses the grid; the header of bench/compare.cpp says\n"
+               "more.\n");
 }
 
 }  // namespace
@@ -617,6 +1045,9 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
   parallel::spawn_main(argc, argv);
+#if PARALLEL_BENCH_MPI
+  parallel::mpi_main(argc, argv);  // the ranks other than 0 serve the mpi variant's tasks here
+#endif
 
   // Our flags out, Google Benchmark's on to benchmark::Initialize.
   settings s;

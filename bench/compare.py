@@ -7,12 +7,13 @@
 
 Runs one grid of workloads through build/bench/bench/bench_compare (C++: the sequential loop,
 parallel::threads, process_pool<fork|spawn|forkserver> reused, processes<...> per call, OpenMP,
-oneTBB, std::execution::par; Google Benchmark) and bench/peers/compare_peers.py (Debian's
-/usr/bin/python3: its own loop, multiprocessing.Pool with fork, spawn and forkserver,
-ProcessPoolExecutor, joblib). The library's progress bar runs on stderr meanwhile. Then prints
-one table per family of the grid (median speedup over the sequential loop of the same run, with
-min-max), a break-even summary, and writes to --out (default bench/results/, --quick:
-bench/results/quick/):
+oneTBB, std::execution::par; Google Benchmark), bench_compare_mpi under mpirun (parallel::mpi)
+and bench/peers/compare_peers.py (Debian's /usr/bin/python3: its own loop,
+multiprocessing.Pool with fork, spawn and forkserver, ProcessPoolExecutor, joblib). The
+library's progress bar runs on stderr meanwhile. Then prints one table per family of the grid
+(median speedup over the sequential loop of the same run, with min-max), a break-even summary,
+the benchmark targets (met, MISSED, or not in this run), and writes to --out (default
+bench/results/, --quick: bench/results/quick/):
 
   compare.md     the tables, with machine, load and method      compare.json  every timing
   speedup.svg    speedup against item cost, one line per backend and peer, the 2-core ideal
@@ -29,11 +30,20 @@ Families (full mode; --quick in brackets):
           family's last cell), Pool.imap over 1e4 [2000] parameter dicts
   latency fixed costs, in time per call next to the machine's floor measured in the same run
           (a raw socketpair round trip to a forked process): submit(f, x).get() one call at a
-          time, 2000 [500] of them (Pool.apply, executor.submit(...).result() for Python), and
-          a 50-item map of 64 B results
+          time, 2000 [500] of them (Pool.apply, executor.submit(...).result() for Python), a
+          map of 2e4 [2000] items at chunksize 1, a 50-item map of 64 B results, 1e5 tasks
+          submitted then waited for, fib(30) with every call a task (parallel::join too), and
+          the start of 2 workers, one item or 1e5, and their end, per call
   never_slower  1 .. 1e7 items of 1 ns .. 10 us each, the cells of at most ~100 ms [20 ms]
           of sequential work, through the sequential loop, parallel::threads and the C++ peers
           only: threads' speedup per cell, and the worst cell of each
+  threads the thread backend's workloads, C++ only: tiny (x*3+1 over 1e7 ints), small (over
+          1000), balanced (1e6 x 50 ns), cpu (the cost family's 100 us cell), irregular (400
+          items of 1 us .. 1 ms, cheap first), nested (100 maps of 1000 x 1 us), progress
+          (200 x 1 ms with options.progress)
+  idle    the CPU time a pool's threads take in 1 s [0.25 s] of idleness after a map
+  mpi     parallel::mpi on 3 ranks next to the process backends: 200 [40] items of 1 ms, 64
+          [16] results of 1 MiB, 1000 [200] round trips (bench_compare_mpi under mpirun)
 Full: 5 repetitions of >= 0.2 s, about 13-16 min on 2 cores; --quick: 3 of >= 0.01 s, about
 110 s. Python peers whose run would exceed --budget (1.5 s; quick 0.3 s) are skipped and
 listed (Python's own loop runs whenever one of them does: it is their baseline).
@@ -49,13 +59,12 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import report  # bench/report.py: the machine reading shared by both drivers
 
 HERE = Path(__file__).resolve().parent
 PYTHON = "/usr/bin/python3"  # Debian's, with python3-joblib; the python3 on PATH may lack it
@@ -66,8 +75,11 @@ CPP_VARIANTS = [  # (key, label); the first is every C++ variant's baseline
     ("pool_fork", "process_pool<fork>"), ("pool_spawn", "process_pool<spawn>"),
     ("pool_forkserver", "process_pool<forkserver>"), ("per_call_fork", "processes<fork> per call"),
     ("per_call_spawn", "processes<spawn> per call"),
-    ("per_call_forkserver", "processes<forkserver> per call"), ("omp", "OpenMP static"),
-    ("tbb", "oneTBB parallel_for"), ("std_par", "std::execution::par"),
+    ("per_call_forkserver", "processes<forkserver> per call"), ("mpi", "parallel::mpi"),
+    ("join", "parallel::join"), ("thread_pool", "a thread_pool of its own"),
+    ("threads_callback", "threads, progress callable"),
+    ("threads_bar", "threads, progress_bar"), ("omp", "OpenMP static"),
+    ("omp_dynamic", "OpenMP dynamic,1"), ("tbb", "oneTBB"), ("std_par", "std::execution::par"),
     ("socketpair", "raw socketpair round trip")]
 PY_VARIANTS = [  # the first is every Python peer's baseline
     ("py_sequential", "Python loop"), ("py_pool_fork", "Pool (fork)"),
@@ -78,11 +90,13 @@ LABELS = dict(CPP_VARIANTS + PY_VARIANTS)
 MODES = {
     "full": {"repetitions": 5, "min_time": 0.2, "work_s": 0.1, "min_items": 100,
              "counts": [100, 1000, 10**4, 10**5, 10**6], "bytes_items": 200,
-             "params": 10**4, "budget": 1.5, "roundtrips": 2000},
+             "params": 10**4, "budget": 1.5, "roundtrips": 2000, "chunk1_items": 20000,
+             "idle_ms": 1000, "mpi_items": 200, "mpi_results": 64, "mpi_roundtrips": 1000},
     # The quick count family ends at the cost family's 1 us cell (2e4 items), which runs once.
     "quick": {"repetitions": 3, "min_time": 0.01, "work_s": 0.02, "min_items": 10,
               "counts": [100, 1000, 10**4, 2 * 10**4], "bytes_items": 50, "params": 2000,
-              "budget": 0.3, "roundtrips": 500},
+              "budget": 0.3, "roundtrips": 500, "chunk1_items": 2000, "idle_ms": 250,
+              "mpi_items": 40, "mpi_results": 16, "mpi_roundtrips": 200},
 }
 COSTS_NS = [10, 100, 1000, 10**4, 10**5, 10**6, 10**7]
 SIZES = [64, 4096, 65536, 1 << 20]
@@ -96,6 +110,31 @@ NEVER_SLOWER_VARIANTS = ["sequential", "threads", "omp", "tbb", "std_par"]
 STARTUP_ITEMS = 10**5
 STARTUP_VARIANTS = ["sequential", "per_call_fork", "per_call_spawn", "per_call_forkserver"]
 STARTUP_TARGET = 15  # Pool (fork) over processes<fork>, issue 14
+# The thread backend's workloads: the C++ variants they run (the first is the baseline).
+THREAD_VARIANTS = ["sequential", "threads", "omp", "tbb", "std_par"]
+# The process backends without the C++ peers (a cell whose Python peers run: cpp_variants).
+PROCESS_VARIANTS = ["sequential", "threads", "pool_fork", "pool_spawn", "pool_forkserver",
+                    "per_call_fork", "per_call_spawn", "per_call_forkserver"]
+# The mpi family runs in bench_compare_mpi under mpirun: 1 + 2 ranks, as many serving ranks as
+# the process backends have workers here.
+MPI_VARIANTS = ["sequential", "mpi", "pool_fork", "per_call_fork"]
+MPI_RANKS = 3
+# Kinds whose cells are read per unit of work (time per call, per task, per item), not as a
+# speedup: the unit, and how many a cell holds.
+PER_UNIT = {"roundtrip": "call", "tasks": "task", "chunked": "item", "fib": "call"}
+
+
+def fib_calls(k):
+    """Calls the naive recursion makes for fib(k): 2 fib(k + 1) - 1."""
+    a, b = 0, 1
+    for _ in range(k):
+        a, b = b, a + b
+    return 2 * b - 1
+
+
+def units(c):
+    """How many of its PER_UNIT units a cell's run does."""
+    return c["n"] * fib_calls(c["param"]) if c["kind"] == "fib" else c["n"]
 
 # --- the grid ---------------------------------------------------------------------------------
 
@@ -122,8 +161,15 @@ def fmt_bytes(size):
     return f"{size} B"
 
 
-def cell(kind, param, n, label):
-    return {"id": f"{kind}:{param}:{n}", "kind": kind, "param": param, "n": n, "label": label}
+def cell(kind, param, n, label, **extra):
+    """A cell of the grid: its id is bench_compare's --cell (KIND:PARAM:N). Extra keys:
+    variants (C++ only, these), cpp_variants (these in C++, and the Python peers), own_process
+    (a bench_compare run of its own), role (what the targets call it), program "mpi" (run in
+    bench_compare_mpi under mpirun; its id then starts with "mpi@", as a cell of its own run)."""
+    spec = f"{kind}:{param}:{n}"
+    prefix = "mpi@" if extra.get("program") == "mpi" else ""
+    return {"id": prefix + spec, "spec": spec, "kind": kind, "param": param, "n": n,
+            "label": label, **extra}
 
 
 def grid(mode):
@@ -132,23 +178,58 @@ def grid(mode):
     cost = []
     for ns in COSTS_NS:
         n = int(min(10**7, max(m["min_items"], round(m["work_s"] * 1e9 / ns))))
-        cost.append(cell("spin", ns, n, f"{fmt_ns(ns)} x {fmt_count(n)}"))
+        cost.append(cell("spin", ns, n, f"{fmt_ns(ns)} x {fmt_count(n)}", role=f"cost_{ns}"))
     count = [cell("spin", 1000, n, f"{fmt_count(n)} items") for n in m["counts"]]
     nb = m["bytes_items"]
     sizes = [cell("bytes", size, nb, f"{fmt_bytes(size)} x {nb}") for size in SIZES]
-    idioms = [cell("square", 0, 10**6, "square: x**2 over 1e6 ints"),
+    sizes[-1]["role"] = "results_1mib"
+    idioms = [cell("square", 0, 10**6, "square: x**2 over 1e6 ints", role="square"),
              cell("slow_pow", 100, 10, "slow_pow: 10 x 100 ms sleep, 5 workers"),
              dict(sizes[-1], label=f"{nb} results of 1 MiB"),
-             cell("params", 0, m["params"], f"imap over {fmt_count(m['params'])} param dicts")]
-    rt = m["roundtrips"]
-    latency = [cell("roundtrip", 0, rt, f"submit + get, {fmt_count(rt)} one at a time"),
+             cell("params", 0, m["params"], f"imap over {fmt_count(m['params'])} param dicts",
+                  role="params")]
+    rt, c1 = m["roundtrips"], m["chunk1_items"]
+    latency = [cell("roundtrip", 0, rt, f"submit + get, {fmt_count(rt)} one at a time",
+                    role="roundtrip"),
+               cell("chunked", 1, c1, f"map of {fmt_count(c1)} x + 1 at chunksize 1",
+                    cpp_variants=PROCESS_VARIANTS, role="chunk1"),
                cell("bytes", 64, 50, "a 50-item map of 64 B results"),
-               dict(cell("startup", 0, STARTUP_ITEMS,
-                         f"start 2 workers, x**2 over {fmt_count(STARTUP_ITEMS)} ints, end them"),
-                    cpp_variants=STARTUP_VARIANTS, own_process=True)]
+               cell("tasks", 0, 10**5, "1e5 tasks: submit each, then get each",
+                    variants=["sequential", "threads", "tbb"], role="tasks"),
+               cell("fib", 30, 1, "fib(30), every call a task",
+                    variants=["sequential", "threads", "join", "tbb"], role="fib"),
+               cell("startup", 0, 1, "start 2 workers, one item, end them",
+                    cpp_variants=STARTUP_VARIANTS, own_process=True, role="startup_one"),
+               cell("startup", 0, STARTUP_ITEMS,
+                    f"start 2 workers, x**2 over {fmt_count(STARTUP_ITEMS)} ints, end them",
+                    cpp_variants=STARTUP_VARIANTS, own_process=True, role="startup")]
     never_slower = [
-        dict(cell("spin", ns, n, f"{fmt_count(n)} x {fmt_ns(ns)}"), variants=NEVER_SLOWER_VARIANTS)
+        cell("spin", ns, n, f"{fmt_count(n)} x {fmt_ns(ns)}", variants=NEVER_SLOWER_VARIANTS)
         for n in NEVER_SLOWER_COUNTS for ns in NEVER_SLOWER_COSTS_NS if n * ns <= m["work_s"] * 1e9]
+    threads = [
+        cell("affine", 0, 10**7, "tiny: x*3+1 over 1e7 ints", variants=THREAD_VARIANTS,
+             role="tiny"),
+        cell("affine", 0, 1000, "small: x*3+1 over 1000 ints", variants=THREAD_VARIANTS,
+             role="small"),
+        cell("spin", 50, 10**6, "balanced: 1e6 x 50 ns", variants=THREAD_VARIANTS,
+             role="balanced"),
+        dict(cost[4], label=f"cpu: {fmt_count(cost[4]['n'])} x 100 us", role="cpu"),
+        cell("ramp", 10**6, 400, "irregular: 400 of 1 us .. 1 ms, cheap first",
+             variants=THREAD_VARIANTS + ["omp_dynamic"], role="irregular"),
+        cell("nested", 1000, 100, "nested: 100 maps of 1000 x 1 us", variants=THREAD_VARIANTS,
+             role="nested"),
+        cell("progress", 10**6, 200, "progress: 200 x 1 ms",
+             variants=["sequential", "threads", "threads_callback", "threads_bar"],
+             role="progress")]
+    idle = [cell("idle", m["idle_ms"], 1000,
+                 f"{fmt_ns(m['idle_ms'] * 1e6)} idle after a map of 1000 x 10 us",
+                 variants=["threads", "thread_pool", "omp", "tbb"], role="idle")]
+    mi, mr, mt = m["mpi_items"], m["mpi_results"], m["mpi_roundtrips"]
+    mpi = [cell("spin", 10**6, mi, f"{mi} x 1 ms", variants=MPI_VARIANTS, program="mpi"),
+           cell("bytes", 1 << 20, mr, f"{mr} results of 1 MiB", variants=MPI_VARIANTS,
+                program="mpi"),
+           cell("roundtrip", 0, mt, f"submit + get, {fmt_count(mt)} one at a time",
+                variants=MPI_VARIANTS, program="mpi")]
     return [("cost", "Speedup against item cost (items of ~cost each; speedup over the "
              "sequential loop of the same run)", cost),
             ("count", "Speedup against number of items (1 us items)", count),
@@ -158,7 +239,14 @@ def grid(mode):
              "socketpair round trip of the same run", latency),
             ("never_slower", "Never slower than the sequential loop: parallel::threads map over "
              f"items x item costs (cells of up to {fmt_ns(m['work_s'] * 1e9)} of sequential work; "
-             "speedup over the sequential loop of the same run)", never_slower)]
+             "speedup over the sequential loop of the same run)", never_slower),
+            ("threads", "The thread backend's workloads, next to OpenMP, oneTBB and "
+             "std::execution::par (speedup over the sequential loop of the same run)", threads),
+            ("idle", "What a pool burns while idle: CPU seconds of the other threads during the "
+             "idle period (max over the repetitions)", idle),
+            ("mpi", f"parallel::mpi across {MPI_RANKS} ranks (2 serving), next to the process "
+             "backends of the same run (bench_compare_mpi under mpirun; speedup, or time per "
+             "call)", mpi)]
 
 
 def unique_cells(families):
@@ -190,6 +278,13 @@ FAMILY_NOTES = {
                 "both sides blocking in read(): what one message each way costs on this machine. "
                 "'x floor' divides by its median. The process pools' columns run on 2 workers "
                 "(all cores).",
+                "The chunksize-1 map sends every item as a task of its own (Pool.map(f, xs, "
+                "chunksize=1) in Python). The 1e5 tasks are submitted from outside the pool, each "
+                "future kept, then all waited for (apply_async then get; oneTBB: task_group::run "
+                "then wait, no futures). fib(30) makes 2,692,537 calls; every call of n >= 2 "
+                "submits fib(n-1) and waits for it inside the pool (parallel::join: joins both "
+                "halves at every call; oneTBB: a task_group per call); the loop is the plain "
+                "recursion.",
                 "The start-up cell starts its workers in the call and ends them before it "
                 "returns: processes<...> per call in C++; in Python a pool made and closed "
                 "around the map (with Pool(2) as p: p.map(square, xs)); the loops are there for "
@@ -200,6 +295,24 @@ FAMILY_NOTES = {
                      "cells (- : more sequential work than the title's limit). A 1 ns item is one "
                      "spin round: 'loop, per item' is what an item measured in the sequential "
                      "loop, in each column's largest cell."],
+    "threads": ["The workloads the thread backend is tuned on. tiny and small: an item costs "
+                "less than a cache miss (tiny: memory bandwidth and the first touch of 40 MB of "
+                "results; small: the fixed cost of a call, ~0.3 us of work in all). irregular: "
+                "item i costs 1 + 999 (i/399)^3 us, a static split gives one thread 94% of the "
+                "work (OpenMP dynamic,1 is the load-balancing peer). nested: each outer item maps "
+                "its inner items on the same pool (oneTBB nests too; OpenMP and "
+                "std::execution::par run the outer loop in parallel only). progress: the cost of "
+                "options.progress, a (done, total) callable or parallel::progress_bar (whose "
+                "lines go to stderr with the run's own bar)."],
+    "idle": ["One map of 1000 items of ~10 us wakes every worker, then the calling thread "
+             "sleeps; the CPU time every other thread of the process took meanwhile is the "
+             "figure (max over the repetitions, with the median). A pool that spins or polls "
+             "shows; one whose workers block shows ~0. Each run starts 300 ms after the one "
+             "before, so that OpenMP's and oneTBB's spinning workers have gone to sleep."],
+    "mpi": ["A program of its own (bench_compare_mpi, the same code with the mpi variant) under "
+            f"mpirun -np {MPI_RANKS}: rank 0 runs every variant, the other ranks serve "
+            "parallel::mpi's tasks; the process backends run 2 workers. Speedups are over that "
+            "run's sequential loop; the round trip is time per call."],
     "idioms": ["slow_pow sleeps, so its ideal is 5x on 5 workers (threads{.workers = 5}, pools of "
               "5, OpenMP num_threads(5), a oneTBB task_arena of 5; std::execution::par cannot be "
               "given a thread count and runs on oneTBB's 2).",
@@ -212,9 +325,18 @@ FAMILY_NOTES = {
 
 
 def machine():
-    """report.py's reading of the machine, under the keys compare.json has always used."""
-    m = report.machine()
-    return {"cpu": m["cpu"], "cores": m["cores"], "usable": m["usable_cores"], "system": m["system"]}
+    """The CPU model, the cores (all, and those this process may run on) and the system."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "usable": usable,
+            "system": f"{platform.system()} {platform.release()}"}
 
 
 def compiler(build):
@@ -275,19 +397,30 @@ def cell_arg(c):
     """bench_compare's --cell: the cell, and the only variants it runs if it names them."""
     chosen = c.get("variants", c.get("cpp_variants"))
     variants = f"/{','.join(chosen)}" if chosen else ""
-    return f"--cell={c['id']}{variants}"
+    return f"--cell={c['spec']}{variants}"
 
 
-def run_cpp(exe, cells, args, raw, name="cpp"):
-    """Runs bench_compare; returns ({cell: {variant: {"seconds": [...]} | {"error": text}}},
-    failure text or None)."""
+def mpirun():
+    """The mpirun command line for MPI_RANKS ranks on this machine (as root, Open MPI needs to
+    be told that is meant), or None when there is no mpirun."""
+    found = shutil.which("mpirun")
+    if not found:
+        return None
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    return [found, *root, "--oversubscribe", "-np", str(MPI_RANKS)]
+
+
+def run_cpp(exe, cells, args, raw, name="cpp", launcher=(), prefix=""):
+    """Runs bench_compare (under `launcher`, e.g. mpirun); returns ({prefix + cell: {variant:
+    {"seconds": [...]} | {"error": text}}}, failure text or None). Counters (cpu_s) are kept
+    next to the seconds."""
     out = raw / f"{name}.json"
-    command = [str(exe), *(cell_arg(c) for c in cells),
+    command = [*launcher, str(exe), *(cell_arg(c) for c in cells),
                f"--repetitions={args.repetitions}", f"--min-time={args.min_time}",
                f"--benchmark_out={out}", "--benchmark_out_format=json",
                "--benchmark_enable_random_interleaving=true"]
     status = subprocess.run(command, stdout=subprocess.DEVNULL).returncode
-    failure = f"bench_compare exited with status {status}" if status else None
+    failure = f"{exe.name} exited with status {status}" if status else None
     results = {}
     try:
         document = json.loads(out.read_text())
@@ -298,11 +431,13 @@ def run_cpp(exe, cells, args, raw, name="cpp"):
         if entry.get("run_type", "iteration") != "iteration":
             continue
         cell_id, variant = entry.get("run_name", entry["name"]).split("/")[:2]
-        slot = results.setdefault(cell_id, {}).setdefault(variant, {"seconds": []})
+        slot = results.setdefault(prefix + cell_id, {}).setdefault(variant, {"seconds": []})
         if entry.get("error_occurred"):
             slot["error"] = entry.get("error_message", "error")
         else:
             slot["seconds"].append(entry["real_time"] * scale[entry.get("time_unit", "ns")])
+            if "cpu_s" in entry:
+                slot.setdefault("cpu_s", []).append(entry["cpu_s"])
     return results, failure
 
 
@@ -355,6 +490,9 @@ def summarise(results):
                     continue
                 s = entry["seconds"]
                 entry.update(median=statistics.median(s), min=min(s), max=max(s))
+                if entry.get("cpu_s"):
+                    entry.update(cpu_s_median=statistics.median(entry["cpu_s"]),
+                                 cpu_s_max=max(entry["cpu_s"]))
                 if base_median:
                     entry["speedup"] = [base_median / entry["median"], base_median / entry["max"],
                                         base_median / entry["min"]]
@@ -382,8 +520,16 @@ def table_cell(entry, baseline):
     return f"{median:.2f}x ({low:.2f}-{high:.2f})"
 
 
+def per_unit_text(entry, c):
+    """A PER_UNIT cell's figure: the median time per unit (min-max) and the unit."""
+    per = units(c)
+    return f"{fmt_seconds(entry['median'] / per)} ({fmt_seconds(entry['min'] / per)}-" \
+           f"{fmt_seconds(entry['max'] / per)}) /{PER_UNIT[c['kind']]}"
+
+
 def latency_table(cells, results):
-    """(header, rows) for the latency family: time per call, and over the socketpair floor."""
+    """(header, rows) for the latency family: time per call (per task, per item), and over the
+    socketpair floor where a call crosses to a worker."""
     header = ["backend"] + [c["label"] for c in cells]
     floor = None
     for c in cells:
@@ -398,11 +544,13 @@ def latency_table(cells, results):
             if not entry or "median" not in entry:
                 row.append(table_cell(entry, False) if entry else "-")
                 continue
-            per = c["n"] if c["kind"] == "roundtrip" else 1
-            text = f"{fmt_seconds(entry['median'] / per)} ({fmt_seconds(entry['min'] / per)}-" \
-                   f"{fmt_seconds(entry['max'] / per)})"
-            if floor and c["kind"] != "startup":
-                text += f", {entry['median'] / per / floor:.2f}x floor"
+            if c["kind"] not in PER_UNIT:
+                row.append(f"{fmt_seconds(entry['median'])} ({fmt_seconds(entry['min'])}-"
+                           f"{fmt_seconds(entry['max'])})")
+                continue
+            text = per_unit_text(entry, c)
+            if floor and c["kind"] in ("roundtrip", "chunked"):
+                text += f", {entry['median'] / units(c) / floor:.2f}x floor"
             row.append(text)
         if any(x != "-" for x in row[1:]):
             rows.append(row)
@@ -410,7 +558,8 @@ def latency_table(cells, results):
 
 
 def family_table(cells, results):
-    """(header, rows): one row per backend and peer, one column per cell."""
+    """(header, rows): one row per backend and peer, one column per cell; a PER_UNIT cell shows
+    time per unit rather than a speedup."""
     header = ["backend"] + [c["label"] for c in cells]
     rows = []
     for variants, lang in ((CPP_VARIANTS, "C++"), (PY_VARIANTS, "Python")):
@@ -422,9 +571,29 @@ def family_table(cells, results):
             continue
         rows.append(per_item)
         for i, (key, label) in enumerate(variants):
-            row = [label] + [table_cell(results.get(c["id"], {}).get(key), i == 0) for c in cells]
+            row = [label]
+            for c in cells:
+                entry = results.get(c["id"], {}).get(key)
+                if c["kind"] in PER_UNIT and entry and "median" in entry:
+                    row.append(per_unit_text(entry, c))
+                else:
+                    row.append(table_cell(entry, i == 0))
             if any(x != "-" for x in row[1:]):
                 rows.append(row)
+    return header, rows
+
+
+def idle_table(cells, results):
+    """(header, rows) for idle: CPU seconds of the other threads, max (median) per variant."""
+    header = ["backend"] + [f"CPU s in {c['label']}: max (median)" for c in cells]
+    rows = []
+    for key, label in CPP_VARIANTS:
+        entries = [results.get(c["id"], {}).get(key) for c in cells]
+        if all(e is None for e in entries):
+            continue
+        rows.append([label] + [
+            f"{e['cpu_s_max']:.6f} ({e['cpu_s_median']:.6f})" if e and "cpu_s_max" in e
+            else table_cell(e, False) for e in entries])
     return header, rows
 
 
@@ -447,7 +616,8 @@ def never_slower_table(cells, results):
     return ["items"] + [fmt_ns(ns) for ns in costs], rows + [per_item]
 
 
-TABLES = {"latency": latency_table, "never_slower": never_slower_table}  # the others: family_table
+TABLES = {"latency": latency_table, "never_slower": never_slower_table,
+          "idle": idle_table}  # the others: family_table
 
 
 def worst_cells(cells, results):
@@ -469,8 +639,9 @@ def worst_cells(cells, results):
 
 
 def startup_ratio(cells, results):
-    """How many times longer Python's Pool (fork) takes than processes<fork> in the start-up
-    cell, against the target."""
+    """How many times longer Python's Pool (fork) takes than processes<fork> in each start-up
+    cell (against the target in the one of STARTUP_ITEMS items)."""
+    lines = []
     for c in cells:
         if c["kind"] != "startup":
             continue
@@ -478,9 +649,10 @@ def startup_ratio(cells, results):
         theirs = results.get(c["id"], {}).get("py_pool_fork", {})
         if "median" in ours and "median" in theirs:
             ratio = theirs["median"] / ours["median"]
-            return [f"{c['label']}: Python's Pool (fork) takes {ratio:.1f}x as long as "
-                    f"processes<fork> (target >= {STARTUP_TARGET}x)"]
-    return []
+            target = f" (target >= {STARTUP_TARGET}x)" if c["n"] == STARTUP_ITEMS else ""
+            lines.append(f"{c['label']}: Python's Pool (fork) takes {ratio:.1f}x as long as "
+                         f"processes<fork>{target}")
+    return lines
 
 
 def family_notes(family, cells, results):
@@ -497,6 +669,130 @@ def family_notes(family, cells, results):
             if "error" in entry:
                 notes.append(f"{c['label']}: {LABELS.get(key, key)} FAILED: {entry['error']}")
     return notes
+
+
+# --- targets ----------------------------------------------------------------------------------
+
+
+def targets(families, results):
+    """[(group, target, status, measured)], status "met", "MISSED" or "n/a" (not in this run):
+    the benchmark targets of the thread backend, the process backends and the start methods, read
+    from the cells of the grid by their role."""
+    by_role = {c["role"]: c for _, _, cells in families for c in cells if "role" in c}
+    checks = []
+
+    def entry(role, variant):
+        c = by_role.get(role)
+        e = results.get(c["id"], {}).get(variant, {}) if c else {}
+        return e if "median" in e else None
+
+    def check(group, name, needed, condition, detail):
+        if any(x is None for x in needed):
+            checks.append((group, name, "n/a", "not measured in this run"))
+        else:
+            checks.append((group, name, "met" if condition() else "MISSED", detail()))
+
+    def speedup(e):
+        return e["speedup"][0] if e and "speedup" in e else None
+
+    def per_unit(role, e):
+        return e["median"] / units(by_role[role])
+
+    g = "thread backend"
+    seq, th = entry("tiny", "sequential"), entry("tiny", "threads")
+    check(g, "tiny: threads <= 1.05x the sequential loop's time", [seq, th],
+          lambda: th["median"] <= 1.05 * seq["median"],
+          lambda: f"{th['median'] / seq['median']:.2f}x")
+    for peer in ("tbb", "omp"):
+        p = entry("tiny", peer)
+        check(g, f"tiny: threads no slower than {LABELS[peer]}", [th, p],
+              lambda: th["median"] <= p["median"], lambda: f"{th['median'] / p['median']:.2f}x")
+    for role in ("balanced", "cpu"):
+        th, tbb = entry(role, "threads"), entry(role, "tbb")
+        check(g, f"{role}: threads >= 1.9x the sequential loop", [speedup(th)],
+              lambda: speedup(th) >= 1.9, lambda: f"{speedup(th):.2f}x")
+        check(g, f"{role}: threads within 1.1x of oneTBB's time", [th, tbb],
+              lambda: th["median"] <= 1.1 * tbb["median"],
+              lambda: f"{th['median'] / tbb['median']:.2f}x")
+    th = entry("small", "threads")
+    check(g, "small: threads' median <= 1 us", [th], lambda: th["median"] <= 1e-6,
+          lambda: fmt_seconds(th["median"]))
+    th = entry("irregular", "threads")
+    for peer in ("omp_dynamic", "tbb"):
+        p = entry("irregular", peer)
+        check(g, f"irregular: threads at least as fast as {LABELS[peer]}", [th, p],
+              lambda: th["median"] <= p["median"], lambda: f"{th['median'] / p['median']:.2f}x")
+    th = entry("tasks", "threads")
+    check(g, "tasks: submit + get <= 300 ns per task", [th],
+          lambda: per_unit("tasks", th) <= 300e-9, lambda: fmt_seconds(per_unit("tasks", th)))
+    for variant, limit in (("threads", 10e-9), ("join", 3e-9)):
+        e = entry("fib", variant)
+        check(g, f"fib(30): {LABELS[variant]} <= {limit * 1e9:g} ns per call", [e],
+              lambda: per_unit("fib", e) <= limit, lambda: fmt_seconds(per_unit("fib", e)))
+    th = entry("progress", "threads")
+    for variant in ("threads_callback", "threads_bar"):
+        e = entry("progress", variant)
+        check(g, f"progress: {LABELS[variant]} costs < 1% on 1 ms items", [th, e],
+              lambda: e["median"] < 1.01 * th["median"],
+              lambda: f"{(e['median'] / th['median'] - 1) * 100:+.2f}%")
+    # Below 100 us of CPU in the idle period is a pool's workers spinning briefly before they
+    # block, not a pool that keeps polling.
+    e = entry("idle", "thread_pool")
+    check(g, "idle: a thread_pool burns no CPU while idle (< 0.0001 s, every repetition)", [e],
+          lambda: e["cpu_s_max"] < 1e-4, lambda: f"max {e['cpu_s_max']:.6f} s")
+    never = [results.get(c["id"], {}).get("threads", {}) for f, _, cells in families
+             if f == "never_slower" for c in cells]
+    never = [e["speedup"][0] for e in never if "speedup" in e]
+    check(g, "never_slower: threads >= 0.95x the sequential loop in every cell",
+          [min(never) if never else None], lambda: min(never) >= 0.95,
+          lambda: f"worst {min(never):.2f}x, under 0.95x in {sum(s < 0.95 for s in never)} of "
+                  f"{len(never)} cells")
+    th, tbb = entry("cost_10", "threads"), entry("cost_10", "tbb")
+    check(g, "10 ns items (cost family): threads >= 1.1x the loop and >= oneTBB",
+          [speedup(th), tbb], lambda: speedup(th) >= 1.1 and th["median"] <= tbb["median"],
+          lambda: f"{speedup(th):.2f}x; {th['median'] / tbb['median']:.2f}x oneTBB's time")
+    th = entry("params", "threads")
+    check(g, "imap over the param dicts: threads >= 1.4x", [speedup(th)],
+          lambda: speedup(th) >= 1.4, lambda: f"{speedup(th):.2f}x")
+
+    g = "process backends"
+    py_pool = entry("results_1mib", "py_pool_fork")
+    for variant in ("pool_fork", "per_call_fork"):
+        e = entry("chunk1", variant)
+        check(g, f"chunksize 1: {LABELS[variant]} <= 5 us per item", [e],
+              lambda: per_unit("chunk1", e) <= 5e-6, lambda: fmt_seconds(per_unit("chunk1", e)))
+        e = entry("square", variant)
+        check(g, f"x**2 over 1e6 ints: {LABELS[variant]} <= 0.3 us per item", [e],
+              lambda: e["median"] / 1e6 <= 0.3e-6, lambda: fmt_seconds(e["median"] / 1e6))
+        e = entry("cost_1000000", variant)
+        check(g, f"1 ms items: {LABELS[variant]} >= 1.9x the sequential loop", [speedup(e)],
+              lambda: speedup(e) >= 1.9, lambda: f"{speedup(e):.2f}x")
+        e = entry("results_1mib", variant)
+        check(g, f"1 MiB results: {LABELS[variant]} >= 10x the throughput of Pool (fork)",
+              [e, py_pool], lambda: py_pool["median"] >= 10 * e["median"],
+              lambda: f"{py_pool['median'] / e['median']:.1f}x")
+    ours, theirs = entry("startup", "per_call_fork"), entry("startup", "py_pool_fork")
+    check(g, f"start-up with 1e5 items: Pool (fork) >= {STARTUP_TARGET}x processes<fork>'s time",
+          [ours, theirs], lambda: theirs["median"] >= STARTUP_TARGET * ours["median"],
+          lambda: f"{theirs['median'] / ours['median']:.1f}x")
+
+    g = "start methods"
+    for variant, limit in (("per_call_fork", 2e-3), ("per_call_spawn", 20e-3),
+                           ("per_call_forkserver", 3e-3)):
+        e = entry("startup_one", variant)
+        check(g, f"start 2 workers + one item + end: {LABELS[variant]} <= {limit * 1e3:g} ms",
+              [e], lambda: e["median"] <= limit, lambda: fmt_seconds(e["median"]))
+    ours, theirs = entry("startup_one", "per_call_spawn"), entry("startup_one", "py_pool_spawn")
+    check(g, "start 2 workers + one item + end: processes<spawn> >= 5x faster than Pool (spawn)",
+          [ours, theirs], lambda: theirs["median"] >= 5 * ours["median"],
+          lambda: f"{theirs['median'] / ours['median']:.1f}x")
+    fork = entry("roundtrip", "pool_fork")
+    for variant in ("pool_spawn", "pool_forkserver"):
+        e = entry("roundtrip", variant)
+        check(g, f"round trip: {LABELS[variant]} within 25% of process_pool<fork>", [e, fork],
+              lambda: e["median"] <= 1.25 * fork["median"],
+              lambda: f"{e['median'] / fork['median']:.2f}x")
+    return checks
 
 
 def render_text(header, rows):
@@ -582,17 +878,36 @@ def run(args, mode, out):
     # A cell that measures start-up runs in a program of its own on each side: what a fork
     # costs grows with the process that forks, and the grid's process, after the other cells,
     # doubled it on both sides.
+    mpi_cells = [c for c in cells if c.get("program") == "mpi"]
+    cells = [c for c in cells if c.get("program") != "mpi"]
     alone = [c for c in cells if c.get("own_process")]
     together = [c for c in cells if not c.get("own_process")]
     results, failure = run_cpp(exe, together, args, raw) if together else ({}, None)
     for c in alone:
-        one, failure_alone = run_cpp(exe, [c], args, raw, name=f"cpp_{c['kind']}")
+        one, failure_alone = run_cpp(exe, [c], args, raw, name=f"cpp_{c['kind']}_{c['n']}")
         results.update(one)
         failure = failure or failure_alone
     phases = {"C++": meter.stop()}
     print(f"C++ phase: {fmt_load(phases['C++'])}", flush=True)
     if failure:
         failures.append(failure)
+    mpi_note = None
+    if mpi_cells:
+        mpi_exe, launcher = args.build / "bench" / "bench_compare_mpi", mpirun()
+        if not os.access(mpi_exe, os.X_OK):
+            mpi_note = (f"not run: {mpi_exe} not built (it needs Open MPI: libopenmpi-dev "
+                        "openmpi-bin; ./scripts/bench builds it when CMake finds MPI)")
+        elif launcher is None:
+            mpi_note = "not run: no mpirun on PATH (install openmpi-bin)"
+        else:
+            meter = LoadMeter()
+            one, failure = run_cpp(mpi_exe, mpi_cells, args, raw, name="mpi", launcher=launcher,
+                                   prefix="mpi@")
+            results.update(one)
+            phases["MPI"] = meter.stop()
+            print(f"MPI phase: {fmt_load(phases['MPI'])}", flush=True)
+            if failure:
+                failures.append(failure)
     python_doc, python_note = None, None
     py_cells = [c for c in cells if "variants" not in c]
     if args.no_python:
@@ -624,7 +939,7 @@ def run(args, mode, out):
             "families": [{"name": f, "title": t, "cells": cs} for f, t, cs in families],
             "results": results, "python": python_doc and {
                 k: v for k, v in python_doc.items() if k != "records"},
-            "python_note": python_note, "failures": failures}
+            "python_note": python_note, "mpi_note": mpi_note, "failures": failures}
 
 
 def render(document, out):
@@ -650,6 +965,8 @@ def render(document, out):
         print(f"\n== {family}: {title} ==\n{render_text(header, rows)}")
         markdown += [f"## {family}: {title}", "", render_markdown(header, rows), ""]
         notes = family_notes(family, family_cells, results)
+        if family == "mpi" and document.get("mpi_note"):
+            notes.insert(0, f"MPI: {document['mpi_note']}")
         for note in notes:
             print(f"  {note}")
         markdown += [f"- {note}" for note in notes] + ([""] if notes else [])
@@ -660,6 +977,17 @@ def render(document, out):
         print(f"\n== break-even: where each backend pays off (medians of this run) ==\n"
               f"{render_text(header, rows)}")
         markdown += ["## Break-even (medians of this run)", "", render_markdown(header, rows), ""]
+
+    checks = targets(families, results)
+    if any(status != "n/a" for _, _, status, _ in checks):
+        header = ["group", "target", "status", "measured"]
+        rows = [list(c) for c in checks]
+        met = sum(status == "met" for _, _, status, _ in checks)
+        measured = sum(status != "n/a" for _, _, status, _ in checks)
+        summary = f"{met} of {measured} measured targets met ({len(checks) - measured} not in this run)"
+        print(f"\n== targets (medians of this run) ==\n{render_text(header, rows)}\n  {summary}")
+        markdown += ["## Targets (medians of this run)", "", render_markdown(header, rows), "",
+                     f"- {summary}", ""]
 
     try:
         import compare_plot

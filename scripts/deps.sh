@@ -12,10 +12,10 @@ PARALLEL_BUILD_PACKAGES=(g++ clang-16 libclang-rt-16-dev cmake ninja-build catch
 # The lint steps of scripts/test: clang-format (Debian 12's, 14, as developers run it) and
 # clang-tidy 16 (it must parse what clang 16 compiles).
 PARALLEL_LINT_PACKAGES=(clang-format clang-tidy-16)
-# What ./scripts/bench adds: Debian's python3 runs bench/report.py and, with joblib (loky), the
-# Python peers of the process workloads (bench/peers/process_peers.py); multiprocess is the
-# dill-based Pool that Python programs reach for when lambdas will not pickle. (OpenMP for g++ is
-# libgomp, part of g++.)
+# What ./scripts/bench adds: Debian's python3 runs bench/compare.py and, with joblib (loky), the
+# Python peers (bench/peers/compare_peers.py); multiprocess is the dill-based Pool that Python
+# programs reach for when lambdas will not pickle. (OpenMP for g++ is libgomp, part of g++; Open
+# MPI, for the mpi family, is in the build packages.)
 PARALLEL_BENCH_PACKAGES=(python3 python3-joblib python3-multiprocess python3-matplotlib)
 # The mingw build of scripts/test: Windows executables cross-built with mingw-w64 (the -posix
 # variant: with win32 threads std::thread does not compile) and run under Wine, headless.
