@@ -74,6 +74,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -283,9 +284,11 @@ std::shared_ptr<const W> current_work(const std::string& cell,
   return std::static_pointer_cast<const W>(current);
 }
 
-std::vector<int> iota_ints(std::size_t n) {
-  std::vector<int> v(n);
-  std::iota(v.begin(), v.end(), 0);
+/// 0, 1, .., n - 1.
+template <class T = int>
+std::vector<T> iota_vector(std::size_t n) {
+  std::vector<T> v(n);
+  std::iota(v.begin(), v.end(), T{0});
   return v;
 }
 
@@ -796,11 +799,7 @@ void settle_long(const benchmark::State&) {
 /// Registers the idle cell "idle:MS:N" for the variants `wanted` names (all four by default).
 void register_idle(const std::string& cell, int ms, std::size_t n, const settings& s,
                    const std::vector<std::string>& wanted) {
-  auto items = std::make_shared<const std::vector<std::uint64_t>>([n] {
-    std::vector<std::uint64_t> v(n);
-    std::iota(v.begin(), v.end(), std::uint64_t{0});
-    return v;
-  }());
+  auto items = std::make_shared<const std::vector<std::uint64_t>>(iota_vector<std::uint64_t>(n));
   const auto item = spin_item(10'000);
   auto add = [&](const char* variant, auto work) {
     if (!wanted.empty() && std::ranges::find(wanted, variant) == wanted.end()) return;
@@ -872,28 +871,26 @@ bool register_spec(const std::string& text, const settings& s) {
   if (std::sscanf(spec.c_str(), "%31[a-z_]:%llu:%llu%c", kind, &param, &n, &end) != 3) return false;
   const std::string k = kind;
   const auto count = static_cast<std::size_t>(n);
-  if (k == "spin") {
+  if (k == "spin" || k == "progress") {  // progress: spin items, for the progress variants
     register_cell(
         spec,
         [=] {
-          std::vector<std::uint64_t> items(count);
-          std::iota(items.begin(), items.end(), std::uint64_t{0});
-          return make_work<verb::map>(spin_item(param), std::move(items), 0);
+          return make_work<verb::map>(spin_item(param), iota_vector<std::uint64_t>(count), 0);
         },
         s, *wanted);
   } else if (k == "bytes") {
     register_cell(
-        spec, [=] { return make_work<verb::map>(bytes_item(param), iota_ints(count), 0); }, s,
+        spec, [=] { return make_work<verb::map>(bytes_item(param), iota_vector(count), 0); }, s,
         *wanted);
   } else if (k == "square" || k == "startup") {
     register_cell(
-        spec, [=] { return make_work<verb::map>(square, iota_ints(count), 0); }, s, *wanted);
+        spec, [=] { return make_work<verb::map>(square, iota_vector(count), 0); }, s, *wanted);
   } else if (k == "slow_pow") {
     register_cell(
         spec,
         [=] {
           std::vector<std::tuple<int, int>> xs;  // zip(xs, [2] * len(xs))
-          for (int x : iota_ints(count)) xs.emplace_back(x, 2);
+          for (int x : iota_vector(count)) xs.emplace_back(x, 2);
           return make_work<verb::starmap>(slow_pow(static_cast<int>(param)), std::move(xs), 5);
         },
         s, *wanted);
@@ -903,24 +900,18 @@ bool register_spec(const std::string& text, const settings& s) {
     }
     register_cell(
         spec,
-        [=] {
-          std::vector<std::uint64_t> items(count);
-          std::iota(items.begin(), items.end(), std::uint64_t{0});
-          return make_work<verb::submit>(increment, std::move(items), 0);
-        },
-        s, *wanted);
+        [=] { return make_work<verb::submit>(increment, iota_vector<std::uint64_t>(count), 0); }, s,
+        *wanted);
   } else if (k == "chunked") {
     register_cell(
         spec,
         [=] {
-          std::vector<std::uint64_t> items(count);
-          std::iota(items.begin(), items.end(), std::uint64_t{0});
-          return make_work<verb::map>(increment, std::move(items), 0, param);
+          return make_work<verb::map>(increment, iota_vector<std::uint64_t>(count), 0, param);
         },
         s, *wanted);
   } else if (k == "affine") {
     register_cell(
-        spec, [=] { return make_work<verb::map>(affine, iota_ints(count), 0); }, s, *wanted);
+        spec, [=] { return make_work<verb::map>(affine, iota_vector(count), 0); }, s, *wanted);
   } else if (k == "ramp") {
     register_cell(
         spec, [=] { return make_work<verb::map>(spin_rounds, ramp_items(param, count), 0); }, s,
@@ -929,9 +920,7 @@ bool register_spec(const std::string& text, const settings& s) {
     register_cell(
         spec,
         [=] {
-          std::vector<std::uint64_t> outer(count);
-          std::iota(outer.begin(), outer.end(), std::uint64_t{0});
-          return make_work<verb::nested>(nested_item{param}, std::move(outer), 0);
+          return make_work<verb::nested>(nested_item{param}, iota_vector<std::uint64_t>(count), 0);
         },
         s, *wanted);
   } else if (k == "fib") {
@@ -942,21 +931,8 @@ bool register_spec(const std::string& text, const settings& s) {
   } else if (k == "tasks") {
     register_cell(
         spec,
-        [=] {
-          std::vector<std::uint64_t> items(count);
-          std::iota(items.begin(), items.end(), std::uint64_t{0});
-          return make_work<verb::tasks>(increment, std::move(items), 0);
-        },
-        s, *wanted);
-  } else if (k == "progress") {
-    register_cell(
-        spec,
-        [=] {
-          std::vector<std::uint64_t> items(count);
-          std::iota(items.begin(), items.end(), std::uint64_t{0});
-          return make_work<verb::map>(spin_item(param), std::move(items), 0);
-        },
-        s, *wanted);
+        [=] { return make_work<verb::tasks>(increment, iota_vector<std::uint64_t>(count), 0); }, s,
+        *wanted);
   } else if (k == "idle") {
     register_idle(spec, static_cast<int>(param), count, s, *wanted);
   } else if (k == "params") {
@@ -964,7 +940,7 @@ bool register_spec(const std::string& text, const settings& s) {
         spec,
         [=] {
           std::vector<dict> params;  // {'param1': x, 'param2': 15}
-          for (int x : iota_ints(count)) params.push_back(dict{{"param1", x}, {"param2", 15}});
+          for (int x : iota_vector(count)) params.push_back(dict{{"param1", x}, {"param2", 15}});
           return make_work<verb::imap>(function_to_parallelize, std::move(params), 0);
         },
         s, *wanted);

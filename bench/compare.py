@@ -223,7 +223,8 @@ def grid(mode):
              role="progress")]
     idle = [cell("idle", m["idle_ms"], 1000,
                  f"{fmt_ns(m['idle_ms'] * 1e6)} idle after a map of 1000 x 10 us",
-                 variants=["threads", "thread_pool", "omp", "tbb"], role="idle")]
+                 variants=["threads", "thread_pool", "omp", "tbb"], role="idle",
+                 own_process=True)]
     mi, mr, mt = m["mpi_items"], m["mpi_results"], m["mpi_roundtrips"]
     mpi = [cell("spin", 10**6, mi, f"{mi} x 1 ms", variants=MPI_VARIANTS, program="mpi"),
            cell("bytes", 1 << 20, mr, f"{mr} results of 1 MiB", variants=MPI_VARIANTS,
@@ -308,7 +309,8 @@ FAMILY_NOTES = {
              "sleeps; the CPU time every other thread of the process took meanwhile is the "
              "figure (max over the repetitions, with the median). A pool that spins or polls "
              "shows; one whose workers block shows ~0. Each run starts 300 ms after the one "
-             "before, so that OpenMP's and oneTBB's spinning workers have gone to sleep."],
+             "before, so that OpenMP's and oneTBB's spinning workers have gone to sleep. The "
+             "cell runs in a program of its own, where no process pool's threads are alive."],
     "mpi": ["A program of its own (bench_compare_mpi, the same code with the mpi variant) under "
             f"mpirun -np {MPI_RANKS}: rank 0 runs every variant, the other ranks serve "
             "parallel::mpi's tasks; the process backends run 2 workers. Speedups are over that "
