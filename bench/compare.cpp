@@ -449,6 +449,8 @@ auto run_threads(const W& w, const std::vector<typename W::input>& items) {
           return std::accumulate(results.begin(), results.end(), std::uint64_t{0});
         },
         items);
+  } else if constexpr (W::how == verb::map) {
+    return parallel::map(policy, w.f, items, parallel::options{.chunksize = w.chunksize});
   } else {
     return run_verb(w, items, policy);
   }
@@ -706,8 +708,10 @@ void timed(benchmark::State& state, const W& w, Run run) {
 std::size_t registered_benchmarks = 0;
 
 /// Registers "<cell>/<variant>" for every variant this build has and `wanted` names (all of
-/// them when `wanted` is empty); `build` makes the cell's work.
-template <class Build>
+/// them when `wanted` is empty); `build` makes the cell's work. `Processes` false: the kind has
+/// no process or MPI variants (its families never ask for them), and they are not instantiated
+/// (this translation unit is large already: see bench/CMakeLists.txt on GCC's inlining budget).
+template <bool Processes = true, class Build>
 void register_cell(const std::string& cell, Build build, const settings& s,
                    const std::vector<std::string>& wanted) {
   using W = typename std::invoke_result_t<Build>::element_type;
@@ -729,21 +733,26 @@ void register_cell(const std::string& cell, Build build, const settings& s,
   };
   add("sequential", [](const W& w, const items_t& in) { return run_sequential(w, in); });
   add("threads", [](const W& w, const items_t& in) { return run_threads(w, in); });
-  add("pool_fork", [](const W& w, const items_t& in) { return run_pool<fork>(w, in); });
-  add("pool_spawn", [](const W& w, const items_t& in) { return run_pool<spawn>(w, in); });
-  add("pool_forkserver", [](const W& w, const items_t& in) { return run_pool<forkserver>(w, in); });
+  if constexpr (Processes) {
+    add("pool_fork", [](const W& w, const items_t& in) { return run_pool<fork>(w, in); });
+    add("pool_spawn", [](const W& w, const items_t& in) { return run_pool<spawn>(w, in); });
+    add("pool_forkserver",
+        [](const W& w, const items_t& in) { return run_pool<forkserver>(w, in); });
 #if PARALLEL_BENCH_MPI
-  add(
-      "mpi", [](const W& w, const items_t& in) { return run_mpi(w, in); }, true);
+    add(
+        "mpi", [](const W& w, const items_t& in) { return run_mpi(w, in); }, true);
 #endif
+  }
   if constexpr (W::how == verb::submit) {
     add("socketpair", [](const W& w, const items_t& in) { return run_socketpair(w, in); });
     return;
   }
-  add("per_call_fork", [](const W& w, const items_t& in) { return run_per_call<fork>(w, in); });
-  add("per_call_spawn", [](const W& w, const items_t& in) { return run_per_call<spawn>(w, in); });
-  add("per_call_forkserver",
-      [](const W& w, const items_t& in) { return run_per_call<forkserver>(w, in); });
+  if constexpr (Processes) {
+    add("per_call_fork", [](const W& w, const items_t& in) { return run_per_call<fork>(w, in); });
+    add("per_call_spawn", [](const W& w, const items_t& in) { return run_per_call<spawn>(w, in); });
+    add("per_call_forkserver",
+        [](const W& w, const items_t& in) { return run_per_call<forkserver>(w, in); });
+  }
   add(
       "join", [](const W& w, const items_t& in) { return run_join(w, in); }, true);
   add(
@@ -910,26 +919,26 @@ bool register_spec(const std::string& text, const settings& s) {
         },
         s, *wanted);
   } else if (k == "affine") {
-    register_cell(
+    register_cell<false>(
         spec, [=] { return make_work<verb::map>(affine, iota_vector(count), 0); }, s, *wanted);
   } else if (k == "ramp") {
-    register_cell(
+    register_cell<false>(
         spec, [=] { return make_work<verb::map>(spin_rounds, ramp_items(param, count), 0); }, s,
         *wanted);
   } else if (k == "nested") {
-    register_cell(
+    register_cell<false>(
         spec,
         [=] {
           return make_work<verb::nested>(nested_item{param}, iota_vector<std::uint64_t>(count), 0);
         },
         s, *wanted);
   } else if (k == "fib") {
-    register_cell(
+    register_cell<false>(
         spec,
         [=] { return make_work<verb::fib>(fib, std::vector<std::uint64_t>(count, param), 0); }, s,
         *wanted);
   } else if (k == "tasks") {
-    register_cell(
+    register_cell<false>(
         spec,
         [=] { return make_work<verb::tasks>(increment, iota_vector<std::uint64_t>(count), 0); }, s,
         *wanted);

@@ -217,12 +217,9 @@ class result_slots {
     }
   }
 
-  /// Stores f(input[i]) into slot i for i in [first, last). Flattened: the loop is the map's
-  /// per-item cost, and whether GCC inlines f and the store into it otherwise depends on how
-  /// large the program's translation unit is (past --param inline-unit-growth it stops: in a
-  /// large benchmark program, 1000 items of ~1 ns ran at 0.65x the loop, a call per item).
+  /// Stores f(input[i]) into slot i for i in [first, last).
   template <class F, class Input>
-  [[gnu::flatten]] void fill(F& f, Input& input, std::size_t first, std::size_t last) {
+  void fill(F& f, Input& input, std::size_t first, std::size_t last) {
     if constexpr (direct) {
       R* out = values_.data();
       for (std::size_t i = first; i < last; ++i) out[i] = std::invoke(f, input[i]);

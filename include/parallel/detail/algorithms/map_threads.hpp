@@ -128,8 +128,7 @@ class threaded_map {
   static bool short_enough(std::uint64_t identity, std::size_t n, const options& opts) {
     return opts.chunksize == 0 && untimed_turn(n, identity);
   }
-  // Flattened, as result_slots::fill is: push_back and f inlined whatever the program's size.
-  [[gnu::flatten]] static std::vector<R> plain_loop(F& f, Input& input, const progress& report) {
+  static std::vector<R> plain_loop(F& f, Input& input, const progress& report) {
     const std::size_t n = input.size();
     std::vector<R> out;
     out.reserve(n);
