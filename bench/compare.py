@@ -1005,7 +1005,7 @@ def render(document, out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the smaller grid, < 2 min")
+    parser.add_argument("--quick", action="store_true", help="the smaller grid, ~2.5 min")
     parser.add_argument("--build", type=Path, default=HERE.parent / "build" / "bench",
                         help="the CMake build directory with bench/bench_compare")
     parser.add_argument("--out", type=Path, help="where the results go (bench/results/, "
