@@ -449,8 +449,6 @@ auto run_threads(const W& w, const std::vector<typename W::input>& items) {
           return std::accumulate(results.begin(), results.end(), std::uint64_t{0});
         },
         items);
-  } else if constexpr (W::how == verb::map) {
-    return parallel::map(policy, w.f, items, parallel::options{.chunksize = w.chunksize});
   } else {
     return run_verb(w, items, policy);
   }
@@ -808,8 +806,8 @@ void settle_long(const benchmark::State&) {
 /// Registers the idle cell "idle:MS:N" for the variants `wanted` names (all four by default).
 void register_idle(const std::string& cell, int ms, std::size_t n, const settings& s,
                    const std::vector<std::string>& wanted) {
-  auto items = std::make_shared<const std::vector<std::uint64_t>>(iota_vector<std::uint64_t>(n));
-  const auto item = spin_item(10'000);
+  // The map before the idle period: the same work, and the same runs, as a spin cell's.
+  const auto w = make_work<verb::map>(spin_item(10'000), iota_vector<std::uint64_t>(n), 0);
   auto add = [&](const char* variant, auto work) {
     if (!wanted.empty() && std::ranges::find(wanted, variant) == wanted.end()) return;
     benchmark::RegisterBenchmark((cell + "/" + variant).c_str(),
@@ -822,36 +820,19 @@ void register_idle(const std::string& cell, int ms, std::size_t n, const setting
     ++registered_benchmarks;
   };
   // The shared pool behind parallel::threads{}, which outlives the call.
-  add("threads", [items, item] { return parallel::map(parallel::threads{}, item, *items); });
+  add("threads", [w] { return run_threads(*w, w->items); });
   // A parallel::thread_pool made for the run, idle while it lives.
-  add("thread_pool", [items, item] {
+  add("thread_pool", [w] {
     auto pool = std::make_shared<parallel::thread_pool>();
-    auto out = pool->map(item, *items);
+    auto out = pool->map(w->f, w->items);
     parallel_bench::keep(out);
     return pool;
   });
 #if PARALLEL_BENCH_HAVE_OPENMP
-  add("omp", [items, item] {
-    auto out = parallel_bench::fresh_results<std::uint64_t>(items->size());
-    const auto count = static_cast<std::ptrdiff_t>(items->size());
-    const auto* src = items->data();
-    auto* dst = out.data();
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t i = 0; i < count; ++i) dst[i] = item(src[i]);
-    return out;
-  });
+  add("omp", [w] { return run_omp(*w, w->items); });
 #endif
 #if PARALLEL_BENCH_HAVE_TBB
-  add("tbb", [items, item] {
-    auto out = parallel_bench::fresh_results<std::uint64_t>(items->size());
-    const auto* src = items->data();
-    auto* dst = out.data();
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, items->size()),
-                      [=](const tbb::blocked_range<std::size_t>& r) {
-                        for (std::size_t i = r.begin(); i != r.end(); ++i) dst[i] = item(src[i]);
-                      });
-    return out;
-  });
+  add("tbb", [w] { return run_tbb(*w, w->items); });
 #endif
 }
 
