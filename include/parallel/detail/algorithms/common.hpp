@@ -167,19 +167,6 @@ void reserve_results(std::vector<R>& out, std::size_t n) {
   if (n >= map_in_from / sizeof(R)) os::populate_for_write(out.data(), n * sizeof(R));
 }
 
-/// Whether a result_slots is ready for writes when made, or only has its memory (reserved):
-/// then whoever made it may touch that memory first (touch_pages), and calls open() before the
-/// first write.
-enum class slots_start { open, reserved };
-
-/// Writes to a byte of each 4 KiB of [first, first + bytes): maps in memory that was never
-/// touched, which is most of the cost of a first write (a page fault, and on a VM the host's
-/// mapping of the page too). Storage without objects: only raw bytes are written.
-inline void touch_pages(std::byte* first, std::size_t bytes) noexcept {
-  volatile std::byte* p = first;
-  for (std::size_t i = 0; i < bytes; i += 4096) p[i] = std::byte{0};
-}
-
 /// Results written by index from many threads, handed back as a std::vector<R>. Default
 /// constructible results go straight into the vector; others (move-only without a default,
 /// say) are built in raw storage and moved over at the end.
@@ -190,14 +177,14 @@ class result_slots {
                                  std::is_move_assignable_v<R> && !std::is_same_v<R, bool>;
 
  public:
-  explicit result_slots(std::size_t n, slots_start start = slots_start::open) : size_(n) {
+  explicit result_slots(std::size_t n) : size_(n) {
     if constexpr (direct) {
       reserve_results(values_, n);
+      values_.resize(n);
     } else {
       raw_ = std::allocator<R>{}.allocate(n);
       built_.assign(n, 0);
     }
-    if (start == slots_start::open) open();
   }
   result_slots(const result_slots&) = delete;
   result_slots& operator=(const result_slots&) = delete;
@@ -206,14 +193,6 @@ class result_slots {
       for (std::size_t i = 0; i < size_; ++i)
         if (built_[i] != 0) std::destroy_at(raw_ + i);
       std::allocator<R>{}.deallocate(raw_, size_);
-    }
-  }
-
-  /// Value-initialises the slots of a result_slots made reserved; before any write, on one
-  /// thread (what threads write to the slots afterwards needs a happens-before with this).
-  void open() {
-    if constexpr (direct) {
-      if (values_.size() != size_) values_.resize(size_);
     }
   }
 
@@ -257,7 +236,7 @@ class result_slots {
     }
   }
 
-  /// Where the slots are: the vector's elements, or the raw storage (reserved, until open()).
+  /// Where the slots are: the vector's elements, or the raw storage.
   std::span<std::byte> memory() noexcept {
     R* first = nullptr;
     if constexpr (direct) {

@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <span>
 #include <vector>
 
 #include "../../policy.hpp"
@@ -96,13 +95,6 @@ class threaded_map {
   // `time_every` is timed, so the estimate follows an f whose items got slower.
   static constexpr std::uint64_t untimed_call_ns = 2'000;
   static constexpr unsigned time_every = 64;
-  // Results this large are touched first by the caller and the pool's workers together (each a
-  // share of the pages, touch_pages), then value-initialised on memory already mapped in: the
-  // first touch of fresh memory is most of the cost of cheap items, and it is the vector's
-  // zero-fill, in one thread, that pays it. Measured here: 4 MB of results 5.8 -> 4.1 ms,
-  // 800 KB 1.0 -> 0.77 ms (medians of 21 calls).
-  static constexpr std::size_t touch_together_from = std::size_t{512} << 10;
-  static constexpr std::size_t min_touch_share = std::size_t{256} << 10;
 
  public:
   /// `identity`: callable_identity(f), which the caller computed for plain_loop_will_do.
@@ -111,7 +103,7 @@ class threaded_map {
         f_(f),
         identity_(identity),
         input_(input),
-        results_(input.size(), slots_start::reserved),
+        results_(input.size()),
         chunksize_(opts.chunksize),
         progress_(opts.progress, input.size()) {}
 
@@ -139,7 +131,6 @@ class threaded_map {
 
   std::vector<R> run() {
     const std::size_t n = input_.size();
-    open_results();
     if (n != 0) {
       tag_ = pool_.new_tag();
       // The caller runs the call itself when a default pool got no thread, or when the call is
@@ -167,42 +158,6 @@ class threaded_map {
   }
 
  private:
-  // Opens the result slots (value-initialised), their pages touched first by this thread and
-  // the pool's workers together when they are many (touch_together_from). Only when a worker
-  // is idle (looking for work, or all asleep): the caller waits for the shares it handed out,
-  // and must not wait behind another call's long items. Not from a worker: a nested map's
-  // results are a share of an outer call's, whose workers are busy.
-  void open_results() {
-    const std::span<std::byte> memory = results_.memory();
-    const std::size_t shares =
-        std::min(pool_.size() + 1, std::max<std::size_t>(1, memory.size() / min_touch_share));
-    if (memory.size() < touch_together_from || shares < 2 || pool_.on_worker() ||
-        !(pool_.hungry() || pool_.asleep())) {
-      results_.open();
-      return;
-    }
-    struct toucher : task {
-      toucher(std::span<std::byte> m, isolation_tag tag) : task(&run, tag), memory_(m) {}
-      static void run(task* base) noexcept {
-        auto* self = static_cast<toucher*>(base);
-        touch_pages(self->memory_.data(), self->memory_.size());
-        self->done_.set();
-      }
-      std::span<std::byte> memory_;
-      latch done_;
-    };
-    const isolation_tag tag = pool_.new_tag();
-    const auto share = [&](std::size_t k) {
-      const std::size_t first = memory.size() * k / shares;
-      return memory.subspan(first, memory.size() * (k + 1) / shares - first);
-    };
-    const auto others = std::make_unique<std::optional<toucher>[]>(shares - 1);
-    for (std::size_t k = 1; k < shares; ++k) pool_.spawn(&others[k - 1].emplace(share(k), tag));
-    touch_pages(share(0).data(), share(0).size());
-    for (std::size_t k = 1; k < shares; ++k) pool_.wait(others[k - 1]->done_, tag);
-    results_.open();
-  }
-
   // Whether a call of n items is short enough, as far as is known, to run without a look at
   // the clock, and it is not this call's turn to be timed (one in time_every is).
   static bool untimed_turn(std::size_t n, std::uint64_t identity) noexcept {
