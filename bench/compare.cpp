@@ -31,6 +31,8 @@
 //   slow_pow:MS:N      Pool.starmap of slow_pow(x, 2) with an MS ms sleep, 5 workers (Pool(5))
 //   params:0:N         Pool.imap of a function over N parameter dicts
 //                      (std::map<std::string, int>) returning a result dict
+//   imap:NS:N          imap (in order) over N spin items of ~NS ns each; the peers run them
+//                      as a map
 //   roundtrip:0:N      N calls of x + 1, one at a time: submit(f, x).get() back to back on the
 //                      pools and on threads (a parallel::thread_pool); the variant `socketpair`
 //                      is the machine's floor: a raw socketpair ping-pong with a forked process
@@ -861,7 +863,14 @@ bool register_spec(const std::string& text, const settings& s) {
   if (std::sscanf(spec.c_str(), "%31[a-z_]:%llu:%llu%c", kind, &param, &n, &end) != 3) return false;
   const std::string k = kind;
   const auto count = static_cast<std::size_t>(n);
-  if (k == "spin" || k == "progress") {  // progress: spin items, for the progress variants
+  if (k == "imap") {
+    register_cell<false>(
+        spec,
+        [=] {
+          return make_work<verb::imap>(spin_item(param), iota_vector<std::uint64_t>(count), 0);
+        },
+        s, *wanted);
+  } else if (k == "spin" || k == "progress") {  // progress: spin items, for the progress variants
     register_cell(
         spec,
         [=] {
@@ -987,6 +996,7 @@ void usage() {
                "       bench_compare --relay=TEXT   (draws \"done total\" lines of stdin)\n"
                "KIND: spin (PARAM ns a item), bytes (PARAM bytes a result), square, startup\n"
                "(square, for the per-call variants), slow_pow (PARAM ms of sleep), params,\n"
+               "imap (spin items through imap),\n"
                "roundtrip (one call at a time), chunked (PARAM: chunksize), affine, ramp\n"
                "(PARAM: the largest item, ns), nested (PARAM inner items), fib (fib(PARAM)),\n"
                "tasks, progress (PARAM ns a item), idle (PARAM ms). VARIANT: runs only those\n"

@@ -39,8 +39,8 @@ Families (full mode; --quick in brackets):
           only: threads' speedup per cell, and the worst cell of each
   threads the thread backend's workloads, C++ only: tiny (x*3+1 over 1e7 ints), small (over
           1000), balanced (1e6 x 50 ns), cpu (the cost family's 100 us cell), irregular (400
-          items of 1 us .. 1 ms, cheap first), nested (100 maps of 1000 x 1 us), progress
-          (200 x 1 ms with options.progress)
+          items of 1 us .. 1 ms, cheap first), nested (100 maps of 1000 x 1 us), imap (1e4
+          x 100 ns through imap, in order), progress (200 x 1 ms with options.progress)
   idle    the CPU time a pool's threads take in 1 s [0.25 s] of idleness after a map
   mpi     parallel::mpi on 3 ranks next to the process backends: 200 [40] items of 1 ms, 64
           [16] results of 1 MiB, 1000 [200] round trips (bench_compare_mpi under mpirun)
@@ -218,6 +218,8 @@ def grid(mode):
              variants=THREAD_VARIANTS + ["omp_dynamic"], role="irregular"),
         cell("nested", 1000, 100, "nested: 100 maps of 1000 x 1 us", variants=THREAD_VARIANTS,
              role="nested"),
+        cell("imap", 100, 10**4, "imap: 1e4 x 100 ns, in order", variants=THREAD_VARIANTS,
+             role="imap"),
         cell("progress", 10**6, 200, "progress: 200 x 1 ms",
              variants=["sequential", "threads", "threads_callback", "threads_bar"],
              role="progress")]
@@ -302,7 +304,9 @@ FAMILY_NOTES = {
                 "item i costs 1 + 999 (i/399)^3 us, a static split gives one thread 94% of the "
                 "work (OpenMP dynamic,1 is the load-balancing peer). nested: each outer item maps "
                 "its inner items on the same pool (oneTBB nests too; OpenMP and "
-                "std::execution::par run the outer loop in parallel only). progress: the cost of "
+                "std::execution::par run the outer loop in parallel only). imap: the results taken "
+                "one at a time in input order as they come (the peers, which have no imap, run "
+                "the same items as a map). progress: the cost of "
                 "options.progress, a (done, total) callable or parallel::progress_bar (whose "
                 "lines go to stderr with the run's own bar)."],
     "idle": ["One map of 1000 items of ~10 us wakes every worker, then the calling thread "
@@ -753,6 +757,9 @@ def targets(families, results):
     check(g, "10 ns items (cost family): threads >= 1.1x the loop and >= oneTBB",
           [speedup(th), tbb], lambda: speedup(th) >= 1.1 and th["median"] <= tbb["median"],
           lambda: f"{speedup(th):.2f}x; {th['median'] / tbb['median']:.2f}x oneTBB's time")
+    th = entry("imap", "threads")
+    check(g, "imap over 1e4 items of ~100 ns: threads >= 1.4x", [speedup(th)],
+          lambda: speedup(th) >= 1.4, lambda: f"{speedup(th):.2f}x")
     th = entry("params", "threads")
     check(g, "imap over the param dicts: threads >= 1.4x", [speedup(th)],
           lambda: speedup(th) >= 1.4, lambda: f"{speedup(th):.2f}x")

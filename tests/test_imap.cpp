@@ -179,6 +179,30 @@ TEST_CASE("imap: leaving the loop early stops the work promptly", "[imap]") {
   });
 }
 
+TEST_CASE("imap: the consumer runs the chunks itself while every worker is busy", "[imap]") {
+  watchdog guard{"imap: the consumer runs the chunks itself while every worker is busy"};
+  parallel::thread_pool pool(1);
+  std::atomic<bool> started{false};
+  std::atomic<bool> release{false};
+  // The pool's only worker is held until the loops below are over (or 30 s have passed).
+  auto held = pool.submit([&] {
+    started = true;
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (!release && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+    return release.load();
+  });
+  while (!started) std::this_thread::sleep_for(1ms);
+  const auto consumer = std::this_thread::get_id();
+  auto here = [consumer](int x) { return std::this_thread::get_id() == consumer ? x : -1; };
+  const std::vector<int> items = numbers(5000);
+  CHECK(collect(pool.imap(here, items)) == items);
+  std::vector<int> unordered = collect(pool.imap_unordered(here, items));
+  std::ranges::sort(unordered);
+  CHECK(unordered == items);
+  release = true;
+  CHECK(held.get());  // released by this thread, not by its time limit
+}
+
 TEST_CASE("imap: destroying an unconsumed range does not hang", "[imap]") {
   watchdog guard{"imap: destroying an unconsumed range does not hang"};
   const std::vector<int> items = numbers(10000);

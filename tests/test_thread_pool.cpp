@@ -382,6 +382,12 @@ TEST_CASE("thread_pool: the initializer runs once on each worker first, and item
   for (bool b : pool.imap(on_prepared_thread, numbers(100))) streamed.push_back(b);
   CHECK(streamed.size() == 100);
   CHECK(all_true(streamed));
+  // Many chunks: an imap's consumer runs queued chunks itself, but not on such a pool.
+  streamed.clear();
+  for (bool b : pool.imap(on_prepared_thread, numbers(20'000))) streamed.push_back(b);
+  for (bool b : pool.imap_unordered(on_prepared_thread, numbers(20'000))) streamed.push_back(b);
+  CHECK(streamed.size() == 40'000);
+  CHECK(all_true(streamed));
   CHECK(pool.submit(on_prepared_thread, 0).get());
   CHECK_FALSE(prepared_here);   // this thread never ran it
   CHECK(prepared.load() == 3);  // and no worker ran it twice
