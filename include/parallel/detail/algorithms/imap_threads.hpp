@@ -7,7 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <cstdint>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -44,25 +43,13 @@ class threaded_imap_state {
   struct chunk;
 
   // What the pool runs for a chunk: a task of its own, so that the consumer may run the chunk
-  // itself instead (claim) while the task is still queued. Whoever moves `state` off `queued`
-  // decides: a worker (running) computes the chunk, and the chunk frees the ticket once done; the
-  // consumer (abandoned) computes it itself, and the ticket frees itself when a worker runs it.
-  struct ticket : task {
-    enum : std::uint32_t { queued, running, abandoned };
-    ticket(chunk& c, isolation_tag tag) : task(&execute, tag), work(&c) {}
-
-    static void execute(task* base) noexcept {
-      auto* self = static_cast<ticket*>(base);
-      std::uint32_t expected = queued;
-      if (!self->state.compare_exchange_strong(expected, running, std::memory_order_acq_rel)) {
-        delete self;  // abandoned: the consumer ran the chunk, and nobody else holds this
-        return;
-      }
-      self->work->owner->compute(*self->work);
-    }
-
+  // itself instead (claim) while the task is still queued: a worker that reaches it first
+  // computes the chunk, and the chunk frees the ticket once done; a consumer that abandons it
+  // computes the chunk itself, and the ticket frees itself when a worker reaches it.
+  struct ticket : abandonable_task<ticket> {
+    ticket(chunk& c, isolation_tag tag) : abandonable_task<ticket>(tag), work(&c) {}
+    void run() noexcept { work->owner->compute(*work); }
     chunk* work;
-    std::atomic<std::uint32_t> state{queued};
   };
 
   struct chunk {
@@ -192,11 +179,7 @@ class threaded_imap_state {
   // Takes chunk c from the pool if no worker has started it: its task will end at once when a
   // worker runs it. Whoever abandons it must compute it (or drop it: the destructor).
   static bool abandon(chunk& c) noexcept {
-    ticket* t = c.pending;
-    if (t == nullptr || t->state.load(std::memory_order_relaxed) != ticket::queued) return false;
-    std::uint32_t expected = ticket::queued;
-    if (!t->state.compare_exchange_strong(expected, ticket::abandoned, std::memory_order_acq_rel))
-      return false;
+    if (c.pending == nullptr || !c.pending->abandon()) return false;
     c.pending = nullptr;  // the ticket frees itself now
     return true;
   }

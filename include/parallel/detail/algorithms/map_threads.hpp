@@ -196,22 +196,15 @@ class threaded_map {
   // started: one still queued (its worker busy with another call) is abandoned, and frees itself
   // when it runs.
   void share_with_pool(std::size_t first, std::size_t last, std::size_t block) {
-    struct helper : task {
-      enum : std::uint32_t { queued, running, abandoned };
-      helper(threaded_map& m, std::size_t b) : task(&run, m.tag_), map_(&m), block_(b) {}
-      static void run(task* base) noexcept {
-        auto* self = static_cast<helper*>(base);
-        std::uint32_t expected = queued;
-        if (!self->state_.compare_exchange_strong(expected, running, std::memory_order_acq_rel)) {
-          delete self;  // abandoned: the call is over, and nobody else holds this
-          return;
-        }
-        self->map_->take_blocks(self->block_);
-        self->done_.set();  // the caller frees it
+    struct helper : abandonable_task<helper> {
+      helper(threaded_map& m, std::size_t b)
+          : abandonable_task<helper>(m.tag_), map_(&m), block_(b) {}
+      void run() noexcept {
+        map_->take_blocks(block_);
+        done_.set();  // the caller frees it
       }
       threaded_map* map_;
       std::size_t block_;
-      std::atomic<std::uint32_t> state_{queued};
       latch done_;
     };
     next_item_.store(first, std::memory_order_relaxed);
@@ -225,9 +218,7 @@ class threaded_map {
     for (auto& h : helpers) pool_.spawn(h.get());
     take_blocks(block);
     for (auto& h : helpers) {
-      std::uint32_t expected = helper::queued;
-      if (h->state_.compare_exchange_strong(expected, helper::abandoned,
-                                            std::memory_order_acq_rel)) {
+      if (h->abandon()) {
         (void)h.release();  // still queued: it frees itself when a worker runs it
       } else {
         pool_.wait(h->done_, tag_);  // running: at most its last block is left

@@ -25,4 +25,37 @@ struct task {
   std::atomic<task*> next_{nullptr};  // link in an injection_queue
 };
 
+/// A heap-allocated task its owner may take back while it is still queued. Whoever moves the
+/// state off `queued` first decides: a worker that reaches it runs Derived::run(), and the owner
+/// frees it once run() has signalled it; an owner that abandons it (abandon() true) must not
+/// touch it again, and it frees itself (delete as Derived) when a worker reaches it. Derived
+/// provides `void run() noexcept`.
+template <class Derived>
+struct abandonable_task : task {
+  explicit abandonable_task(isolation_tag tag) noexcept : task(&execute, tag) {}
+
+  /// Owner only: true when no worker had started it.
+  bool abandon() noexcept {
+    // A look first: an owner that scans its tasks should not bounce the lines of running ones.
+    if (state_.load(std::memory_order_relaxed) != queued) return false;
+    std::uint32_t expected = queued;
+    return state_.compare_exchange_strong(expected, abandoned, std::memory_order_acq_rel);
+  }
+
+ private:
+  enum : std::uint32_t { queued, running, abandoned };
+
+  static void execute(task* base) noexcept {
+    auto* self = static_cast<Derived*>(base);
+    std::uint32_t expected = queued;
+    if (!self->state_.compare_exchange_strong(expected, running, std::memory_order_acq_rel)) {
+      delete self;  // abandoned: nobody else holds it
+      return;
+    }
+    self->run();
+  }
+
+  std::atomic<std::uint32_t> state_{queued};
+};
+
 }  // namespace parallel::detail
