@@ -69,6 +69,7 @@
 // worker): runtimes awake, pages and code touched, the forkserver's server started.
 // POSIX only (start::fork); main() starts with parallel::spawn_main (and, in bench_compare_mpi,
 // parallel::mpi_main: ranks other than 0 serve the mpi variant's tasks there).
+#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -89,6 +90,7 @@
 #include <optional>
 #include <parallel/parallel.hpp>
 #include <ranges>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -774,27 +776,51 @@ void register_cell(const std::string& cell, Build build, const settings& s,
 
 // --- idle -------------------------------------------------------------------------------------
 
-double cpu_seconds(clockid_t clock) {
-  timespec ts{};
-  clock_gettime(clock, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+/// The CPU time (ns) each thread of this process but the calling one has taken so far, by
+/// thread id, read from each thread's own CPU clock. Not from CLOCK_PROCESS_CPUTIME_ID: Linux
+/// sums the process clock from each thread's accounted run time, which for a thread running on
+/// another core lags by up to a scheduler tick (4 ms at HZ=250); a pool's worker still running at
+/// the start of the period then had its last ms of the map counted as idle CPU (measured here:
+/// the process clock gave 0.07-3.8 ms for periods in which the workers' own clocks took 30-52
+/// us). A thread's own clock (clock id ((~tid) << 3) | 6: per-thread, scheduler time, the
+/// kernel's encoding that pthread_getcpuclockid also makes) includes the time since its last
+/// tick.
+std::map<long, long long> other_threads_cpu_ns() {
+  std::map<long, long long> out;
+  const long self = static_cast<long>(gettid());
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) throw std::runtime_error("idle cell: cannot list /proc/self/task");
+  while (const dirent* entry = readdir(dir)) {
+    const long tid = std::strtol(entry->d_name, nullptr, 10);
+    if (tid <= 0 || tid == self) continue;
+    const auto clock = static_cast<clockid_t>((~static_cast<unsigned long>(tid) << 3) | 6UL);
+    timespec ts{};
+    if (clock_gettime(clock, &ts) != 0) continue;  // the thread has ended since the listing
+    out[tid] = static_cast<long long>(ts.tv_sec) * 1'000'000'000LL + ts.tv_nsec;
+  }
+  closedir(dir);
+  return out;
 }
 
 /// One idle run: `work` (a map that wakes every worker), then `ms` of sleep in this thread; the
-/// CPU time all the other threads of the process took meanwhile is the counter cpu_s.
+/// CPU time all the other threads of the process took meanwhile is the counter cpu_s (a thread
+/// started during the period counts from zero; one that ended during it is not counted: no
+/// variant's pool ends a thread while it lives).
 template <class Work>
 void idle_run(benchmark::State& state, int ms, const Work& work) {
   for (auto _ : state) {
     auto keep_alive = work();  // a fresh pool stays alive (idle) until the end of the period
-    const double process_before = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
-    const double self_before = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+    const auto before = other_threads_cpu_ns();
     const auto wall_before = std::chrono::steady_clock::now();
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - wall_before;
-    const double self = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - self_before;
-    const double process = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - process_before;
+    long long others = 0;
+    for (const auto& [tid, ns] : other_threads_cpu_ns()) {
+      const auto start = before.find(tid);
+      others += ns - (start == before.end() ? 0 : start->second);
+    }
     state.SetIterationTime(wall.count());
-    state.counters["cpu_s"] = process - self;
+    state.counters["cpu_s"] = static_cast<double>(others) * 1e-9;
   }
   progress_of_runs.ran(progress_of_runs.min_time, false);
 }

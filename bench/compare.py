@@ -310,8 +310,9 @@ FAMILY_NOTES = {
                 "options.progress, a (done, total) callable or parallel::progress_bar (whose "
                 "lines go to stderr with the run's own bar)."],
     "idle": ["One map of 1000 items of ~10 us wakes every worker, then the calling thread "
-             "sleeps; the CPU time every other thread of the process took meanwhile is the "
-             "figure (max over the repetitions, with the median). A pool that spins or polls "
+             "sleeps; the CPU time every other thread of the process took meanwhile, read from "
+             "each thread's own CPU clock, is the figure (max over the repetitions, with the "
+             "median). A pool that spins or polls "
              "shows; one whose workers block shows ~0. Each run starts 300 ms after the one "
              "before, so that OpenMP's and oneTBB's spinning workers have gone to sleep. The "
              "cell runs in a program of its own, where no process pool's threads are alive."],
