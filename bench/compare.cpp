@@ -51,6 +51,10 @@
 //   tasks:0:N          N tasks of x + 1 submitted from outside the pool, every future kept, then
 //                      all waited for (Python's apply_async then get); oneTBB: task_group
 //   progress:NS:N      spin:NS:N, for threads_callback and threads_bar
+//   paired:NS:N        spin:NS:N, where every variant but the loop runs in batches of ~5 ms of
+//                      calls, each followed by as many calls of the loop (timed_paired): its
+//                      time is its own batches, the counter loop_s the loop's, calls a batch's
+//                      length
 //   idle:MS:N          one map of N items of ~10 us, then MS ms of sleep in the calling thread;
 //                      the counter cpu_s is the CPU time every other thread of the process took
 //                      meanwhile (a pool that spins or polls shows; one that blocks is ~0). The
@@ -360,8 +364,12 @@ auto run_socketpair(const W&, const std::vector<typename W::input>& items) {
   return out;
 }
 
+/// The baseline. Out of line, as GCC leaves run_verb (the library's calls) in this large unit:
+/// every variant's call is then one call from the timed loop, and a cell of one ~1 ns item
+/// (~13 ns a call) compares the loop with the map, not a call with none (inlined here, the loop
+/// made parallel::threads look 7-12% slower on it than in a program of its own, 1.00x there).
 template <class W>
-auto run_sequential(const W& w, const std::vector<typename W::input>& items) {
+[[gnu::noinline]] auto run_sequential(const W& w, const std::vector<typename W::input>& items) {
   auto out = parallel_bench::fresh_results<typename W::result>(items.size(), false);
   for (const auto& x : items) out.push_back(call<W::how>(w.f, x));
   return out;
@@ -707,6 +715,70 @@ void timed(benchmark::State& state, const W& w, Run run) {
   progress_of_runs.ran(seconds.count(), wrong);
 }
 
+/// How long one batch of a paired run lasts, at least (timed_paired).
+constexpr std::chrono::milliseconds pair_batch{5};
+
+/// A paired run (cells of kind paired): batches of calls of the variant, each followed by as
+/// many calls of the sequential loop, in the same repetition. The time of a repetition is its
+/// batches of the variant (a batch per iteration); the counter loop_s the loop's batches after
+/// them, and calls the batch's length. A ratio of the two compares calls made within ~10 ms of
+/// each other: on this shared VM the speed of the whole process changes by up to 1.8x for
+/// seconds at a time (the same loop, 24 or 42 ns a call from one run to the next), and two
+/// variants' repetitions, seconds apart, measured those phases (10 items of 1 ns: 0.64-1.17x
+/// between runs of the same build).
+template <class W, class Run>
+void timed_paired(benchmark::State& state, const W& w, Run run) {
+  using clock = std::chrono::steady_clock;
+  release_free_memory();
+  {
+    auto warm = run(w, w.warm);
+    parallel_bench::keep(warm);
+  }
+  {
+    auto loop = run_sequential(w, w.items);  // untimed: warm
+    parallel_bench::keep(loop);
+  }
+  // Untimed calls of the variant on the whole input for ~1 ms: warm, and the batches' length
+  // (a peer 100x slower than the loop on a cell, as oneTBB on one item, keeps its batches of ~5
+  // ms).
+  std::size_t probed = 0;
+  const auto probe = clock::now();
+  auto probe_took = clock::duration::zero();
+  while (probe_took < pair_batch / 5) {
+    auto own = run(w, w.items);
+    parallel_bench::keep(own);
+    ++probed;
+    probe_took = clock::now() - probe;
+  }
+  const auto calls = static_cast<std::size_t>(std::max(
+      1.0, static_cast<double>(probed) * std::chrono::duration<double>(pair_batch).count() /
+               std::chrono::duration<double>(probe_took).count()));
+  std::vector<typename W::result> out;
+  double loop_seconds = 0;
+  const auto start = clock::now();
+  for (auto _ : state) {
+    const auto a = clock::now();
+    for (std::size_t k = 0; k < calls; ++k) {
+      out = run(w, w.items);
+      parallel_bench::keep(out);
+    }
+    const auto b = clock::now();
+    for (std::size_t k = 0; k < calls; ++k) {
+      auto loop = run_sequential(w, w.items);
+      parallel_bench::keep(loop);
+    }
+    const auto c = clock::now();
+    state.SetIterationTime(std::chrono::duration<double>(b - a).count());
+    loop_seconds += std::chrono::duration<double>(c - b).count();
+  }
+  const std::chrono::duration<double> seconds = clock::now() - start;
+  state.counters["loop_s"] = benchmark::Counter(loop_seconds, benchmark::Counter::kAvgIterations);
+  state.counters["calls"] = static_cast<double>(calls);
+  const bool wrong = !w.same_as_sequential(out);
+  if (wrong) state.SkipWithError("wrong results");
+  progress_of_runs.ran(seconds.count(), wrong);
+}
+
 std::size_t registered_benchmarks = 0;
 
 /// Registers "<cell>/<variant>" for every variant this build has and `wanted` names (all of
@@ -715,7 +787,7 @@ std::size_t registered_benchmarks = 0;
 /// (this translation unit is large already: see bench/CMakeLists.txt on GCC's inlining budget).
 template <bool Processes = true, class Build>
 void register_cell(const std::string& cell, Build build, const settings& s,
-                   const std::vector<std::string>& wanted) {
+                   const std::vector<std::string>& wanted, bool paired = false) {
   using W = typename std::invoke_result_t<Build>::element_type;
   using items_t = std::vector<typename W::input>;
   const std::function<std::shared_ptr<const W>()> make = build;
@@ -723,14 +795,22 @@ void register_cell(const std::string& cell, Build build, const settings& s,
   auto add = [&](const char* variant, auto run, bool opt_in = false) {
     const bool named = std::ranges::find(wanted, variant) != wanted.end();
     if (opt_in ? !named : !wanted.empty() && !named) return;
-    benchmark::RegisterBenchmark((cell + "/" + variant).c_str(),
-                                 [cell, make, run](benchmark::State& state) {
-                                   timed(state, *current_work(cell, make), run);
-                                 })
-        ->Apply(parallel_bench::defaults)
-        ->Repetitions(s.repetitions)
-        ->MinTime(s.min_time)
-        ->Unit(benchmark::kMicrosecond);
+    // The loop itself runs as it does in any cell: the paired runs of the others refer to it.
+    const bool pair = paired && std::string_view(variant) != "sequential";
+    auto* b = benchmark::RegisterBenchmark((cell + "/" + variant).c_str(),
+                                           [cell, make, run, pair](benchmark::State& state) {
+                                             if (pair) {
+                                               timed_paired(state, *current_work(cell, make), run);
+                                             } else {
+                                               timed(state, *current_work(cell, make), run);
+                                             }
+                                           });
+    if (pair) {
+      b->Setup(parallel_bench::settle)->UseManualTime();  // defaults(), with the pairs' time
+    } else {
+      b->Apply(parallel_bench::defaults);
+    }
+    b->Repetitions(s.repetitions)->MinTime(s.min_time)->Unit(benchmark::kMicrosecond);
     ++registered_benchmarks;
   };
   add("sequential", [](const W& w, const items_t& in) { return run_sequential(w, in); });
@@ -896,13 +976,15 @@ bool register_spec(const std::string& text, const settings& s) {
           return make_work<verb::imap>(spin_item(param), iota_vector<std::uint64_t>(count), 0);
         },
         s, *wanted);
-  } else if (k == "spin" || k == "progress") {  // progress: spin items, for the progress variants
+  } else if (k == "spin" || k == "progress" || k == "paired") {
+    // progress: spin items, for the progress variants; paired: spin items, each variant's calls
+    // alternating with the loop's (timed_paired)
     register_cell(
         spec,
         [=] {
           return make_work<verb::map>(spin_item(param), iota_vector<std::uint64_t>(count), 0);
         },
-        s, *wanted);
+        s, *wanted, k == "paired");
   } else if (k == "bytes") {
     register_cell(
         spec, [=] { return make_work<verb::map>(bytes_item(param), iota_vector(count), 0); }, s,
@@ -1025,7 +1107,8 @@ void usage() {
                "imap (spin items through imap),\n"
                "roundtrip (one call at a time), chunked (PARAM: chunksize), affine, ramp\n"
                "(PARAM: the largest item, ns), nested (PARAM inner items), fib (fib(PARAM)),\n"
-               "tasks, progress (PARAM ns a item), idle (PARAM ms). VARIANT: runs only those\n"
+               "tasks, progress (PARAM ns a item), paired (spin, each call of a variant next to\n"
+               "one of the loop), idle (PARAM ms). VARIANT: runs only those\n"
                "(sequential, threads, omp, ...; all but the opt-in ones by default). Run by\n"
                "bench/compare.py, which chooses the grid; the header of bench/compare.cpp says\n"
                "more.\n");

@@ -204,7 +204,7 @@ def grid(mode):
                     f"start 2 workers, x**2 over {fmt_count(STARTUP_ITEMS)} ints, end them",
                     cpp_variants=STARTUP_VARIANTS, own_process=True, role="startup")]
     never_slower = [
-        cell("spin", ns, n, f"{fmt_count(n)} x {fmt_ns(ns)}", variants=NEVER_SLOWER_VARIANTS)
+        cell("paired", ns, n, f"{fmt_count(n)} x {fmt_ns(ns)}", variants=NEVER_SLOWER_VARIANTS)
         for n in NEVER_SLOWER_COUNTS for ns in NEVER_SLOWER_COSTS_NS if n * ns <= m["work_s"] * 1e9]
     threads = [
         cell("affine", 0, 10**7, "tiny: x*3+1 over 1e7 ints", variants=THREAD_VARIANTS,
@@ -297,7 +297,12 @@ FAMILY_NOTES = {
     "never_slower": ["Only the sequential loop, parallel::threads and the C++ peers run these "
                      "cells (- : more sequential work than the title's limit). A 1 ns item is one "
                      "spin round: 'loop, per item' is what an item measured in the sequential "
-                     "loop, in each column's largest cell."],
+                     "loop, in each column's largest cell. Paired: each repetition of a variant "
+                     "runs batches of ~5 ms of its calls, each followed by as many calls of the "
+                     "loop, and its speedup is the loop's time over its own in that repetition "
+                     "(median, min-max over the repetitions). This VM's speed changes by up to "
+                     "1.8x for seconds at a time, and a ratio of two repetitions seconds apart "
+                     "measured that (10 x 1 ns: 0.64-1.17x between runs of one build)."],
     "threads": ["The workloads the thread backend is tuned on. tiny and small: an item costs "
                 "less than a cache miss (tiny: memory bandwidth and the first touch of 40 MB of "
                 "results; small: the fixed cost of a call, ~0.3 us of work in all). irregular: "
@@ -442,7 +447,13 @@ def run_cpp(exe, cells, args, raw, name="cpp", launcher=(), prefix=""):
         if entry.get("error_occurred"):
             slot["error"] = entry.get("error_message", "error")
         else:
-            slot["seconds"].append(entry["real_time"] * scale[entry.get("time_unit", "ns")])
+            # A paired run (cells of kind paired): its time and the loop's are of a batch of
+            # `calls` calls each.
+            calls = entry.get("calls", 1)
+            slot["seconds"].append(entry["real_time"] * scale[entry.get("time_unit", "ns")]
+                                   / calls)
+            if "loop_s" in entry:
+                slot.setdefault("loop_s", []).append(entry["loop_s"] / calls)
             if "cpu_s" in entry:
                 slot.setdefault("cpu_s", []).append(entry["cpu_s"])
     return results, failure
@@ -486,7 +497,9 @@ def python_missing():
 
 def summarise(results):
     """Adds median, min, max and the speedup (median, low, high) over the baseline of the same
-    run to every timed entry. The range is the baseline's median over the entry's max and min."""
+    run to every timed entry. The range is the baseline's median over the entry's max and min.
+    A paired entry (loop_s: the loop's time in the same repetitions) has the median, min and max
+    of its repetitions' own ratios instead."""
     for by_variant in results.values():
         for baseline, variants in (("sequential", CPP_VARIANTS), ("py_sequential", PY_VARIANTS)):
             base = by_variant.get(baseline, {}).get("seconds")
@@ -500,7 +513,10 @@ def summarise(results):
                 if entry.get("cpu_s"):
                     entry.update(cpu_s_median=statistics.median(entry["cpu_s"]),
                                  cpu_s_max=max(entry["cpu_s"]))
-                if base_median:
+                if entry.get("loop_s"):
+                    ratios = [loop / own for loop, own in zip(entry["loop_s"], s)]
+                    entry["speedup"] = [statistics.median(ratios), min(ratios), max(ratios)]
+                elif base_median:
                     entry["speedup"] = [base_median / entry["median"], base_median / entry["max"],
                                         base_median / entry["min"]]
 

@@ -310,7 +310,7 @@ TEST_CASE(
     "right results of every type, and the first exception as thrown, the items after it not run",
     "[map][threads][errors]") {
   // Once a call has measured the items (a few ns), calls of a few items run in the caller,
-  // unmeasured, as the loop a user would write (all but one in 64, which is timed).
+  // unmeasured, as the loop a user would write (all but one in 128, which is timed).
   const parallel::threads two{.workers = 2};
   const std::thread::id caller = std::this_thread::get_id();
   std::vector<std::thread::id> ran(6);
@@ -634,9 +634,11 @@ TEST_CASE(
     "short calls of it run in the caller unmeasured",
     "[map][threads]") {
   test_support::watchdog guard("map cost estimate", std::chrono::seconds(120));
-  // Calls known to take under 2 us run inline without a clock; one in 64 is timed. Here the
-  // same function's items first cost nothing (its estimate: a few ns), then 300 us each: a call
-  // of 8 such items must run on more than one thread again within a few dozen calls.
+  // Calls known to take under 2 us run inline without a clock; one in 128 is timed, and the
+  // one after a timed call that measured the items slower. Here the same function's items first
+  // cost nothing (its estimate: a few ns), then 300 us each: at worst 127 calls run untimed, the
+  // 128th measures the items slower (doubted: one block), the 129th confirms it, and the 130th
+  // runs on more than one thread.
   bool slow = false;
   std::vector<std::thread::id> ran(8);
   auto item = [&slow, &ran](int x) {

@@ -100,7 +100,13 @@ struct backend<threads> {
   static auto map(const threads& p, F& f, Range& items, const options& opts) {
     const plain_loop plain = threads_map_in_caller(f, items, opts);
     if (plain == plain_loop::yes) return threads_verbs::map(nullptr, f, items, opts, plain);
-    const pool_lease pool = default_pools::lease(p.workers);
+    return map_leased(p.workers, f, items, opts, plain);
+  }
+  // Out of line, as map_on_pool is: the lease is not in the frame of a call that needs none.
+  template <class F, class Range>
+  [[gnu::noinline]] static auto map_leased(int workers, F& f, Range& items, const options& opts,
+                                           plain_loop plain) {
+    const pool_lease pool = default_pools::lease(workers);
     return threads_verbs::map(&pool.pool(), f, items, opts, plain);
   }
   template <bool Ordered, class F, class Range>

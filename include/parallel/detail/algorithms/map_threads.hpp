@@ -45,6 +45,9 @@ class item_cost_estimate {
     return ns_.load(std::memory_order_relaxed);
   }
 
+  /// Whether the last block measured took over twice the estimate, unconfirmed yet.
+  bool doubted() const noexcept { return slower_seen_.load(std::memory_order_relaxed); }
+
   /// One block's measure of function `identity`: `ns_per_item` (at least 1). Writes only when
   /// the estimate is off by more than 2x, or the doubt about it changes, or it was of another
   /// function: a store per block would bounce this line between the workers (measured: one of
@@ -92,9 +95,13 @@ class threaded_map {
   // A call whose items are known to take this long at most in all runs inline and untimed:
   // reading the clock twice (~25 ns each on a VM's kvm-clock) costs more than such a call's
   // items (10 items of 1 ns: 23 ns in a loop, 84 ns as a timed map). One such call in
-  // `time_every` is timed, so the estimate follows an f whose items got slower.
+  // `time_every` is timed, so the estimate follows an f whose items got slower; when it
+  // measured them slower, the next call is timed too (untimed_turn), which confirms it. A timed
+  // call costs ~85 ns more than an untimed one here: one in 64 was 1.3 ns of a 10 x 1 ns call's
+  // 26 (5%). One in 128, with the confirmation at once, sees a slower f as soon as one in 64
+  // confirmed it a turn later did.
   static constexpr std::uint64_t untimed_call_ns = 2'000;
-  static constexpr unsigned time_every = 64;
+  static constexpr unsigned time_every = 128;
 
  public:
   /// `identity`: callable_identity(f), which the caller computed for plain_loop_will_do.
@@ -163,7 +170,8 @@ class threaded_map {
   static bool untimed_turn(std::size_t n, std::uint64_t identity) noexcept {
     const std::uint64_t cost = item_cost_.ns(identity);
     // No division: one costs as much as a call of one cheap item.
-    if (cost == 0 || cost > untimed_call_ns || n > untimed_call_ns || n * cost > untimed_call_ns)
+    if (cost == 0 || cost > untimed_call_ns || n > untimed_call_ns || n * cost > untimed_call_ns ||
+        item_cost_.doubted())
       return false;
     // Relaxed load and store, not an increment: two threads may count one call; no matter.
     const unsigned calls = untimed_calls_.load(std::memory_order_relaxed) + 1;
@@ -444,7 +452,7 @@ enum class plain_loop { ask, no, yes };
 /// non-const here read another type's estimate, never learned: every short call of it went
 /// through the whole map).
 template <class F, class Range>
-plain_loop threads_map_in_caller(F& f, Range& items, const options& opts) {
+inline plain_loop threads_map_in_caller(F& f, Range& items, const options& opts) {
   if constexpr (std::ranges::sized_range<Range> && std::ranges::random_access_range<Range>) {
     const auto n = static_cast<std::size_t>(std::ranges::size(items));
     if (n == 1) return plain_loop::yes;
@@ -458,24 +466,39 @@ plain_loop threads_map_in_caller(F& f, Range& items, const options& opts) {
   return plain_loop::ask;
 }
 
+/// map_on_threads once the call is known not to be a plain loop decided beforehand: asks
+/// plain_loop_will_do when `plain` is ask, else runs the map on `pool`. Out of line: inlined,
+/// this path's locals (the map's state, its result slots) made the frame of every caller of
+/// parallel::map hundreds of bytes and six saved registers, which a call of one ~1 ns item paid
+/// too (in the benchmark grid, where GCC left the verb out of line: 16.5 ns a call against the
+/// loop's 14.3).
+template <class F, class Range>
+[[gnu::noinline]] auto map_on_pool(scheduler& pool, F& f, Range& items, const options& opts,
+                                   plain_loop plain) {
+  using input_t = indexed_input<Range>;
+  using R = map_result_t<F, Range>;
+  using map_t = threaded_map<F, input_t, R>;
+  input_t input(items);
+  const std::uint64_t identity = callable_identity(f);
+  if (plain == plain_loop::ask && map_t::plain_loop_will_do(pool, identity, input.size(), opts))
+    return map_t::plain_loop(f, input, opts.progress);
+  return map_t(pool, f, identity, input, opts).run();
+}
+
 /// parallel::map on `pool`, or in the caller as a plain loop when `plain` says so (then `pool`
 /// may be null).
 template <class F, class Range>
-auto map_on_threads(scheduler* pool, F& f, Range& items, const options& opts,
-                    plain_loop plain = plain_loop::ask) {
-  using input_t = indexed_input<Range>;
+inline auto map_on_threads(scheduler* pool, F& f, Range& items, const options& opts,
+                           plain_loop plain = plain_loop::ask) {
   using R = map_result_t<F, Range>;
   if constexpr (std::is_void_v<R>) {
     unit_returning<F&> g{f};
     return map_on_threads(pool, g, items, opts, plain);
+  } else if (plain == plain_loop::yes) {
+    indexed_input<Range> input(items);
+    return threaded_map<F, indexed_input<Range>, R>::plain_loop(f, input, opts.progress);
   } else {
-    input_t input(items);
-    using map_t = threaded_map<F, input_t, R>;
-    if (plain == plain_loop::yes) return map_t::plain_loop(f, input, opts.progress);
-    const std::uint64_t identity = callable_identity(f);
-    if (plain == plain_loop::ask && map_t::plain_loop_will_do(*pool, identity, input.size(), opts))
-      return map_t::plain_loop(f, input, opts.progress);
-    return map_t(*pool, f, identity, input, opts).run();
+    return map_on_pool(*pool, f, items, opts, plain);
   }
 }
 
