@@ -51,15 +51,17 @@
 //   tasks:0:N          N tasks of x + 1 submitted from outside the pool, every future kept, then
 //                      all waited for (Python's apply_async then get); oneTBB: task_group
 //   progress:NS:N      spin:NS:N, for threads_callback and threads_bar
-//   paired:NS:N        spin:NS:N, where every variant but the loop runs in batches of ~5 ms of
-//                      calls, each followed by as many calls of the loop (timed_paired): its
-//                      time is its own batches, the counter loop_s the loop's, calls a batch's
-//                      length
+//   paired:NS:N        spin:NS:N, paired (below)
 //   idle:MS:N          one map of N items of ~10 us, then MS ms of sleep in the calling thread;
 //                      the counter cpu_s is the CPU time every other thread of the process took
 //                      meanwhile (a pool that spins or polls shows; one that blocks is ~0). The
 //                      time reported is the idle period itself. Variants: threads (the shared
 //                      pool), thread_pool, omp, tbb
+//
+// "paired" in a cell's list (KIND:PARAM:N/sequential,threads,paired; kind paired always is):
+// every variant but the loop runs in batches of ~5 ms of calls, each followed by as many calls of
+// the loop (timed_paired); its time is its own batches (per call), the counter loop_s the loop's
+// batches, calls a batch's length.
 //
 // Results go to the Google Benchmark JSON file named by --benchmark_out; on stderr, the
 // library's own parallel::progress_bar advances with each repetition of each benchmark.
@@ -643,6 +645,7 @@ auto run_std_par(const W& w, const std::vector<typename W::input>& items) {
 struct settings {
   int repetitions = 3;
   double min_time = 0.1;
+  bool paired = false;  // the cell's variants run paired with the loop (timed_paired)
 };
 
 /// Every variant's name, for reading a cell's list of variants.
@@ -715,16 +718,60 @@ void timed(benchmark::State& state, const W& w, Run run) {
   progress_of_runs.ran(seconds.count(), wrong);
 }
 
+/// The CPU time (ns) each thread of this process but the calling one has taken so far, by
+/// thread id, read from each thread's own CPU clock. Not from CLOCK_PROCESS_CPUTIME_ID: Linux
+/// sums the process clock from each thread's accounted run time, which for a thread running on
+/// another core lags by up to a scheduler tick (4 ms at HZ=250); a pool's worker still running at
+/// the start of the period then had its last ms of the map counted as idle CPU (measured here:
+/// the process clock gave 0.07-3.8 ms for periods in which the workers' own clocks took 30-52
+/// us). A thread's own clock (clock id ((~tid) << 3) | 6: per-thread, scheduler time, the
+/// kernel's encoding that pthread_getcpuclockid also makes) includes the time since its last
+/// tick.
+std::map<long, long long> other_threads_cpu_ns() {
+  std::map<long, long long> out;
+  const long self = static_cast<long>(gettid());
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) throw std::runtime_error("idle cell: cannot list /proc/self/task");
+  while (const dirent* entry = readdir(dir)) {
+    const long tid = std::strtol(entry->d_name, nullptr, 10);
+    if (tid <= 0 || tid == self) continue;
+    const auto clock = static_cast<clockid_t>((~static_cast<unsigned long>(tid) << 3) | 6UL);
+    timespec ts{};
+    if (clock_gettime(clock, &ts) != 0) continue;  // the thread has ended since the listing
+    out[tid] = static_cast<long long>(ts.tv_sec) * 1'000'000'000LL + ts.tv_nsec;
+  }
+  closedir(dir);
+  return out;
+}
+
+/// Waits (1 ms at a time, 50 ms at most) until the process's other threads took under 0.1 ms of
+/// CPU in the last ms: the workers of OpenMP and oneTBB spin for a while after a call, and a loop
+/// timed meanwhile shares the cores with them (a paired oneTBB read 2.49x the loop on 2 cores).
+void settle_other_threads() {
+  auto before = other_threads_cpu_ns();
+  for (int ms = 0; ms < 50; ++ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto now = other_threads_cpu_ns();
+    long long took = 0;
+    for (const auto& [tid, ns] : now) {
+      const auto start = before.find(tid);
+      took += ns - (start == before.end() ? 0 : start->second);
+    }
+    if (took < 100'000) return;
+    before = std::move(now);
+  }
+}
+
 /// How long one batch of a paired run lasts, at least (timed_paired).
 constexpr std::chrono::milliseconds pair_batch{5};
 
-/// A paired run (cells of kind paired): batches of calls of the variant, each followed by as
-/// many calls of the sequential loop, in the same repetition. The time of a repetition is its
-/// batches of the variant (a batch per iteration); the counter loop_s the loop's batches after
-/// them, and calls the batch's length. A ratio of the two compares calls made within ~10 ms of
-/// each other: on this shared VM the speed of the whole process changes by up to 1.8x for
-/// seconds at a time (the same loop, 24 or 42 ns a call from one run to the next), and two
-/// variants' repetitions, seconds apart, measured those phases (10 items of 1 ns: 0.64-1.17x
+/// A paired run (a cell of kind paired, or with "paired" in its list): batches of calls of the
+/// variant, each followed by as many calls of the sequential loop, in the same repetition. The time
+/// of a repetition is its batches of the variant (a batch per iteration); the counter loop_s the
+/// loop's batches after them, and calls the batch's length. A ratio of the two compares calls made
+/// within ~10 ms of each other: on this shared VM the speed of the whole process changes by up
+/// to 1.8x for seconds at a time (the same loop, 24 or 42 ns a call from one run to the next), and
+/// two variants' repetitions, seconds apart, measured those phases (10 items of 1 ns: 0.64-1.17x
 /// between runs of the same build).
 template <class W, class Run>
 void timed_paired(benchmark::State& state, const W& w, Run run) {
@@ -763,13 +810,15 @@ void timed_paired(benchmark::State& state, const W& w, Run run) {
       parallel_bench::keep(out);
     }
     const auto b = clock::now();
+    settle_other_threads();
+    const auto c = clock::now();
     for (std::size_t k = 0; k < calls; ++k) {
       auto loop = run_sequential(w, w.items);
       parallel_bench::keep(loop);
     }
-    const auto c = clock::now();
+    const auto d = clock::now();
     state.SetIterationTime(std::chrono::duration<double>(b - a).count());
-    loop_seconds += std::chrono::duration<double>(c - b).count();
+    loop_seconds += std::chrono::duration<double>(d - c).count();
   }
   const std::chrono::duration<double> seconds = clock::now() - start;
   state.counters["loop_s"] = benchmark::Counter(loop_seconds, benchmark::Counter::kAvgIterations);
@@ -787,7 +836,7 @@ std::size_t registered_benchmarks = 0;
 /// (this translation unit is large already: see bench/CMakeLists.txt on GCC's inlining budget).
 template <bool Processes = true, class Build>
 void register_cell(const std::string& cell, Build build, const settings& s,
-                   const std::vector<std::string>& wanted, bool paired = false) {
+                   const std::vector<std::string>& wanted) {
   using W = typename std::invoke_result_t<Build>::element_type;
   using items_t = std::vector<typename W::input>;
   const std::function<std::shared_ptr<const W>()> make = build;
@@ -796,7 +845,7 @@ void register_cell(const std::string& cell, Build build, const settings& s,
     const bool named = std::ranges::find(wanted, variant) != wanted.end();
     if (opt_in ? !named : !wanted.empty() && !named) return;
     // The loop itself runs as it does in any cell: the paired runs of the others refer to it.
-    const bool pair = paired && std::string_view(variant) != "sequential";
+    const bool pair = s.paired && std::string_view(variant) != "sequential";
     auto* b = benchmark::RegisterBenchmark((cell + "/" + variant).c_str(),
                                            [cell, make, run, pair](benchmark::State& state) {
                                              if (pair) {
@@ -855,32 +904,6 @@ void register_cell(const std::string& cell, Build build, const settings& s,
 }
 
 // --- idle -------------------------------------------------------------------------------------
-
-/// The CPU time (ns) each thread of this process but the calling one has taken so far, by
-/// thread id, read from each thread's own CPU clock. Not from CLOCK_PROCESS_CPUTIME_ID: Linux
-/// sums the process clock from each thread's accounted run time, which for a thread running on
-/// another core lags by up to a scheduler tick (4 ms at HZ=250); a pool's worker still running at
-/// the start of the period then had its last ms of the map counted as idle CPU (measured here:
-/// the process clock gave 0.07-3.8 ms for periods in which the workers' own clocks took 30-52
-/// us). A thread's own clock (clock id ((~tid) << 3) | 6: per-thread, scheduler time, the
-/// kernel's encoding that pthread_getcpuclockid also makes) includes the time since its last
-/// tick.
-std::map<long, long long> other_threads_cpu_ns() {
-  std::map<long, long long> out;
-  const long self = static_cast<long>(gettid());
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) throw std::runtime_error("idle cell: cannot list /proc/self/task");
-  while (const dirent* entry = readdir(dir)) {
-    const long tid = std::strtol(entry->d_name, nullptr, 10);
-    if (tid <= 0 || tid == self) continue;
-    const auto clock = static_cast<clockid_t>((~static_cast<unsigned long>(tid) << 3) | 6UL);
-    timespec ts{};
-    if (clock_gettime(clock, &ts) != 0) continue;  // the thread has ended since the listing
-    out[tid] = static_cast<long long>(ts.tv_sec) * 1'000'000'000LL + ts.tv_nsec;
-  }
-  closedir(dir);
-  return out;
-}
 
 /// One idle run: `work` (a map that wakes every worker), then `ms` of sleep in this thread; the
 /// CPU time all the other threads of the process took meanwhile is the counter cpu_s (a thread
@@ -944,20 +967,24 @@ void register_idle(const std::string& cell, int ms, std::size_t n, const setting
 #endif
 }
 
-/// The variants of "VARIANT,VARIANT,..."; nullopt when one of them has no such name.
+/// The variants of "VARIANT,VARIANT,..." (and "paired"); nullopt when one of them has no such
+/// name.
 std::optional<std::vector<std::string>> read_variants(const std::string& list) {
   std::vector<std::string> names;
   for (std::size_t start = 0; start <= list.size();) {
     const auto comma = std::min(list.find(',', start), list.size());
     names.push_back(list.substr(start, comma - start));
-    if (std::ranges::find(variant_names, names.back()) == variant_names.end()) return {};
+    if (names.back() != "paired" &&
+        std::ranges::find(variant_names, names.back()) == variant_names.end())
+      return {};
     start = comma + 1;
   }
   return names;
 }
 
-/// Registers the cell "KIND:PARAM:N[/VARIANT,...]"; false when it does not parse.
-bool register_spec(const std::string& text, const settings& s) {
+/// Registers the cell "KIND:PARAM:N[/VARIANT,...]"; false when it does not parse. "paired" in
+/// the list runs the variants paired with the loop (timed_paired), as kind paired always does.
+bool register_spec(const std::string& text, const settings& run_settings) {
   const auto slash = text.find('/');
   const std::string spec = text.substr(0, slash);
   std::optional<std::vector<std::string>> wanted = std::vector<std::string>{};
@@ -968,6 +995,10 @@ bool register_spec(const std::string& text, const settings& s) {
   char end = 0;
   if (std::sscanf(spec.c_str(), "%31[a-z_]:%llu:%llu%c", kind, &param, &n, &end) != 3) return false;
   const std::string k = kind;
+  settings s = run_settings;
+  const auto paired = std::ranges::find(*wanted, "paired");
+  s.paired = k == "paired" || paired != wanted->end();
+  if (paired != wanted->end()) wanted->erase(paired);
   const auto count = static_cast<std::size_t>(n);
   if (k == "imap") {
     register_cell<false>(
@@ -984,7 +1015,7 @@ bool register_spec(const std::string& text, const settings& s) {
         [=] {
           return make_work<verb::map>(spin_item(param), iota_vector<std::uint64_t>(count), 0);
         },
-        s, *wanted, k == "paired");
+        s, *wanted);
   } else if (k == "bytes") {
     register_cell(
         spec, [=] { return make_work<verb::map>(bytes_item(param), iota_vector(count), 0); }, s,

@@ -91,6 +91,22 @@ class indexed_input {
 
   std::size_t size() const noexcept { return size_; }
 
+  /// Calls g(i, item i) for i in [first, last), the items as operator[] gives them. An in-place
+  /// input is walked from a local copy of its first iterator: through operator[] a loop read the
+  /// iterator back from this object after every store of a pointer (the results vector's end,
+  /// or a result that holds one), which the compiler cannot tell from it: 15% of a plain loop
+  /// of 1000 cheap items.
+  template <class G>
+  void each(std::size_t first, std::size_t last, G&& g) {
+    if constexpr (in_place) {
+      const iterator start = data_;
+      for (std::size_t i = first; i < last; ++i)
+        g(i, start[static_cast<std::iter_difference_t<iterator>>(i)]);
+    } else {
+      for (std::size_t i = first; i < last; ++i) g(i, (*this)[i]);
+    }
+  }
+
   /// What f receives for item i: the range's own reference type. Each index is read once, so a
   /// drained single-pass input hands its values over by move.
   decltype(auto) operator[](std::size_t i) {
@@ -201,12 +217,14 @@ class result_slots {
   void fill(F& f, Input& input, std::size_t first, std::size_t last) {
     if constexpr (direct) {
       R* out = values_.data();
-      for (std::size_t i = first; i < last; ++i) out[i] = std::invoke(f, input[i]);
+      input.each(first, last, [out, &f](std::size_t i, auto&& item) {
+        out[i] = std::invoke(f, std::forward<decltype(item)>(item));
+      });
     } else {
-      for (std::size_t i = first; i < last; ++i) {
-        std::construct_at(raw_ + i, std::invoke(f, input[i]));
+      input.each(first, last, [this, &f](std::size_t i, auto&& item) {
+        std::construct_at(raw_ + i, std::invoke(f, std::forward<decltype(item)>(item)));
         built_[i] = 1;
-      }
+      });
     }
   }
 

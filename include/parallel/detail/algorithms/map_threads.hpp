@@ -131,7 +131,9 @@ class threaded_map {
     const std::size_t n = input.size();
     std::vector<R> out;
     out.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) out.push_back(std::invoke(f, input[i]));
+    input.each(0, n, [&out, &f](std::size_t, auto&& item) {
+      out.push_back(std::invoke(f, std::forward<decltype(item)>(item)));
+    });
     if (report) report(n, n);
     return out;
   }
