@@ -367,9 +367,8 @@ auto run_socketpair(const W&, const std::vector<typename W::input>& items) {
 }
 
 /// The baseline. Out of line, as GCC leaves run_verb (the library's calls) in this large unit:
-/// every variant's call is then one call from the timed loop, and a cell of one ~1 ns item
-/// (~13 ns a call) compares the loop with the map, not a call with none (inlined here, the loop
-/// made parallel::threads look 7-12% slower on it than in a program of its own, 1.00x there).
+/// every variant's call is then one call from the timed loop. (Measured alone, inlining it or
+/// not moved the cell of one ~1 ns item by less than its spread from run to run.)
 template <class W>
 [[gnu::noinline]] auto run_sequential(const W& w, const std::vector<typename W::input>& items) {
   auto out = parallel_bench::fresh_results<typename W::result>(items.size(), false);
@@ -769,10 +768,10 @@ constexpr std::chrono::milliseconds pair_batch{5};
 /// variant, each followed by as many calls of the sequential loop, in the same repetition. The time
 /// of a repetition is its batches of the variant (a batch per iteration); the counter loop_s the
 /// loop's batches after them, and calls the batch's length. A ratio of the two compares calls made
-/// within ~10 ms of each other: on this shared VM the speed of the whole process changes by up
-/// to 1.8x for seconds at a time (the same loop, 24 or 42 ns a call from one run to the next), and
-/// two variants' repetitions, seconds apart, measured those phases (10 items of 1 ns: 0.64-1.17x
-/// between runs of the same build).
+/// next to each other (batches of ~5 ms, or of one call when a call takes longer): on this shared
+/// VM the speed of the whole process changes by up to 1.8x for seconds at a time (the same loop, 24
+/// or 42 ns a call from one run to the next), and two variants' repetitions, seconds apart,
+/// measured those phases (10 items of 1 ns: 0.64-1.17x between runs of the same build).
 template <class W, class Run>
 void timed_paired(benchmark::State& state, const W& w, Run run) {
   using clock = std::chrono::steady_clock;
@@ -1140,9 +1139,9 @@ void usage() {
                "(PARAM: the largest item, ns), nested (PARAM inner items), fib (fib(PARAM)),\n"
                "tasks, progress (PARAM ns a item), paired (spin, each call of a variant next to\n"
                "one of the loop), idle (PARAM ms). VARIANT: runs only those\n"
-               "(sequential, threads, omp, ...; all but the opt-in ones by default). Run by\n"
-               "bench/compare.py, which chooses the grid; the header of bench/compare.cpp says\n"
-               "more.\n");
+               "(sequential, threads, omp, ...; all but the opt-in ones by default); \"paired\"\n"
+               "in the list pairs them with the loop. Run by bench/compare.py, which chooses\n"
+               "the grid; the header of bench/compare.cpp says more.\n");
 }
 
 }  // namespace
