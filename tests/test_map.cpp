@@ -638,7 +638,7 @@ TEST_CASE(
   // one after a timed call that measured the items slower. Here the same function's items first
   // cost nothing (its estimate: a few ns), then 300 us each: at worst 127 calls run untimed, the
   // 128th measures the items slower (doubted: one block), the 129th confirms it, and the 130th
-  // runs on more than one thread.
+  // runs on more than one thread (or the next, if no worker woke in time to take an item).
   bool slow = false;
   std::vector<std::thread::id> ran(8);
   auto item = [&slow, &ran](int x) {
@@ -666,7 +666,7 @@ TEST_CASE(
   }
   INFO("calls of slow items before one ran on two threads: " << calls);
   CHECK(spread);
-  CHECK(calls <= 130);
+  CHECK(calls <= 132);
 }
 
 TEST_CASE("threads map: one slow block does not move the item cost estimate, two in a row do",
