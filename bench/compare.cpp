@@ -697,14 +697,19 @@ void release_free_memory() {
 #endif
 }
 
-/// One timed run: an untimed call on the warm-up prefix, then the timed loop, then the check.
+/// Before a run's timed loop: the memory earlier runs freed given back, and an untimed call on
+/// the warm-up prefix.
+template <class W, class Run>
+void warm_up(const W& w, Run& run) {
+  release_free_memory();
+  auto warm = run(w, w.warm);
+  parallel_bench::keep(warm);
+}
+
+/// One timed run: warm_up, then the timed loop, then the check.
 template <class W, class Run>
 void timed(benchmark::State& state, const W& w, Run run) {
-  release_free_memory();
-  {
-    auto warm = run(w, w.warm);
-    parallel_bench::keep(warm);
-  }
+  warm_up(w, run);
   std::vector<typename W::result> out;
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
@@ -743,6 +748,18 @@ std::map<long, long long> other_threads_cpu_ns() {
   return out;
 }
 
+/// The CPU time (ns) the threads of `now` took since `before` (other_threads_cpu_ns readings); a
+/// thread started in between counts from zero, one that ended in between is not counted.
+long long cpu_ns_between(const std::map<long, long long>& before,
+                         const std::map<long, long long>& now) {
+  long long took = 0;
+  for (const auto& [tid, ns] : now) {
+    const auto start = before.find(tid);
+    took += ns - (start == before.end() ? 0 : start->second);
+  }
+  return took;
+}
+
 /// Waits (1 ms at a time, 50 ms at most) until the process's other threads took under 0.1 ms of
 /// CPU in the last ms: the workers of OpenMP and oneTBB spin for a while after a call, and a loop
 /// timed meanwhile shares the cores with them (a paired oneTBB read 2.49x the loop on 2 cores).
@@ -751,12 +768,7 @@ void settle_other_threads() {
   for (int ms = 0; ms < 50; ++ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     auto now = other_threads_cpu_ns();
-    long long took = 0;
-    for (const auto& [tid, ns] : now) {
-      const auto start = before.find(tid);
-      took += ns - (start == before.end() ? 0 : start->second);
-    }
-    if (took < 100'000) return;
+    if (cpu_ns_between(before, now) < 100'000) return;
     before = std::move(now);
   }
 }
@@ -775,11 +787,7 @@ constexpr std::chrono::milliseconds pair_batch{5};
 template <class W, class Run>
 void timed_paired(benchmark::State& state, const W& w, Run run) {
   using clock = std::chrono::steady_clock;
-  release_free_memory();
-  {
-    auto warm = run(w, w.warm);
-    parallel_bench::keep(warm);
-  }
+  warm_up(w, run);
   {
     auto loop = run_sequential(w, w.items);  // untimed: warm
     parallel_bench::keep(loop);
@@ -916,11 +924,7 @@ void idle_run(benchmark::State& state, int ms, const Work& work) {
     const auto wall_before = std::chrono::steady_clock::now();
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - wall_before;
-    long long others = 0;
-    for (const auto& [tid, ns] : other_threads_cpu_ns()) {
-      const auto start = before.find(tid);
-      others += ns - (start == before.end() ? 0 : start->second);
-    }
+    const long long others = cpu_ns_between(before, other_threads_cpu_ns());
     state.SetIterationTime(wall.count());
     state.counters["cpu_s"] = static_cast<double>(others) * 1e-9;
   }
