@@ -732,37 +732,47 @@ TEST_CASE("threads map: results stay right when f's items turn slower from one c
 }
 
 TEST_CASE(
-    "threads map: results of 512 KiB and more, their pages touched by the workers first, "
-    "are all there",
+    "threads map: results of 256 KiB to 1 MiB, their pages touched by the caller and idle "
+    "workers first, are all there",
     "[map][threads]") {
-  // 2.4 MB of results: the caller and the pool's workers touch their pages together before the
-  // vector is value-initialised and the items run.
-  std::vector<std::int64_t> xs(300'000);
-  for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<std::int64_t>(i);
+  // 256 KiB, 800 KB and 1 MiB of results (mapped in ahead, their pages touched by the caller and
+  // the pool's idle workers together before the vector is value-initialised and the items run),
+  // and 2.4 MB (huge pages: value-initialised by the caller alone). A touch is a zero byte at
+  // each 4 KiB, the low byte of a result here: one that landed after the items ran (a helper
+  // still touching) would leave an even result, where every result is odd.
   const auto twice = [](std::int64_t x) { return 2 * x + 1; };
-  const auto check = [&](const std::vector<std::int64_t>& out) {
-    REQUIRE(out.size() == xs.size());
-    for (std::size_t i = 0; i < xs.size(); ++i)
-      if (out[i] != 2 * xs[i] + 1) FAIL("result " << i << " is " << out[i]);
-  };
-  check(parallel::map(parallel::threads{}, twice, xs));
-  parallel::thread_pool pool(3);
-  check(pool.map(twice, xs));
-  // Results without a default constructor go through raw storage: touched the same way.
-  const auto wrapped = parallel::map(
-      parallel::threads{}, [](std::int64_t x) { return no_default(static_cast<int>(x)); }, xs);
-  REQUIRE(wrapped.size() == xs.size());
-  CHECK(wrapped.front().value == 0);
-  CHECK(wrapped.back().value == 299'999);
-  // A map inside a worker's task (its results a share of an outer call) opens its own slots.
-  const auto sums = parallel::map(
-      parallel::threads{},
-      [&](int k) {
-        const auto inner = parallel::map(parallel::threads{}, twice, xs);
-        return inner[static_cast<std::size_t>(k)];
-      },
-      std::vector<int>{0, 1, 2, 3});
-  CHECK(sums == std::vector<std::int64_t>{1, 3, 5, 7});
+  for (const std::size_t n : {std::size_t{32'768}, std::size_t{100'000}, std::size_t{131'072},
+                              std::size_t{131'073}, std::size_t{300'000}}) {
+    CAPTURE(n);
+    std::vector<std::int64_t> xs(n);
+    for (std::size_t i = 0; i < n; ++i) xs[i] = static_cast<std::int64_t>(i);
+    const auto check = [&](const std::vector<std::int64_t>& out) {
+      REQUIRE(out.size() == n);
+      for (std::size_t i = 0; i < n; ++i)
+        if (out[i] != 2 * xs[i] + 1) FAIL("result " << i << " is " << out[i]);
+    };
+    check(parallel::map(parallel::threads{}, twice, xs));
+    parallel::thread_pool pool(3);  // the caller and two helpers, on however many cores
+    check(pool.map(twice, xs));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // its workers asleep
+    check(pool.map(twice, xs));
+    // Results without a default constructor go through raw storage, not touched first.
+    const auto wrapped = parallel::map(
+        parallel::threads{}, [](std::int64_t x) { return no_default(static_cast<int>(x)); }, xs);
+    REQUIRE(wrapped.size() == n);
+    CHECK(wrapped.front().value == 0);
+    CHECK(wrapped.back().value == static_cast<int>(n) - 1);
+    // A map inside a worker's task (its results a share of an outer call) opens its own slots
+    // alone.
+    const auto sums = parallel::map(
+        parallel::threads{},
+        [&](int k) {
+          const auto inner = parallel::map(parallel::threads{}, twice, xs);
+          return inner[static_cast<std::size_t>(k)];
+        },
+        std::vector<int>{0, 1, 2, 3});
+    CHECK(sums == std::vector<std::int64_t>{1, 3, 5, 7});
+  }
 }
 
 TEST_CASE(

@@ -165,23 +165,47 @@ template <class F, class Range>
 using map_result_t = std::remove_cvref_t<
     std::invoke_result_t<F&, decltype(std::declval<indexed_input<Range>&>()[0])>>;
 
+/// How reserve_results made ready the memory of its results.
+enum class reserved_as {
+  plain,       // reserved only: small, its pages may well be warm
+  mapped_in,   // 256 KiB to 1 MiB, in 4 KiB pages mapped in ahead (MADV_POPULATE_WRITE)
+  huge_pages,  // over 1 MiB: whole huge pages, where the system offers them
+};
+
 /// Reserves room for n results. A vector of over a MiB gets a whole number of huge pages
 /// (its capacity rounded up: os::whole_huge_pages_request) and is backed by them where the system
 /// offers them; a middling one is mapped in at once. Its first touch (the zero-fill of the
 /// vector's constructor, or the writes of a loop) is then a fraction of its cost with a page
 /// fault per 4 KiB (400 KB of ints: 98 faults, ~1.2 ms here, against one call of ~0.1 ms).
 template <class R>
-void reserve_results(std::vector<R>& out, std::size_t n) {
+reserved_as reserve_results(std::vector<R>& out, std::size_t n) {
   constexpr std::size_t huge_from = std::size_t{1} << 20;
   constexpr std::size_t map_in_from = std::size_t{256} << 10;
   if (n > huge_from / sizeof(R) && n <= out.max_size()) {
     out.reserve(os::whole_huge_pages_request(n * sizeof(R)) / sizeof(R));  // at least n
     os::prepare_large_write(out.data(), n * sizeof(R));
-    return;
+    return reserved_as::huge_pages;
   }
   out.reserve(n);
-  if (n >= map_in_from / sizeof(R)) os::populate_for_write(out.data(), n * sizeof(R));
+  if (n < map_in_from / sizeof(R)) return reserved_as::plain;
+  os::populate_for_write(out.data(), n * sizeof(R));
+  return reserved_as::mapped_in;
 }
+
+/// Writes a byte of each 4 KiB of `memory` (and its last byte): the first touch of memory that
+/// holds no objects yet, which on this VM is most of the cost of a first write even to pages
+/// mapped in ahead (the host maps each page at its first touch).
+inline void touch_pages(std::span<std::byte> memory) noexcept {
+  if (memory.empty()) return;
+  volatile std::byte* p = memory.data();
+  for (std::size_t i = 0; i < memory.size(); i += 4096) p[i] = std::byte{0};
+  p[memory.size() - 1] = std::byte{0};
+}
+
+/// Whether a result_slots is ready for writes when made, or only has its memory reserved: then
+/// whoever made it may touch that memory first (untouched()), and calls open() before the first
+/// write.
+enum class slots_start { open, reserved };
 
 /// Results written by index from many threads, handed back as a std::vector<R>. Default
 /// constructible results go straight into the vector; others (move-only without a default,
@@ -193,10 +217,10 @@ class result_slots {
                                  std::is_move_assignable_v<R> && !std::is_same_v<R, bool>;
 
  public:
-  explicit result_slots(std::size_t n) : size_(n) {
+  explicit result_slots(std::size_t n, slots_start start = slots_start::open) : size_(n) {
     if constexpr (direct) {
-      reserve_results(values_, n);
-      values_.resize(n);
+      reserved_ = reserve_results(values_, n);
+      if (start == slots_start::open) open();
     } else {
       raw_ = std::allocator<R>{}.allocate(n);
       built_.assign(n, 0);
@@ -209,6 +233,25 @@ class result_slots {
       for (std::size_t i = 0; i < size_; ++i)
         if (built_[i] != 0) std::destroy_at(raw_ + i);
       std::allocator<R>{}.deallocate(raw_, size_);
+    }
+  }
+
+  /// The memory of slots made reserved and not opened yet, when it was mapped in ahead in 4 KiB
+  /// pages (reserved_as::mapped_in): its first touch may be shared among threads. Empty
+  /// otherwise (huge pages, small or raw storage, or opened).
+  std::span<std::byte> untouched() noexcept {
+    if constexpr (direct) {
+      if (reserved_ == reserved_as::mapped_in && values_.size() != size_)
+        return {reinterpret_cast<std::byte*>(values_.data()), size_ * sizeof(R)};
+    }
+    return {};
+  }
+
+  /// Value-initialises the slots of a result_slots made reserved: once, on one thread, before
+  /// any write (the threads that write the slots afterwards need a happens-before with it).
+  void open() {
+    if constexpr (direct) {
+      if (values_.size() != size_) values_.resize(size_);
     }
   }
 
@@ -283,6 +326,7 @@ class result_slots {
  private:
   std::size_t size_;
   std::vector<R> values_;
+  reserved_as reserved_ = reserved_as::plain;
   R* raw_ = nullptr;
   std::vector<unsigned char> built_;
 };
