@@ -185,6 +185,66 @@ TEST_CASE("future: tasks submit tasks and wait for them (recursive fib)", "[futu
   }
 }
 
+TEST_CASE(
+    "future: a worker's get() of a task it submitted and nobody took runs it there, with the "
+    "same value, exception, cancel and order as anywhere else",
+    "[future]") {
+  watchdog guard{"future: get of a worker's own task"};
+  parallel::thread_pool pool{1};  // no thief: every task below is still queued at its get()
+  const auto inside = [&pool] {
+    std::vector<std::string> seen;
+    // Newest on this worker's deque: runs in get(), on this thread.
+    auto value = pool.submit([] { return std::this_thread::get_id(); });
+    seen.push_back(value.get() == std::this_thread::get_id() ? "here" : "elsewhere");
+    // Its exception, with its own type.
+    auto failing = pool.submit([]() -> int { throw task_failed{"own"}; });
+    try {
+      (void)failing.get();
+      seen.push_back("no exception");
+    } catch (const task_failed& e) {
+      seen.push_back(e.reason);
+    }
+    REQUIRE_FALSE(failing.valid());
+    // Cancelled first: get() throws cancelled_error and the task never runs.
+    bool ran = false;
+    auto cancelled = pool.submit([&ran] { ran = true; });
+    REQUIRE(cancelled.cancel());
+    try {
+      cancelled.get();
+    } catch (const parallel::cancelled_error&) {
+      seen.push_back("cancelled");
+    }
+    // Not the newest: waited for as usual (this worker runs the newer one meanwhile); then the
+    // newer one is done already when its get() comes.
+    auto older = pool.submit([] { return 1; });
+    auto newer = pool.submit([] { return 2; });
+    seen.push_back(std::to_string(older.get()) + std::to_string(newer.get()));
+    // A task run so may submit and map on the pool itself (it runs under its own call's tag).
+    auto nested = pool.submit([&pool] {
+      const auto squares = pool.map([](int x) { return x * x; }, std::vector<int>{1, 2, 3});
+      return pool.submit([squares] { return squares[0] + squares[1] + squares[2]; }).get();
+    });
+    seen.push_back(std::to_string(nested.get()));
+    // Watched by as_completed on this thread: the watch sees it done, and skips it (emptied).
+    std::vector<parallel::future<int>> futs;
+    futs.push_back(pool.submit([] { return 5; }));
+    futs.push_back(pool.submit([] { return 6; }));
+    int sum = 0;
+    int yielded = 0;
+    for (auto& f : parallel::as_completed(futs)) {
+      ++yielded;
+      sum += f.get();
+      for (auto& other : futs)
+        if (other.valid()) sum += other.get();  // the one left: the newest, run here
+    }
+    seen.push_back(std::to_string(sum) + "/" + std::to_string(yielded));
+    return std::pair{seen, ran};
+  };
+  const auto [seen, ran] = pool.submit(inside).get();
+  CHECK(seen == std::vector<std::string>{"here", "own", "cancelled", "12", "14", "11/1"});
+  CHECK_FALSE(ran);
+}
+
 TEST_CASE("future: the pool's destructor runs pending tasks", "[future][thread_pool]") {
   watchdog guard{"future: the pool's destructor runs pending tasks"};
   std::atomic<int> counter{0};

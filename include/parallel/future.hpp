@@ -104,8 +104,11 @@ class future {
   /// Waits, then returns the result or rethrows the task's exception (parallel::cancelled_error
   /// for a cancelled task). The future is then empty.
   R get() {
-    wait();
-    std::unique_ptr<detail::future_state<R>, releaser> state(std::exchange(state_, nullptr));
+    check();
+    const bool alone = run_here();
+    if (!alone) wait();
+    std::unique_ptr<detail::future_state<R>, releaser> state(std::exchange(state_, nullptr),
+                                                             releaser{alone});
     // Take the exception out of the shared state: whichever side frees the state last must not
     // be the one dropping the exception the caller is still handling.
     if (std::exception_ptr error = std::move(state->error_)) {
@@ -177,8 +180,23 @@ class future {
   friend struct detail::future_access;
 
   struct releaser {
-    void operator()(detail::future_state<R>* s) const noexcept { s->release(); }
+    bool alone = false;  // only this future holds the state (run_here): it frees it
+    void operator()(detail::future_state<R>* s) const noexcept {
+      if (alone)
+        s->destroy_(s);
+      else
+        s->release();
+    }
   };
+
+  // A task that this thread, a worker of its pool, spawned and nobody took yet runs here, in
+  // get(): a recursive submit/get (fib) is mostly that. True when it ran so; only this future
+  // holds the state then.
+  bool run_here() {
+    detail::future_state<R>* s = state_;
+    return s->run_here_ != nullptr && s->pool_ != nullptr && !s->cancelled_ &&
+           s->pool_->run_if_newest(s, [s] { s->run_here_(s); });
+  }
 
   explicit future(detail::future_state<R>* state) noexcept : state_(state) {}
 

@@ -142,6 +142,20 @@ class scheduler {
     wake_one(tag);
   }
 
+  /// Calling worker only: when t is the newest task on its own deque (it spawned t, and no
+  /// thief has taken it), takes t off and calls run() here, under t's tag as execute() would;
+  /// false, and nothing done, otherwise (another thread, or t taken or not the newest).
+  template <class Run>
+  bool run_if_newest(const task* t, Run&& run) {
+    worker* w = local_worker();
+    if (w == nullptr || !w->deque.pop_if(t)) return false;
+    const isolation_tag outer = w->current_tag;
+    w->current_tag = t->tag_;
+    run();
+    w->current_tag = outer;
+    return true;
+  }
+
   /// Runs left() here and right() wherever a hungry worker takes it; returns when both are
   /// done. Calling worker only; neither part may throw (the algorithms catch inside).
   template <class Left, class Right>

@@ -40,26 +40,20 @@ class work_deque {
 
   /// Owner only. Takes the newest task if its tag matches `tag` (any_tag matches all).
   task* pop(isolation_tag tag = any_tag) {
-    std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
+    const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
     ring* r = ring_.load(std::memory_order_relaxed);
     if (b < top_.load(std::memory_order_relaxed)) return nullptr;  // empty (top only grows)
     if (tag != any_tag && r->tag_at(b) != tag) return nullptr;
-    // seq_cst store then seq_cst load: a thief's claim of the same task cannot pass unseen.
-    bottom_.store(b, std::memory_order_seq_cst);
-    std::int64_t t = top_.load(std::memory_order_seq_cst);
-    task* result = nullptr;
-    if (t <= b) {
-      result = r->get(b);
-      if (t == b) {  // the last task: race the thieves for it
-        if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
-                                          std::memory_order_relaxed))
-          result = nullptr;
-        bottom_.store(b + 1, std::memory_order_relaxed);
-      }
-    } else {
-      bottom_.store(b + 1, std::memory_order_relaxed);
-    }
-    return result;
+    return take_newest(r, b);
+  }
+
+  /// Owner only. Takes the newest task when it is t (pushed by the owner and not stolen since);
+  /// false, and the deque unchanged, otherwise.
+  bool pop_if(const task* t) {
+    const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
+    ring* r = ring_.load(std::memory_order_relaxed);
+    if (b < top_.load(std::memory_order_relaxed) || r->get(b) != t) return false;
+    return take_newest(r, b) == t;
   }
 
   /// Any thread. Takes the oldest task if its tag matches; nullptr when empty, mismatched or
@@ -114,6 +108,27 @@ class work_deque {
     rings_.push_back(std::move(bigger));
     ring_.store(r, std::memory_order_release);
     return r;
+  }
+
+  // pop's claim of slot b, the newest (b = bottom - 1 >= top as last seen): the task, or nullptr
+  // when a thief took it first.
+  task* take_newest(ring* r, std::int64_t b) {
+    // seq_cst store then seq_cst load: a thief's claim of the same task cannot pass unseen.
+    bottom_.store(b, std::memory_order_seq_cst);
+    std::int64_t t = top_.load(std::memory_order_seq_cst);
+    task* result = nullptr;
+    if (t <= b) {
+      result = r->get(b);
+      if (t == b) {  // the last task: race the thieves for it
+        if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
+                                          std::memory_order_relaxed))
+          result = nullptr;
+        bottom_.store(b + 1, std::memory_order_relaxed);
+      }
+    } else {
+      bottom_.store(b + 1, std::memory_order_relaxed);
+    }
+    return result;
   }
 
   alignas(64) std::atomic<std::int64_t> top_{0};
