@@ -102,7 +102,9 @@ class future {
   }
 
   /// Waits, then returns the result or rethrows the task's exception (parallel::cancelled_error
-  /// for a cancelled task). The future is then empty.
+  /// for a cancelled task). The future is then empty. Inside a task of the same pool, a task
+  /// this thread submitted that no other thread has started runs right here (a recursive
+  /// submit/get costs little more than the calls).
   R get() {
     check();
     const bool alone = run_here();
