@@ -204,13 +204,23 @@ class threaded_map {
       latch done_;
     };
     next_touch_.store(0, std::memory_order_relaxed);
-    std::vector<std::unique_ptr<toucher>> helpers;
     const std::size_t runs = (touch_at_.size() + touch_run - 1) / touch_run;
-    const std::size_t count = std::min(pool_.size() - 1, runs - 1);
+    beside_helpers(
+        std::min(pool_.size() - 1, runs - 1), [this] { return std::make_unique<toucher>(*this); },
+        [this] { touch_runs(); });
+  }
+
+  // Queues `count` helpers made by make() (abandonable_tasks that set their latch done_ as their
+  // last step), runs own() in the caller meanwhile, then waits for each helper that started (at
+  // most its last piece of work is left) and abandons each still queued (its worker busy with
+  // another call): that one frees itself when it runs.
+  template <class Make, class Own>
+  void beside_helpers(std::size_t count, Make make, Own own) {
+    std::vector<decltype(make())> helpers;
     helpers.reserve(count);
-    for (std::size_t k = 0; k < count; ++k) helpers.push_back(std::make_unique<toucher>(*this));
+    for (std::size_t k = 0; k < count; ++k) helpers.push_back(make());
     for (auto& h : helpers) pool_.spawn(h.get());
-    touch_runs();
+    own();
     for (auto& h : helpers) {
       if (h->abandon())
         (void)h.release();  // still queued: it frees itself when a worker runs it
@@ -281,19 +291,9 @@ class threaded_map {
     end_item_ = last;
     const std::size_t blocks = (last - first + block - 1) / block;
     sharers_ = 1 + std::min(pool_.size() - 1, blocks - 1);
-    std::vector<std::unique_ptr<helper>> helpers;
-    helpers.reserve(sharers_ - 1);
-    for (std::size_t k = 1; k < sharers_; ++k)
-      helpers.push_back(std::make_unique<helper>(*this, block));
-    for (auto& h : helpers) pool_.spawn(h.get());
-    take_blocks(block);
-    for (auto& h : helpers) {
-      if (h->abandon()) {
-        (void)h.release();  // still queued: it frees itself when a worker runs it
-      } else {
-        pool_.wait(h->done_, tag_);  // running: at most its last block is left
-      }
-    }
+    beside_helpers(
+        sharers_ - 1, [this, block] { return std::make_unique<helper>(*this, block); },
+        [this, block] { take_blocks(block); });
   }
 
   // One sharer's part of share_with_pool: blocks of about block_target each, and never more
