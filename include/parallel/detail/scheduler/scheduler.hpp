@@ -149,10 +149,7 @@ class scheduler {
   bool run_if_newest(const task* t, Run&& run) {
     worker* w = local_worker();
     if (w == nullptr || !w->deque.pop_if(t)) return false;
-    const isolation_tag outer = w->current_tag;
-    w->current_tag = t->tag_;
-    run();
-    w->current_tag = outer;
+    under_tag(*w, t->tag_, run);
     return true;
   }
 
@@ -406,9 +403,15 @@ class scheduler {
   }
 
   void execute(worker& w, task* t) {
+    under_tag(w, t->tag_, [t] { t->execute_(t); });
+  }
+
+  // Calls run() as part of the call tagged `tag`: what w submits meanwhile inherits that tag.
+  template <class Run>
+  static void under_tag(worker& w, isolation_tag tag, Run&& run) {
     const isolation_tag outer = w.current_tag;
-    w.current_tag = t->tag_;
-    t->execute_(t);
+    w.current_tag = tag;
+    run();
     w.current_tag = outer;
   }
 
