@@ -302,7 +302,8 @@ FAMILY_NOTES = {
                      "spin round: 'loop, per item' is what an item measured in the sequential "
                      "loop, in each column's largest cell. Paired: each repetition of a variant "
                      "runs batches of ~5 ms of its calls, each followed by as many calls of the "
-                     "loop, and its speedup is the loop's time over its own in that repetition "
+                     "loop, every call's results freed before the next call on both sides, and "
+                     "its speedup is the loop's time over its own in that repetition "
                      "(median, min-max over the repetitions). This VM's speed changes by up to "
                      "1.8x for seconds at a time, and a ratio of two repetitions seconds apart "
                      "measured that (10 x 1 ns: 0.64-1.17x between runs of one build)."],
