@@ -815,33 +815,32 @@ void timed_paired(benchmark::State& state, const W& w, Run run) {
   // whose own were freed at once: 1e7 x 10 ns, 80 MB of results, timed the loop at 40-58 ms a
   // call next to threads' 24 ms, 2.14x on 2 cores, the loop 40 ms alone; with each side
   // keeping its last, both took 35-67 ms.) The variant's results are checked once, after its
-  // first batch, untimed.
+  // first batch, untimed. A batch: `calls` calls of `call` in a row, the last result returned.
+  auto batch = [calls](auto call) {
+    for (std::size_t k = 1; k < calls; ++k) {
+      auto result = call();
+      parallel_bench::keep(result);
+    }
+    auto last = call();
+    parallel_bench::keep(last);
+    return last;
+  };
   bool wrong = false;
   bool checked = false;
   double loop_seconds = 0;
   const auto start = clock::now();
   for (auto _ : state) {
     const auto a = clock::now();
-    for (std::size_t k = 1; k < calls; ++k) {
-      auto own = run(w, w.items);
-      parallel_bench::keep(own);
-    }
-    auto last = run(w, w.items);
-    parallel_bench::keep(last);
+    auto own = batch([&] { return run(w, w.items); });
     const auto b = clock::now();
     if (!checked) {
-      wrong = !w.same_as_sequential(last);
+      wrong = !w.same_as_sequential(own);
       checked = true;
     }
-    last = std::vector<typename W::result>();  // freed (not only cleared)
+    own = std::vector<typename W::result>();  // freed (not only cleared)
     settle_other_threads();
     const auto c = clock::now();
-    for (std::size_t k = 1; k < calls; ++k) {
-      auto loop = run_sequential(w, w.items);
-      parallel_bench::keep(loop);
-    }
-    auto loop = run_sequential(w, w.items);
-    parallel_bench::keep(loop);
+    auto loop = batch([&] { return run_sequential(w, w.items); });
     const auto d = clock::now();
     loop = std::vector<typename W::result>();
     state.SetIterationTime(std::chrono::duration<double>(b - a).count());
