@@ -887,10 +887,9 @@ void register_cell(const std::string& cell, Build build, const settings& s,
     b->Repetitions(s.repetitions)->MinTime(s.min_time)->Unit(benchmark::kMicrosecond);
     ++registered_benchmarks;
   };
-  add("sequential", [](const W& w, const items_t& in) { return run_sequential(w, in); });
-  add(
-      "sequential_again", [](const W& w, const items_t& in) { return run_sequential(w, in); },
-      true);
+  const auto loop = [](const W& w, const items_t& in) { return run_sequential(w, in); };
+  add("sequential", loop);
+  add("sequential_again", loop, true);  // the same loop as a variant (timed_paired's A/A)
   add("threads", [](const W& w, const items_t& in) { return run_threads(w, in); });
   if constexpr (Processes) {
     add("pool_fork", [](const W& w, const items_t& in) { return run_pool<fork>(w, in); });
