@@ -207,14 +207,19 @@ inline void touch_pages(std::span<std::byte> memory) noexcept {
 /// write.
 enum class slots_start { open, reserved };
 
+/// Whether results of type R are written by index into a value-initialised std::vector<R>
+/// (else built in raw storage, or appended). Not bool: std::vector<bool> packs bits, and
+/// neighbouring results must not be written by two threads.
+template <class R>
+inline constexpr bool written_in_place =
+    !std::is_same_v<R, bool> && std::is_default_constructible_v<R> && std::is_move_assignable_v<R>;
+
 /// Results written by index from many threads, handed back as a std::vector<R>. Default
 /// constructible results go straight into the vector; others (move-only without a default,
 /// say) are built in raw storage and moved over at the end.
 template <class R>
 class result_slots {
-  // std::vector<bool> packs bits: neighbouring results must not be written by two threads.
-  static constexpr bool direct = std::is_default_constructible_v<R> &&
-                                 std::is_move_assignable_v<R> && !std::is_same_v<R, bool>;
+  static constexpr bool direct = written_in_place<R>;
 
  public:
   explicit result_slots(std::size_t n, slots_start start = slots_start::open) : size_(n) {
