@@ -71,10 +71,10 @@
 //
 // The sequential loop and the peers allocate their results as the library does
 // (parallel_bench::fresh_results) and write them by index, as the map does, so a ratio compares
-// the same work. Every parallel variant's
-// result is checked against the sequential one after timing. Before its
-// timed loop each run makes one untimed call on a prefix of the items (a tenth, at least one per
-// worker): runtimes awake, pages and code touched, the forkserver's server started.
+// the same work. Every parallel variant's result is checked against the sequential one after
+// timing. Before its timed loop each run makes one untimed call on a prefix of the items (a
+// tenth, at least one per worker): runtimes awake, pages and code touched, the forkserver's
+// server started.
 // POSIX only (start::fork); main() starts with parallel::spawn_main (and, in bench_compare_mpi,
 // parallel::mpi_main: ranks other than 0 serve the mpi variant's tasks there).
 #include <dirent.h>
@@ -771,14 +771,16 @@ long long cpu_ns_between(const std::map<long, long long>& before,
 /// Waits (1 ms at a time, 50 ms at most) until the process's other threads took under 0.1 ms of
 /// CPU in the last ms: the workers of OpenMP and oneTBB spin for a while after a call, and a loop
 /// timed meanwhile shares the cores with them (a paired oneTBB read 2.49x the loop on 2 cores).
-void settle_other_threads() {
+/// Returns the last reading of their CPU clocks (other_threads_cpu_ns).
+std::map<long, long long> settle_other_threads() {
   auto before = other_threads_cpu_ns();
   for (int ms = 0; ms < 50; ++ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     auto now = other_threads_cpu_ns();
-    if (cpu_ns_between(before, now) < 100'000) return;
+    if (cpu_ns_between(before, now) < 100'000) return now;
     before = std::move(now);
   }
+  return before;
 }
 
 /// How long one batch of a paired run lasts, at least (timed_paired).
@@ -845,8 +847,7 @@ void timed_paired(benchmark::State& state, const W& w, Run run) {
       checked = true;
     }
     own = std::vector<typename W::result>();  // freed (not only cleared)
-    settle_other_threads();
-    const auto others_before = other_threads_cpu_ns();
+    const auto others_before = settle_other_threads();
     const auto c = clock::now();
     auto loop = batch([&] { return run_sequential(w, w.items); });
     const auto d = clock::now();

@@ -707,10 +707,10 @@ def family_notes(family, cells, results):
                 notes.append(f"{c['label']}: {LABELS.get(key, key)} skipped: {entry['skipped']}")
             if "error" in entry:
                 notes.append(f"{c['label']}: {LABELS.get(key, key)} FAILED: {entry['error']}")
-            if max(entry.get("others", [0])) > SHARED_LOOP:
+            shared = max(entry.get("others", [0]))
+            if shared > SHARED_LOOP:
                 notes.append(f"{c['label']}: {LABELS.get(key, key)}'s loop shared the cores: "
-                             "other threads took up to "
-                             f"{max(entry['others']):.0%} of a core while it was timed")
+                             f"other threads took up to {shared:.0%} of a core while it was timed")
     return notes
 
 

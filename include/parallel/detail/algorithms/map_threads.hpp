@@ -137,6 +137,8 @@ class threaded_map {
     const std::size_t n = input.size();
     std::vector<R> out;
     if constexpr (written_in_place<R>) {
+      // As result_slots::fill writes, without the slots (through them, 1 and 10 items of ~1 ns
+      // ran at 0.80x and 0.84-0.87x the loop, paired; 0.99x and 0.97x like this).
       out.resize(n);
       R* const slot = out.data();
       input.each(0, n, [slot, &f](std::size_t i, auto&& item) {
