@@ -63,6 +63,8 @@
 // the loop (timed_paired); its time is its own batches (per call), the counter loop_s the loop's
 // batches, calls a batch's length. The opt-in variant sequential_again is the loop itself run as
 // a variant: paired, its ratio to the loop shows what the pairing adds (it should read 1.00x).
+// "limit" in a paired cell's list (map kinds): after each batch of the loop, as many calls of
+// run_limit, the machine's limit at that moment (below); the counter limit_s is their time.
 //
 // Results go to the Google Benchmark JSON file named by --benchmark_out; on stderr, the
 // library's own parallel::progress_bar advances with each repetition of each benchmark.
@@ -646,12 +648,90 @@ auto run_std_par(const W& w, const std::vector<typename W::input>& items) {
 }
 #endif
 
+// --- the machine's limit ----------------------------------------------------------------------
+
+/// Seconds of the calls of run_limit that are not its time (below): timed_paired takes what a
+/// batch's calls added here off that batch's time.
+double limit_untimed_s = 0;
+
+/// The machine's limit on a cell of items of equal cost ("limit" in its list): the caller and N - 1
+/// threads started for the call run their own slices of the items (blocks of ~1/256 of a share,
+/// dealt in turn; nothing is shared, nothing is balanced), from a common start. When the first
+/// thread ends its slice, the items every thread had done by then are what the cores gave in that
+/// window, all of them busy; the call's time is the results' allocation (made in the caller, as
+/// every variant's) plus n items at that rate. The threads' start and end and the others' tail
+/// are not its time. So it reads what the cores give N threads in the same seconds as the other
+/// variants' calls: on this VM two threads of spin, started together, ran 0.8-1.3x as fast as
+/// one for minutes at a time (bench/README.md), and a variant's repetitions seconds apart from
+/// the limit's measured those phases; timed_paired runs its calls right after each batch of the
+/// loop's, so every variant's repetitions have it beside them. A scheduler cannot beat it by
+/// more than the noise of its window; one whose speedup is under it lost the rest to its costs.
+template <class W>
+auto run_limit(const W& w, const std::vector<typename W::input>& items) {
+  using clock = std::chrono::steady_clock;
+  const auto entered = clock::now();
+  const std::size_t n = items.size();
+  auto out = parallel_bench::fresh_results<typename W::result>(n);
+  const auto allocated = clock::now();
+  const auto cores = static_cast<std::size_t>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::size_t threads = std::min(std::max<std::size_t>(1, n),
+                                       w.workers > 0 ? static_cast<std::size_t>(w.workers) : cores);
+  const std::size_t block = std::max<std::size_t>(1, n / (threads * 256));
+  const std::size_t blocks = (n + block - 1) / block;
+  struct alignas(64) lane {
+    std::atomic<std::size_t> done{0};
+  };
+  std::vector<lane> lanes(threads);
+  std::atomic<std::size_t> arrived{0};
+  std::atomic<bool> go{false};
+  std::atomic<bool> one_ended{false};
+  clock::time_point start{};
+  clock::time_point first_end{};
+  std::size_t done_by_then = 0;
+  const auto* src = items.data();
+  auto* dst = out.data();
+  auto body = [&](std::size_t t) {
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == threads) {
+      start = clock::now();
+      go.store(true, std::memory_order_release);
+    } else {
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+    }
+    std::size_t mine = 0;
+    for (std::size_t b = t; b < blocks; b += threads) {
+      const std::size_t lo = b * block;
+      const std::size_t hi = std::min(n, lo + block);
+      for (std::size_t i = lo; i < hi; ++i) dst[i] = call<W::how>(w.f, src[i]);
+      mine += hi - lo;
+      lanes[t].done.store(mine, std::memory_order_relaxed);
+    }
+    if (!one_ended.exchange(true, std::memory_order_acq_rel)) {
+      first_end = clock::now();
+      for (const auto& l : lanes) done_by_then += l.done.load(std::memory_order_relaxed);
+    }
+  };
+  {
+    std::vector<std::jthread> others;
+    others.reserve(threads - 1);
+    for (std::size_t t = 1; t < threads; ++t) others.emplace_back(body, t);
+    body(0);
+  }
+  const std::chrono::duration<double> window = first_end - start;
+  const std::chrono::duration<double> allocation = allocated - entered;
+  const double own =
+      allocation.count() + window.count() * static_cast<double>(n) /
+                               static_cast<double>(std::max<std::size_t>(1, done_by_then));
+  limit_untimed_s += std::chrono::duration<double>(clock::now() - entered).count() - own;
+  return out;
+}
+
 // --- registration -----------------------------------------------------------------------------
 
 struct settings {
   int repetitions = 3;
   double min_time = 0.1;
   bool paired = false;  // the cell's variants run paired with the loop (timed_paired)
+  bool limit = false;   // and the machine's limit after each batch of the loop (run_limit)
 };
 
 /// Every variant's name, for reading a cell's list of variants.
@@ -795,7 +875,7 @@ constexpr std::chrono::milliseconds pair_batch{5};
 /// or 42 ns a call from one run to the next), and two variants' repetitions, seconds apart,
 /// measured those phases (10 items of 1 ns: 0.64-1.17x between runs of the same build).
 template <class W, class Run>
-void timed_paired(benchmark::State& state, const W& w, Run run) {
+void timed_paired(benchmark::State& state, const W& w, Run run, bool with_limit) {
   using clock = std::chrono::steady_clock;
   warm_up(w, run);
   {
@@ -834,8 +914,10 @@ void timed_paired(benchmark::State& state, const W& w, Run run) {
     return last;
   };
   bool wrong = false;
+  bool limit_wrong = false;
   bool checked = false;
   double loop_seconds = 0;
+  double limit_seconds = 0;
   long long others_ns = 0;
   const auto start = clock::now();
   for (auto _ : state) {
@@ -853,6 +935,17 @@ void timed_paired(benchmark::State& state, const W& w, Run run) {
     const auto d = clock::now();
     others_ns += cpu_ns_between(others_before, other_threads_cpu_ns());
     loop = std::vector<typename W::result>();
+    if constexpr (W::how == verb::map) {
+      if (with_limit) {
+        const double untimed_before = limit_untimed_s;
+        const auto e = clock::now();
+        auto limit = batch([&] { return run_limit(w, w.items); });
+        const auto f = clock::now();
+        limit_seconds +=
+            std::chrono::duration<double>(f - e).count() - (limit_untimed_s - untimed_before);
+        if (!w.same_as_sequential(limit)) limit_wrong = true;
+      }
+    }
     state.SetIterationTime(std::chrono::duration<double>(b - a).count());
     loop_seconds += std::chrono::duration<double>(d - c).count();
   }
@@ -863,8 +956,13 @@ void timed_paired(benchmark::State& state, const W& w, Run run) {
   state.counters["others_per_loop_s"] =
       loop_seconds > 0 ? static_cast<double>(others_ns) * 1e-9 / loop_seconds : 0.0;
   state.counters["calls"] = static_cast<double>(calls);
+  if (limit_seconds > 0) {
+    state.counters["limit_s"] =
+        benchmark::Counter(limit_seconds, benchmark::Counter::kAvgIterations);
+  }
   if (wrong) state.SkipWithError("wrong results");
-  progress_of_runs.ran(seconds.count(), wrong);
+  if (limit_wrong) state.SkipWithError("wrong results from the machine limit (run_limit)");
+  progress_of_runs.ran(seconds.count(), wrong || limit_wrong);
 }
 
 std::size_t registered_benchmarks = 0;
@@ -885,14 +983,15 @@ void register_cell(const std::string& cell, Build build, const settings& s,
     if (opt_in ? !named : !wanted.empty() && !named) return;
     // The loop itself runs as it does in any cell: the paired runs of the others refer to it.
     const bool pair = s.paired && std::string_view(variant) != "sequential";
-    auto* b = benchmark::RegisterBenchmark((cell + "/" + variant).c_str(),
-                                           [cell, make, run, pair](benchmark::State& state) {
-                                             if (pair) {
-                                               timed_paired(state, *current_work(cell, make), run);
-                                             } else {
-                                               timed(state, *current_work(cell, make), run);
-                                             }
-                                           });
+    auto* b = benchmark::RegisterBenchmark(
+        (cell + "/" + variant).c_str(),
+        [cell, make, run, pair, limit = s.limit](benchmark::State& state) {
+          if (pair) {
+            timed_paired(state, *current_work(cell, make), run, limit);
+          } else {
+            timed(state, *current_work(cell, make), run);
+          }
+        });
     if (pair) {
       b->Setup(parallel_bench::settle)->UseManualTime();  // defaults(), with the pairs' time
     } else {
@@ -1004,14 +1103,14 @@ void register_idle(const std::string& cell, int ms, std::size_t n, const setting
 #endif
 }
 
-/// The variants of "VARIANT,VARIANT,..." (and "paired"); nullopt when one of them has no such
-/// name.
+/// The variants of "VARIANT,VARIANT,..." (and "paired", "limit"); nullopt when one of them has
+/// no such name.
 std::optional<std::vector<std::string>> read_variants(const std::string& list) {
   std::vector<std::string> names;
   for (std::size_t start = 0; start <= list.size();) {
     const auto comma = std::min(list.find(',', start), list.size());
     names.push_back(list.substr(start, comma - start));
-    if (names.back() != "paired" &&
+    if (names.back() != "paired" && names.back() != "limit" &&
         std::ranges::find(variant_names, names.back()) == variant_names.end())
       return {};
     start = comma + 1;
@@ -1020,7 +1119,8 @@ std::optional<std::vector<std::string>> read_variants(const std::string& list) {
 }
 
 /// Registers the cell "KIND:PARAM:N[/VARIANT,...]"; false when it does not parse. "paired" in
-/// the list runs the variants paired with the loop (timed_paired), as kind paired always does.
+/// the list runs the variants paired with the loop (timed_paired), as kind paired always does;
+/// "limit" runs the machine's limit beside the loop in those pairs.
 bool register_spec(const std::string& text, const settings& run_settings) {
   const auto slash = text.find('/');
   const std::string spec = text.substr(0, slash);
@@ -1036,6 +1136,9 @@ bool register_spec(const std::string& text, const settings& run_settings) {
   const auto paired = std::ranges::find(*wanted, "paired");
   s.paired = k == "paired" || paired != wanted->end();
   if (paired != wanted->end()) wanted->erase(paired);
+  const auto limit = std::ranges::find(*wanted, "limit");
+  s.limit = limit != wanted->end();
+  if (limit != wanted->end()) wanted->erase(limit);
   const auto count = static_cast<std::size_t>(n);
   if (k == "imap") {
     register_cell<false>(
