@@ -40,11 +40,13 @@ Families (full mode; --quick in brackets):
   threads the thread backend's workloads, C++ only: tiny (x*3+1 over 1e7 ints), small (over
           1000), balanced (1e6 x 50 ns), cpu (the cost family's 100 us cell), irregular (400
           items of 1 us .. 1 ms, cheap first), nested (100 maps of 1000 x 1 us), imap (1e4
-          x 100 ns through imap, in order), progress (200 x 1 ms with options.progress)
+          x 100 ns through imap, in order), progress (200 x 1 ms with options.progress);
+          tiny, balanced and never_slower's largest 10 ns cell run the machine's limit beside
+          each variant (bench/README.md)
   idle    the CPU time a pool's threads take in 1 s [0.25 s] of idleness after a map
   mpi     parallel::mpi on 3 ranks next to the process backends: 200 [40] items of 1 ms, 64
           [16] results of 1 MiB, 1000 [200] round trips (bench_compare_mpi under mpirun)
-Full: 5 repetitions of >= 0.2 s, about 19 min on 2 cores; --quick: 3 of >= 0.01 s, about
+Full: 5 repetitions of >= 0.2 s, about 26 min on 2 cores; --quick: 3 of >= 0.01 s, about
 150 s. Python peers whose run would exceed --budget (1.5 s; quick 0.3 s) are skipped and
 listed (Python's own loop runs whenever one of them does: it is their baseline).
 The pipeline is run -> results -> render: run() measures and returns every timing (compare.json),
