@@ -722,9 +722,9 @@ class limit_team {
 /// the limit's measured those phases; timed_paired runs its calls right after each batch of the
 /// loop's, so every variant's repetitions have it beside them. A scheduler cannot beat it by
 /// more than the noise of its window; one whose speedup is under it lost the rest to its costs.
-/// (Its first form read low: threads made for each call, and the slices' blocks dealt in turn;
-/// on tiny, a memory-bound cell, the variants read 103-107% of it, and 94-98% with a team and
-/// contiguous slices, on CPU-bound cells 0.88-1.02 and 0.90-1.01.)
+/// (Its first form read low on tiny, a memory-bound cell: with threads made for each call and
+/// the slices' blocks dealt in turn, the variants read 104-138% of it in a full run; with the
+/// team, 103-107% dealt in turn and 94-98% contiguous. On CPU-bound cells: 0.88-1.02, 0.90-1.01.)
 template <class W>
 auto run_limit(const W& w, const std::vector<typename W::input>& items) {
   using clock = std::chrono::steady_clock;
