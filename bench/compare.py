@@ -46,8 +46,8 @@ Families (full mode; --quick in brackets):
   idle    the CPU time a pool's threads take in 1 s [0.25 s] of idleness after a map
   mpi     parallel::mpi on 3 ranks next to the process backends: 200 [40] items of 1 ms, 64
           [16] results of 1 MiB, 1000 [200] round trips (bench_compare_mpi under mpirun)
-Full: 5 repetitions of >= 0.2 s, about 26 min on 2 cores; --quick: 3 of >= 0.01 s, about
-150 s. Python peers whose run would exceed --budget (1.5 s; quick 0.3 s) are skipped and
+Full: 5 repetitions of >= 0.2 s, about 28 min on 2 cores; --quick: 3 of >= 0.01 s, about
+140 s. Python peers whose run would exceed --budget (1.5 s; quick 0.3 s) are skipped and
 listed (Python's own loop runs whenever one of them does: it is their baseline).
 The pipeline is run -> results -> render: run() measures and returns every timing (compare.json),
 render() makes the tables and plots from that alone, so --render rebuilds them from a
