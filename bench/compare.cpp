@@ -655,9 +655,8 @@ auto run_std_par(const W& w, const std::vector<typename W::input>& items) {
 double limit_untimed_s = 0;
 
 /// The threads of run_limit beside the caller: started once, as every pool and peer keeps its own
-/// (a thread made for each call started on its maker's vCPU, which this VM's kernel keeps busy
-/// first), and asleep between calls (std::atomic::wait, a futex), taking no core from the
-/// other variants.
+/// (threads made for each call read low: run_limit's figures), and asleep between calls
+/// (std::atomic::wait, a futex), taking no core from the other variants.
 class limit_team {
  public:
   explicit limit_team(std::size_t others) {
@@ -712,19 +711,20 @@ class limit_team {
 /// The machine's limit on a cell of items of equal cost ("limit" in its list): the caller and N - 1
 /// threads of a limit_team run their own slices of the items (a contiguous n/N each, as OpenMP's
 /// static schedule; nothing is shared, nothing is balanced), from a common start, counting what
-/// they did every ~1/256 of a slice. When the first
-/// thread ends its slice, the items every thread had done by then are what the cores gave in that
-/// window, all of them busy; the call's time is the results' allocation (made in the caller, as
-/// every variant's) plus n items at that rate. The threads' wake-up and end and the others' tail
-/// are not its time. So it reads what the cores give N threads in the same seconds as the other
-/// variants' calls: on this VM two threads of spin, started together, ran 0.8-1.3x as fast as
-/// one for minutes at a time (bench/README.md), and a variant's repetitions seconds apart from
-/// the limit's measured those phases; timed_paired runs its calls right after each batch of the
-/// loop's, so every variant's repetitions have it beside them. A scheduler cannot beat it by
-/// more than the noise of its window; one whose speedup is under it lost the rest to its costs.
-/// (Its first form read low on tiny, a memory-bound cell: with threads made for each call and
-/// the slices' blocks dealt in turn, the variants read 104-138% of it in a full run; with the
-/// team, 103-107% dealt in turn and 94-98% contiguous. On CPU-bound cells: 0.88-1.02, 0.90-1.01.)
+/// they did every ~1/256 of a slice. When the first thread ends its slice, the items every
+/// thread had done by then are what the cores gave in that window, all of them busy; the call's
+/// time is the results' allocation (made in the caller, as every variant's) plus n items at that
+/// rate. The threads' wake-up and end and the others' tail are not its time. So it reads what
+/// the cores give N threads in the same seconds as the other variants' calls: on this VM two
+/// threads of spin, started together, ran 0.8-1.3x as fast as one for minutes at a time
+/// (bench/README.md), and a variant's repetitions seconds apart from the limit's measured those
+/// phases; timed_paired runs its calls right after each batch of the loop's, so every variant's
+/// repetitions have it beside them. It is a bound within a few % (the noise of its window); a
+/// variant under it lost the rest to its own costs. Its first forms read low on tiny, a
+/// memory-bound cell: with threads made for each call and the slices' blocks dealt in turn, the
+/// variants read 104-138% of it in a full run; with the team, 103-107% dealt in turn and 94-98%
+/// contiguous (this form), run alone; on balanced, CPU-bound, 0.88-1.02 dealt in turn (with 1e7 x
+/// 10 ns) and 0.90-1.01 contiguous.
 template <class W>
 auto run_limit(const W& w, const std::vector<typename W::input>& items) {
   using clock = std::chrono::steady_clock;
