@@ -334,13 +334,15 @@ FAMILY_NOTES = {
                 "options.progress, a (done, total) callable or parallel::progress_bar (whose "
                 "lines go to stderr with the run's own bar); its cell is paired, as "
                 "never_slower's are, and the cost is threads' speedup over the variant's.",
-                "machine limit (tiny and balanced): what the cores gave at that moment, run after "
-                "each batch of the loop in threads' repetitions. The caller and one thread per "
-                "other core run their own slices of the items, nothing shared, from a common "
+                "machine limit (tiny and balanced): what the cores gave at that moment, timed "
+                "after each batch of the loop in every variant's repetitions; the row is the one "
+                "beside threads'. The caller and one thread per other core (a team kept for the "
+                "run) run one contiguous slice of the items each, nothing shared, from a common "
                 "start; when the first ends, the items all had done by then are the cores' rate, "
                 "and its time is the results' allocation plus every item at that rate (no tail, "
                 "no scheduler). A speedup under it is what a backend lost to its own costs, and a "
-                "target above it could not be met in that run."],
+                "target above it could not be met in that run; the targets compare threads with "
+                "a peer here from their shares of the limit beside each."],
     "idle": ["One map of 1000 items of ~10 us wakes every worker, then the calling thread "
              "sleeps; the CPU time every other thread of the process took meanwhile, read from "
              "each thread's own CPU clock, is the figure (max over the repetitions, with the "
