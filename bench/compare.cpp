@@ -716,11 +716,11 @@ class limit_team {
 /// time is the results' allocation (made in the caller, as every variant's) plus n items at that
 /// rate. The threads' wake-up and end and the others' tail are not its time. So it reads what
 /// the cores give N threads in the same seconds as the other variants' calls: on this VM two
-/// threads of spin, started together, ran 0.8-1.3x as fast as one for minutes at a time
-/// (bench/README.md), and a variant's repetitions seconds apart from the limit's measured those
-/// phases; timed_paired runs its calls right after each batch of the loop's, so every variant's
-/// repetitions have it beside them. It is a bound within a few % (the noise of its window); a
-/// variant under it lost the rest to its own costs. Its first forms read low on tiny, a
+/// threads of spin, started together, ran 0.8-1.7x as fast as one (most runs 0.9-1.1x) for ten
+/// minutes (bench/README.md), and a variant's repetitions seconds apart from the limit's measured
+/// those phases; timed_paired runs its calls right after each batch of the loop's, so every
+/// variant's repetitions have it beside them. It is a bound within a few % (the noise of its
+/// window); a variant under it lost the rest to its own costs. Its first forms read low on tiny, a
 /// memory-bound cell: with threads made for each call and the slices' blocks dealt in turn, the
 /// variants read 104-138% of it in a full run; with the team, 103-107% dealt in turn and 94-98%
 /// contiguous (this form), run alone; on balanced, CPU-bound, 0.88-1.02 dealt in turn (with 1e7 x
