@@ -775,23 +775,28 @@ def targets(families, results):
     def per_unit(role, e):
         return e["median"] / units(by_role[role])
 
-    def time_ratio(a, b):
+    def by_speedups(a, b):
         """a's time over b's, from their speedups: in a paired cell each was measured next to
-        the loop of its own repetitions, and their raw times came from different ones. Where
-        the machine's limit ran beside both, from their shares of it: the cores gave the two
-        different rates in their different seconds (1e7 x 10 ns: the limit beside threads
-        1.49x, beside oneTBB 1.76x, and each at 99% of its own)."""
-        if "of_limit" in a and "of_limit" in b:
-            return b["of_limit"] / a["of_limit"]
+        the loop of its own repetitions, and their raw times came from different ones."""
         return speedup(b) / speedup(a)
+
+    def by_limit(a, b):
+        """a's time over b's, from their shares of the machine's limit beside each, when it ran
+        beside both: the cores gave the two different rates in their different seconds (1e7 x
+        10 ns: the limit beside threads 1.49x, beside oneTBB 1.76x, each at 99% of its own)."""
+        return b["of_limit"] / a["of_limit"] if "of_limit" in a and "of_limit" in b else None
+
+    def time_ratio(a, b):
+        """a's time over b's: by_limit where the limit ran beside both, else by_speedups."""
+        ratio = by_limit(a, b)
+        return by_speedups(a, b) if ratio is None else ratio
 
     def shares(a, b, b_label):
         """How time_ratio(a, b) was read, when from the limit."""
-        if "of_limit" not in a or "of_limit" not in b:
+        if by_limit(a, b) is None:
             return ""
         return (f" (each beside the machine limit: threads at {a['of_limit']:.0%} of it, "
-                f"{b_label} at {b['of_limit']:.0%}; by the speedups "
-                f"{speedup(b) / speedup(a):.2f}x)")
+                f"{b_label} at {b['of_limit']:.0%}; by the speedups {by_speedups(a, b):.2f}x)")
 
     def limit_text(th, limit):
         """The machine limit beside threads in the same cell, when it ran, and threads' speed
