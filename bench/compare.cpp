@@ -409,12 +409,18 @@ auto submit_all(Pool& pool, const W& w, const std::vector<typename W::input>& it
   return out;
 }
 
+/// One T made from `key` (T{key}) at its first use for that key, and kept for the run.
+template <class T, class Key>
+T& kept_for_the_run(Key key) {
+  static std::map<Key, std::unique_ptr<T>> made;
+  auto& one = made[key];
+  if (!one) one = std::make_unique<T>(key);
+  return *one;
+}
+
 /// The thread_pool of the submit and fib cells: one per number of workers, kept for the run.
 parallel::thread_pool& shared_thread_pool(int workers) {
-  static std::map<int, std::unique_ptr<parallel::thread_pool>> pools;
-  auto& pool = pools[workers];
-  if (!pool) pool = std::make_unique<parallel::thread_pool>(workers);
-  return *pool;
+  return kept_for_the_run<parallel::thread_pool>(workers);
 }
 
 /// A verb's call on a pool object (process_pool, mpi_pool) or, with a policy, on the free
@@ -685,14 +691,6 @@ class limit_team {
     while (pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   }
 
-  /// The team of `others` threads, made at first use and kept for the run.
-  static limit_team& of(std::size_t others) {
-    static std::map<std::size_t, std::unique_ptr<limit_team>> teams;
-    auto& team = teams[others];
-    if (!team) team = std::make_unique<limit_team>(others);
-    return *team;
-  }
-
  private:
   void serve(std::size_t t) {
     std::uint64_t seen = 0;
@@ -773,7 +771,7 @@ auto run_limit(const W& w, const std::vector<typename W::input>& items) {
       for (const auto& l : lanes) done_by_then += l.done.load(std::memory_order_relaxed);
     }
   };
-  limit_team::of(threads - 1).run(body);
+  kept_for_the_run<limit_team>(threads - 1).run(body);
   const std::chrono::duration<double> window = first_end - start;
   const std::chrono::duration<double> allocation = allocated - entered;
   const double own =
