@@ -63,8 +63,9 @@
 // the loop (timed_paired); its time is its own batches (per call), the counter loop_s the loop's
 // batches, calls a batch's length. The opt-in variant sequential_again is the loop itself run as
 // a variant: paired, its ratio to the loop shows what the pairing adds (it should read 1.00x).
-// "limit" in a paired cell's list (map kinds): after each batch of the loop, as many calls of
-// run_limit, the machine's limit at that moment (below); the counter limit_s is their time.
+// "limit" in a paired cell's list (map and imap kinds): after each batch of the loop, as many
+// calls of run_limit, the machine's limit at that moment (below); the counter limit_s is their
+// time.
 //
 // Results go to the Google Benchmark JSON file named by --benchmark_out; on stderr, the
 // library's own parallel::progress_bar advances with each repetition of each benchmark.
@@ -993,7 +994,9 @@ void timed_paired(benchmark::State& state, const W& w, Run run, bool with_limit)
     const auto d = clock::now();
     others_ns += cpu_ns_between(others_before, other_threads_cpu_ns());
     loop = std::vector<typename W::result>();
-    if constexpr (W::how == verb::map) {
+    // An imap cell's limit is its items' as a map: what the cores give the items alone (the
+    // imap also hands each result to the caller, in order).
+    if constexpr (W::how == verb::map || W::how == verb::imap) {
       if (with_limit) {
         const double untimed_before = limit_untimed_s;
         const auto e = clock::now();
