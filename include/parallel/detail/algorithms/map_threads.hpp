@@ -1,10 +1,11 @@
 // map on the thread pool. Random-access input is split in place. With automatic chunking an
 // outside caller starts alone, and what it does not finish inline it shares with the pool: the
-// caller and up to size() - 1 workers take blocks of ~20 us from one counter, shrinking towards
-// the end so that they end together. A map on a worker (nested) halves its range only when a
-// worker is hungry (lazy binary splitting): cheap items end up in long tight loops, expensive or
-// irregular items get spread. When one item alone outlasts a block, half the rest is offered
-// before each item, so a worker that turns hungry does not wait for the current item to end.
+// caller and up to size() - 1 workers each take blocks of ~20 us from the front of a contiguous
+// range of their own, then from the others' ranges, shrinking towards the end so that they end
+// together. A map on a worker (nested) halves its range only when a worker is hungry (lazy
+// binary splitting): cheap items end up in long tight loops, expensive or irregular items get
+// spread. When one item alone outlasts a block, half the rest is offered before each item, so a
+// worker that turns hungry does not wait for the current item to end.
 // Between calls, what an item of this f cost decides whether a call runs inline in the caller or
 // is shared at once; items known to be long (or few items of unknown cost) are handed out one at
 // a time instead.
@@ -170,7 +171,7 @@ class threaded_map {
       else if (caller_runs)
         run_block(0, n);
       else if (chunksize_ == 0 && few_or_long(n) && may_run_here)
-        share_with_pool(0, n, 1);  // one item at a time, the caller taking its share
+        share_with_pool(0, n, 1, ranges::one);  // one item at a time, in order
       else if (chunksize_ == 0 && few_or_long(n))
         hand_out_one_by_one(n);
       else if (chunksize_ == 0 && may_run_here)
@@ -276,57 +277,78 @@ class threaded_map {
     std::size_t first = 0;
     std::size_t block = first_block();
     if (!expensive) first = run_inline(block);
-    if (first < n) share_with_pool(first, n, block);
+    if (first < n) share_with_pool(first, n, block, ranges::one_per_sharer);
   }
 
+  // How share_with_pool's items are split among its sharers: `one_per_sharer`, a contiguous
+  // range each, taken from its front by its owner and then by the others once theirs is done
+  // (no counter shared while each is in its own, and each thread's items are adjacent in
+  // memory); `one`, a single range from which all of them take in turn, so that items start in
+  // input order (items handed out one at a time: sleeps and long items start as they come).
+  enum class ranges { one, one_per_sharer };
+
   // The rest of an outside call, [first, last): the caller and up to size() - 1 of the pool's
-  // workers (helpers) take blocks from one counter, so the call runs on size() threads and the
+  // workers (helpers) take blocks from `ranges`, so the call runs on size() threads and the
   // caller is one of them. Handed to the pool whole instead, the caller slept meanwhile, and the
   // wake-up at the end cost 6.9 us of a 79 us call (100 items of 1.35 us; OpenMP and oneTBB,
   // whose caller works too: 70-72 us). Long items go this way too, a block of one at a time
   // (1e3 items of ~140 us, the worst of 21 calls: 1.80-1.82x the loop handed out to both
   // workers while the caller slept, 1.95x shared). The caller waits only for helpers that
   // started: one still queued (its worker busy with another call) is abandoned, and frees itself
-  // when it runs.
-  void share_with_pool(std::size_t first, std::size_t last, std::size_t block) {
+  // when it runs; its range is taken by the others.
+  void share_with_pool(std::size_t first, std::size_t last, std::size_t block, ranges split) {
     struct helper : abandonable_task<helper> {
-      helper(threaded_map& m, std::size_t b)
-          : abandonable_task<helper>(m.tag_), map_(&m), block_(b) {}
+      helper(threaded_map& m, std::size_t b, std::size_t r)
+          : abandonable_task<helper>(m.tag_), map_(&m), block_(b), range_(r) {}
       void run() noexcept {
-        map_->take_blocks(block_);
+        map_->take_blocks(range_, block_);
         done_.set();  // the caller frees it
       }
       threaded_map* map_;
       std::size_t block_;
+      std::size_t range_;
       latch done_;
     };
-    next_item_.store(first, std::memory_order_relaxed);
-    end_item_ = last;
     const std::size_t blocks = (last - first + block - 1) / block;
     sharers_ = 1 + std::min(pool_.size() - 1, blocks - 1);
+    range_count_ = split == ranges::one ? 1 : sharers_;
+    ranges_ = std::make_unique<range[]>(range_count_);
+    for (std::size_t k = 0; k < range_count_; ++k) {
+      ranges_[k].next.store(first + (last - first) * k / range_count_, std::memory_order_relaxed);
+      ranges_[k].end = first + (last - first) * (k + 1) / range_count_;
+    }
+    std::size_t next_helper = 1;
     beside_helpers(
-        sharers_ - 1, [this, block] { return std::make_unique<helper>(*this, block); },
-        [this, block] { take_blocks(block); });
+        sharers_ - 1,
+        [this, block, &next_helper] {
+          return std::make_unique<helper>(*this, block, next_helper++ % range_count_);
+        },
+        [this, block] { take_blocks(0, block); });
   }
 
-  // One sharer's part of share_with_pool: blocks of about block_target each, and never more
-  // than a 2 x sharers_-th of what is left, so that the sharers end together.
-  void take_blocks(std::size_t block) noexcept {
+  // One sharer's part of share_with_pool: blocks from range `own` until it is done, then from
+  // each other range in turn; blocks of about block_target each, and never more than a
+  // 2 x sharers_-th of what is left of their range, so that the sharers end together.
+  void take_blocks(std::size_t own, std::size_t block) noexcept {
     auto start = clock::now();
-    while (!failure_.failed()) {
-      const std::size_t seen = next_item_.load(std::memory_order_relaxed);
-      if (seen >= end_item_) return;
-      const std::size_t fair = std::max<std::size_t>(1, (end_item_ - seen) / (2 * sharers_));
-      const std::size_t want = std::min(block, fair);
-      const std::size_t first = next_item_.fetch_add(want, std::memory_order_relaxed);
-      if (first >= end_item_) return;
-      const std::size_t last = std::min(end_item_, first + want);
-      if (!run_block(first, last)) return;
-      const auto now = clock::now();
-      const auto took = now - start;
-      learn_cost(took, last - first);
-      start = now;
-      block = next_block(block, took);
+    for (std::size_t k = 0; k < range_count_; ++k) {
+      range& r = ranges_[(own + k) % range_count_];
+      for (;;) {
+        if (failure_.failed()) return;
+        const std::size_t seen = r.next.load(std::memory_order_relaxed);
+        if (seen >= r.end) break;
+        const std::size_t fair = std::max<std::size_t>(1, (r.end - seen) / (2 * sharers_));
+        const std::size_t want = std::min(block, fair);
+        const std::size_t first = r.next.fetch_add(want, std::memory_order_relaxed);
+        if (first >= r.end) break;
+        const std::size_t last = std::min(r.end, first + want);
+        if (!run_block(first, last)) return;
+        const auto now = clock::now();
+        const auto took = now - start;
+        learn_cost(took, last - first);
+        start = now;
+        block = next_block(block, took);
+      }
     }
   }
 
@@ -500,9 +522,17 @@ class threaded_map {
   std::size_t chunksize_;
   progress_reporter progress_;
   first_failure failure_;
-  // The next item and the end of hand_out_one_by_one and share_with_pool.
+  // The next item and the end of hand_out_one_by_one.
   std::atomic<std::size_t> next_item_{0};
   std::size_t end_item_ = 0;
+  // share_with_pool's ranges: the next item of each (on a cache line of its own: its owner
+  // takes from it at every block) and its end.
+  struct alignas(64) range {
+    std::atomic<std::size_t> next{0};
+    std::size_t end = 0;
+  };
+  std::unique_ptr<range[]> ranges_;
+  std::size_t range_count_ = 0;
   std::size_t sharers_ = 1;  // share_with_pool's threads: the caller and its helpers
   // The results' memory while touch_together touches it, and the next run of it.
   std::span<std::byte> touch_at_;
