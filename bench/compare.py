@@ -197,8 +197,8 @@ def grid(mode):
              cell("slow_pow", 100, 10, "slow_pow: 10 x 100 ms sleep, 5 workers"),
              dict(sizes[-1], label=f"{nb} results of 1 MiB"),
              # Paired, with the machine's limit beside each variant: its items allocate (a
-             # dict each), and what two cores give such items varied from call to call
-             # (the limit beside threads: medians of 1.31-1.56x the loop within one hour).
+             # dict each), and what two cores gave them moved from run to run (the limit
+             # beside threads: medians of 1.31-1.56x the loop in runs within one hour).
              cell("params", 0, m["params"], f"imap over {fmt_count(m['params'])} param dicts",
                   role="params", paired=True, limit=True)]
     rt, c1 = m["roundtrips"], m["chunk1_items"]
@@ -339,9 +339,8 @@ FAMILY_NOTES = {
                 "lines go to stderr with the run's own bar); its cell is paired, as "
                 "never_slower's are, and the cost is threads' speedup over the variant's.",
                 "machine limit (tiny, balanced and imap): what the cores gave at that moment, "
-                "timed "
-                "after each batch of the loop in every variant's repetitions; the row is the one "
-                "beside threads'. The caller and one thread per other core (a team kept for the "
+                "timed after each batch of the loop in every variant's repetitions; the row is "
+                "the one beside threads'. The caller and one thread per other core (a team kept for the "
                 "run) run one contiguous slice of the items each, nothing shared, from a common "
                 "start; when the first ends, the items all had done by then are the cores' rate, "
                 "and its time is the results' allocation plus every item at that rate (no tail, "
