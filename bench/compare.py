@@ -367,8 +367,9 @@ FAMILY_NOTES = {
               "library's default chunksize, as a call without one does (Pool.imap: 1).",
               "The param dicts' cell is paired, with the machine's limit beside each C++ "
               "variant (the threads family's note): its items allocate a dict each, and what "
-              "two cores gave them ranged 1.28-1.82x the loop over one run's repetitions "
-              "(2026-12-07)."],
+              "two cores gave them moved from run to run (the limit beside threads, medians of "
+              "5 repetitions: 1.31-1.56x the loop in runs of the cell within one hour on "
+              "2026-12-07)."],
 }
 
 # --- the machine and its load -----------------------------------------------------------------
