@@ -41,8 +41,8 @@ Families (full mode; --quick in brackets):
           1000), balanced (1e6 x 50 ns), cpu (the cost family's 100 us cell), irregular (400
           items of 1 us .. 1 ms, cheap first), nested (100 maps of 1000 x 1 us), imap (1e4
           x 100 ns through imap, in order), progress (200 x 1 ms with options.progress);
-          tiny, balanced and never_slower's largest 10 ns cell run the machine's limit beside
-          each variant (bench/README.md)
+          tiny, balanced, imap, never_slower's largest 10 ns cell and the param dicts run
+          the machine's limit beside each variant (bench/README.md)
   idle    the CPU time a pool's threads take in 1 s [0.25 s] of idleness after a map
   mpi     parallel::mpi on 3 ranks next to the process backends: 200 [40] items of 1 ms, 64
           [16] results of 1 MiB, 1000 [200] round trips (bench_compare_mpi under mpirun)
@@ -223,25 +223,25 @@ def grid(mode):
     # with the machine's limit beside threads: the cost family's cell of the same items is not
     # paired, and its loop's repetitions ranged 106-188 ms in one run.
     ten = max((c for c in never_slower if c["param"] == 10), key=lambda c: c["n"])
-    ten.update(role="never_10", variants=NEVER_SLOWER_VARIANTS + ["limit"])
+    ten.update(role="never_10", limit=True)
     # Paired (bench/README.md), tiny and balanced too since every call's results are freed
     # before the next on both sides: unpaired, a loop's repetitions in a slow phase of the VM read
     # tiny 2.54x and balanced 2.36x on 2 cores (loop 7.8-23.8 and 29.7-52.1 ms a call); paired,
     # threads and every peer 1.28-1.30x and 1.75-1.83x (the loop against itself, alone: 0.99x).
     threads = [
         cell("affine", 0, 10**7, "tiny: x*3+1 over 1e7 ints",
-             variants=THREAD_VARIANTS + ["limit"], role="tiny", paired=True),
+             variants=THREAD_VARIANTS, role="tiny", paired=True, limit=True),
         cell("affine", 0, 1000, "small: x*3+1 over 1000 ints", variants=THREAD_VARIANTS,
              role="small", paired=True),
-        cell("spin", 50, 10**6, "balanced: 1e6 x 50 ns", variants=THREAD_VARIANTS + ["limit"],
-             role="balanced", paired=True),
+        cell("spin", 50, 10**6, "balanced: 1e6 x 50 ns", variants=THREAD_VARIANTS,
+             role="balanced", paired=True, limit=True),
         dict(cost[4], label=f"cpu: {fmt_count(cost[4]['n'])} x 100 us", role="cpu"),
         cell("ramp", 10**6, 400, "irregular: 400 of 1 us .. 1 ms, cheap first",
              variants=THREAD_VARIANTS + ["omp_dynamic"], role="irregular", paired=True),
         cell("nested", 1000, 100, "nested: 100 maps of 1000 x 1 us", variants=THREAD_VARIANTS,
              role="nested", paired=True),
         cell("imap", 100, 10**4, "imap: 1e4 x 100 ns, in order",
-             variants=THREAD_VARIANTS + ["limit"], role="imap", paired=True),
+             variants=THREAD_VARIANTS, role="imap", paired=True, limit=True),
         cell("paired", 10**6, 200, "progress: 200 x 1 ms",
              variants=["sequential", "threads", "threads_callback", "threads_bar"],
              role="progress")]
@@ -340,9 +340,9 @@ FAMILY_NOTES = {
                 "never_slower's are, and the cost is threads' speedup over the variant's.",
                 "machine limit (tiny, balanced and imap): what the cores gave at that moment, "
                 "timed after each batch of the loop in every variant's repetitions; the row is "
-                "the one beside threads'. The caller and one thread per other core (a team kept for the "
-                "run) run one contiguous slice of the items each, nothing shared, from a common "
-                "start; when the first ends, the items all had done by then are the cores' rate, "
+                "the one beside threads'. The caller and one thread per other core (a team kept "
+                "for the run) run one contiguous slice of the items each, nothing shared, from a "
+                "common start; when the first ends, the items all had done by then are the cores' rate, "
                 "and its time is the results' allocation plus every item at that rate (no tail, "
                 "no scheduler). A speedup under it is what a backend lost to its own costs, and a "
                 "target above it could not be met in that run; the targets compare threads with "
