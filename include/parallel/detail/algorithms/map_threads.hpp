@@ -311,12 +311,7 @@ class threaded_map {
     };
     const std::size_t blocks = (last - first + block - 1) / block;
     sharers_ = 1 + std::min(pool_.size() - 1, blocks - 1);
-    range_count_ = split == ranges::one ? 1 : sharers_;
-    ranges_ = std::make_unique<range[]>(range_count_);
-    for (std::size_t k = 0; k < range_count_; ++k) {
-      ranges_[k].next.store(first + (last - first) * k / range_count_, std::memory_order_relaxed);
-      ranges_[k].end = first + (last - first) * (k + 1) / range_count_;
-    }
+    open_ranges(first, last, split == ranges::one ? 1 : sharers_);
     std::size_t next_helper = 1;
     beside_helpers(
         sharers_ - 1,
@@ -324,6 +319,16 @@ class threaded_map {
           return std::make_unique<helper>(*this, block, next_helper++ % range_count_);
         },
         [this, block] { take_blocks(0, block); });
+  }
+
+  // [first, last) as `count` contiguous ranges of (nearly) equal length: ranges_.
+  void open_ranges(std::size_t first, std::size_t last, std::size_t count) {
+    range_count_ = count;
+    ranges_ = std::make_unique<range[]>(count);
+    for (std::size_t k = 0; k < count; ++k) {
+      ranges_[k].next.store(first + (last - first) * k / count, std::memory_order_relaxed);
+      ranges_[k].end = first + (last - first) * (k + 1) / count;
+    }
   }
 
   // One sharer's part of share_with_pool: blocks from range `own` until it is done, then from
@@ -378,8 +383,7 @@ class threaded_map {
       threaded_map* map_;
       latch done_;
     };
-    next_item_.store(0, std::memory_order_relaxed);
-    end_item_ = n;
+    open_ranges(0, n, 1);
     const std::size_t count = std::min(n, pool_.size());
     const auto takers = std::make_unique<std::optional<taker>[]>(count);
     for (std::size_t k = 0; k < count; ++k) pool_.spawn(&takers[k].emplace(*this));
@@ -388,9 +392,10 @@ class threaded_map {
   }
 
   void take_items() noexcept {
+    range& items = ranges_[0];
     while (!failure_.failed()) {
-      const std::size_t index = next_item_.fetch_add(1, std::memory_order_relaxed);
-      if (index >= end_item_) return;
+      const std::size_t index = items.next.fetch_add(1, std::memory_order_relaxed);
+      if (index >= items.end) return;
       const auto start = clock::now();
       if (!run_block(index, index + 1)) return;
       learn_cost(clock::now() - start, 1);
@@ -522,11 +527,8 @@ class threaded_map {
   std::size_t chunksize_;
   progress_reporter progress_;
   first_failure failure_;
-  // The next item and the end of hand_out_one_by_one.
-  std::atomic<std::size_t> next_item_{0};
-  std::size_t end_item_ = 0;
-  // share_with_pool's ranges: the next item of each (on a cache line of its own: its owner
-  // takes from it at every block) and its end.
+  // share_with_pool's ranges (hand_out_one_by_one's: one): the next item of each (on a cache
+  // line of its own: its owner takes from it at every block) and its end.
   struct alignas(64) range {
     std::atomic<std::size_t> next{0};
     std::size_t end = 0;
